@@ -1,0 +1,250 @@
+"""Command line: ``python -m analysis {validate,synth,report} …``.
+
+Exit status: 0 success, 2 invalid input (data or parameters), 1 an internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from analysis.io import load_dataset
+
+    dataset = load_dataset(args.data)
+    if args.verbose:
+        sizes = ", ".join(f"{len(frame):,} {name}" for name, frame in dataset.tables().items())
+        print(f"{args.data} follows the data contract: {sizes}")
+    return EXIT_OK
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from analysis.io import write_dataset
+    from analysis.synth import StudyDesign, generate, truth_json
+
+    design = StudyDesign(
+        seed=args.seed,
+        n_units=args.units,
+        n_waves=args.waves,
+        first_wave=args.first_wave,
+        median_unit_size=args.median_unit_size,
+        response_rate=args.response_rate,
+        customers_per_employee=args.customers_per_employee,
+        responses_per_customer_year=args.responses_per_customer_year,
+        nps_effect=args.nps_effect,
+        churn_hazard_ratio=args.churn_hazard_ratio,
+        mediated_share=args.mediated_share,
+        engagement_icc=args.engagement_icc,
+        no_effect=args.no_effect,
+        confounding=args.confounding,
+        confounding_strength=args.confounding_strength,
+        reverse_causation=args.reverse_causation,
+        reverse_strength=args.reverse_strength,
+    )
+    if args.reverse_causation and args.nps_effect == StudyDesign.nps_effect:
+        # "Reverse causation" alone means no forward effect, unless one was asked for.
+        design = StudyDesign(**{**design.__dict__, "nps_effect": 0.0, "churn_hazard_ratio": 1.0})
+    study = generate(design)
+    write_dataset(
+        study.tables,
+        args.out,
+        file_format=args.format,
+        extra_files={"truth.json": truth_json(study)},
+    )
+    counts = study.truth["counts"]
+    print(
+        f"Wrote {args.out}: {counts['units']} units, {counts['employee_responses']:,} employee "
+        f"responses, {counts['customers']:,} customers, {counts['nps_responses']:,} NPS "
+        f"responses (truth in {Path(args.out) / 'truth.json'})"
+    )
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis.parameters import load_parameters
+    from analysis.report import build_report
+
+    parameters = load_parameters(args.params)
+    build_report(args.data, args.out, parameters)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analysis.synth import StudyDesign
+
+    d = StudyDesign()
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Inside Out: does internal engagement show up in customer NPS and retention?",
+        epilog="Exit status: 0 success, 2 invalid data or parameters, 1 internal failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"inside-out {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a dataset against the data contract",
+        description="Check a dataset directory against the data contract (data/README.md). "
+        "Silent and exit 0 when valid; otherwise every problem, with file, column, "
+        "rule and row numbers, on stderr and exit 2. Never writes anything.",
+    )
+    validate.add_argument("data", type=Path, help="dataset directory")
+    validate.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print a one-line summary when the dataset is valid",
+    )
+    validate.set_defaults(run=_validate)
+
+    synth = commands.add_parser(
+        "synth",
+        help="generate a synthetic study with known effects",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Generate a contract-valid synthetic study and truth.json, the parameters "
+        "and true effects it was drawn from. The same seed gives byte-identical "
+        "files. Default effect sizes follow Harter, Schmidt & Hayes (2002) and "
+        "Gallup's Q12 meta-analysis (see analysis/synth.py).",
+    )
+    synth.add_argument("--out", type=Path, required=True, help="directory to write (replaced)")
+    synth.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    synth.add_argument(
+        "--format", choices=("csv", "parquet"), default="csv", help="file format of the tables"
+    )
+    size = synth.add_argument_group("size of the organisation")
+    size.add_argument("--units", type=int, default=d.n_units, help="number of units")
+    size.add_argument("--waves", type=int, default=d.n_waves, help="quarterly survey waves")
+    size.add_argument(
+        "--first-wave", default=d.first_wave, help="close date of the first wave (a quarter end)"
+    )
+    size.add_argument(
+        "--median-unit-size",
+        type=float,
+        default=d.median_unit_size,
+        help="median employees per unit (sizes are log-normal)",
+    )
+    size.add_argument(
+        "--response-rate",
+        type=float,
+        default=d.response_rate,
+        help="share of employees answering each wave",
+    )
+    size.add_argument(
+        "--customers-per-employee",
+        type=float,
+        default=d.customers_per_employee,
+        help="customers per employee of a customer-facing unit",
+    )
+    size.add_argument(
+        "--responses-per-customer-year",
+        type=float,
+        default=d.responses_per_customer_year,
+        help="NPS answers per customer per year as a customer",
+    )
+    effects = synth.add_argument_group("true effects")
+    effects.add_argument(
+        "--nps-effect",
+        type=float,
+        default=d.nps_effect,
+        help="NPS points per SD of unit engagement in the next quarter",
+    )
+    effects.add_argument(
+        "--churn-hazard-ratio",
+        type=float,
+        default=d.churn_hazard_ratio,
+        help="churn hazard ratio per SD of unit engagement (all paths)",
+    )
+    effects.add_argument(
+        "--mediated-share",
+        type=float,
+        default=d.mediated_share,
+        help="share of the log hazard ratio that runs through customer "
+        "sentiment (what NPS measures)",
+    )
+    effects.add_argument(
+        "--engagement-icc",
+        type=float,
+        default=d.engagement_icc,
+        help="share of engagement variance between units, ICC(1)",
+    )
+    harder = synth.add_argument_group("switches that make the study harder")
+    harder.add_argument(
+        "--no-effect", action="store_true", help="engagement has no effect on NPS or churn at all"
+    )
+    harder.add_argument(
+        "--confounding",
+        action="store_true",
+        help="region moves engagement, NPS and churn together (a spurious "
+        "association unless region is controlled)",
+    )
+    harder.add_argument(
+        "--confounding-strength",
+        type=float,
+        default=0.5,
+        help="with --confounding: SD of engagement between regions",
+    )
+    harder.add_argument(
+        "--reverse-causation",
+        action="store_true",
+        help="customer sentiment in the quarter before a wave drives engagement "
+        "at that wave; no forward effect unless --nps-effect is also set",
+    )
+    harder.add_argument(
+        "--reverse-strength",
+        type=float,
+        default=0.4,
+        help="with --reverse-causation: SD of engagement per SD of sentiment",
+    )
+    synth.set_defaults(run=_synth)
+
+    report = commands.add_parser(
+        "report",
+        help="run the notebooks and render the HTML report",
+        description="Validate DATA, execute the notebooks with papermill and render "
+        "self-contained HTML under OUT/<run-id>/, with OUT/latest pointing to it. "
+        "A failed run leaves the previous report untouched.",
+    )
+    report.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/sample"),
+        help="dataset directory (default: data/sample)",
+    )
+    report.add_argument(
+        "--out", type=Path, default=Path("reports"), help="reports folder (default: reports)"
+    )
+    report.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="parameters YAML (keys: min_group_size, outcome_window_days, "
+        "as_of, alpha, seed, bootstrap_draws, covariates)",
+    )
+    report.set_defaults(run=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.io import DatasetError
+    from analysis.parameters import ParameterError
+    from analysis.report import ReportError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (DatasetError, ParameterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""Reading and writing datasets: the only module that touches data files.
+
+``load_dataset`` reads a dataset directory, enforces the data contract (``analysis.contract``) and
+returns typed tables. It never modifies its input. Every problem it finds is collected and raised
+together in one ``DatasetError``, so a user fixes a file once, not once per rerun.
+
+Row numbers in messages count as a spreadsheet does: the header is row 1, the first record row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import yaml
+
+from analysis.contract import (
+    DEFAULT_INSTRUMENT,
+    TABLE_NAMES,
+    TABLES_LINKED_TO_UNITS,
+    ColumnSpec,
+    Instrument,
+    Scale,
+    TableSpec,
+    table_specs,
+)
+
+FIRST_DATA_ROW = 2  # the header is row 1
+ROWS_SHOWN = 5
+INSTRUMENT_FILE = "instrument.yaml"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: where it is broken, and how often."""
+
+    file: str
+    column: str | None
+    rule: str
+    rows: tuple[int, ...] = ()
+    count: int = 1
+
+    def __str__(self) -> str:
+        where = self.file if self.column is None else f"{self.file}, column {self.column!r}"
+        text = f"{where}: {self.rule}"
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:ROWS_SHOWN])
+            more = ", …" if self.count > ROWS_SHOWN else ""
+            noun = "row" if self.count == 1 else "rows"
+            text += f" ({self.count} {noun}: {shown}{more})"
+        return text
+
+
+class DatasetError(ValueError):
+    """The dataset breaks the data contract. ``problems`` lists every broken rule."""
+
+    def __init__(self, directory: Path | str, problems: Iterable[Problem]):
+        self.directory = Path(directory)
+        self.problems = tuple(problems)
+        lines = [
+            f"{self.directory} does not follow the data contract ({len(self.problems)} "
+            f"problem{'s' if len(self.problems) != 1 else ''}):"
+        ]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append("Row numbers count the header as row 1. See data/README.md for the rules.")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class Dataset:
+    """A validated dataset: typed tables, the instrument, and where they came from."""
+
+    units: pd.DataFrame
+    employee_survey: pd.DataFrame
+    customer_nps: pd.DataFrame
+    customers: pd.DataFrame
+    instrument: Instrument = DEFAULT_INSTRUMENT
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: getattr(self, name) for name in TABLE_NAMES}
+
+
+# --------------------------------------------------------------------------------------------
+# Instrument
+
+
+def load_instrument(directory: Path) -> tuple[Instrument, list[Problem]]:
+    """Read ``instrument.yaml`` if present; otherwise the contract's default instrument.
+
+    Format::
+
+        scales:
+          engagement:
+            items: [eng_1, eng_2, eng_3]
+            range: [1, 5]
+            favourable: 4        # optional
+            reverse: [eng_3]     # optional: items where a high answer means less of the scale
+    """
+    path = directory / INSTRUMENT_FILE
+    if not path.exists():
+        return DEFAULT_INSTRUMENT, []
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        return DEFAULT_INSTRUMENT, [Problem(INSTRUMENT_FILE, None, f"is not valid YAML ({error})")]
+    problems: list[Problem] = []
+    scales = []
+    entries = raw.get("scales") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        return DEFAULT_INSTRUMENT, [Problem(INSTRUMENT_FILE, None, "needs a mapping 'scales:'")]
+    for name, entry in entries.items():
+        try:
+            items = tuple(str(i) for i in entry["items"])
+            low, high = (int(v) for v in entry["range"])
+            if not items or low >= high:
+                raise ValueError
+            reverse = tuple(str(i) for i in entry.get("reverse", ()))
+            if not set(reverse) <= set(items):
+                raise ValueError
+            favourable = entry.get("favourable")
+            scales.append(
+                Scale(
+                    str(name),
+                    items,
+                    low,
+                    high,
+                    None if favourable is None else float(favourable),
+                    reverse,
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            problems.append(
+                Problem(
+                    INSTRUMENT_FILE,
+                    None,
+                    f"scale {name!r} needs 'items' (a non-empty list) and 'range' [low, high] with "
+                    "low < high; 'reverse' may only name its own items",
+                )
+            )
+    if problems:
+        return DEFAULT_INSTRUMENT, problems
+    return Instrument(tuple(scales)), []
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one table
+
+
+def find_table_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
+    files: dict[str, Path] = {}
+    problems = []
+    for name in TABLE_NAMES:
+        candidates = [directory / f"{name}{ext}" for ext in (".csv", ".parquet")]
+        present = [p for p in candidates if p.exists()]
+        if len(present) == 2:
+            problems.append(
+                Problem(
+                    f"{name}.csv + {name}.parquet",
+                    None,
+                    "a table must be stored once: both spellings are present, remove one",
+                )
+            )
+            files[name] = present[0]  # still checked, so that every other problem is listed too
+        elif not present:
+            problems.append(Problem(f"{name}.csv", None, "required table is missing"))
+        else:
+            files[name] = present[0]
+    return files, problems
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read a table without interpreting it: CSV cells stay strings, so ``007`` stays ``007``."""
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several unrelated types
+            return None, [Problem(path.name, None, f"cannot be read as Parquet ({error})")]
+        return frame.reset_index(drop=True), []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError as error:
+        return None, [
+            Problem(path.name, None, f"is not UTF-8 text ({error.reason} at byte {error.start})")
+        ]
+    if not header:
+        return None, [Problem(path.name, None, "is empty: it needs at least a header row")]
+    seen, duplicated = set(), []
+    for column in header:
+        if column in seen:
+            duplicated.append(column)
+        seen.add(column)
+    if duplicated:
+        return None, [
+            Problem(path.name, c, "column name appears more than once")
+            for c in dict.fromkeys(duplicated)
+        ]
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        return None, [Problem(path.name, None, f"is not well-formed CSV ({error})")]
+    return frame, []
+
+
+def _rows(mask: pd.Series) -> tuple[tuple[int, ...], int]:
+    """Spreadsheet row numbers where ``mask`` holds; frames keep the file's 0-based RangeIndex."""
+    labels = mask.index[mask.to_numpy(dtype=bool)]
+    return tuple(int(i) + FIRST_DATA_ROW for i in labels[:ROWS_SHOWN]), int(len(labels))
+
+
+def _problem(file: str, column: str | None, rule: str, mask: pd.Series) -> Problem | None:
+    rows, count = _rows(mask)
+    return Problem(file, column, rule, rows, count) if count else None
+
+
+def _parse_column(
+    values: pd.Series, spec: ColumnSpec, file: str
+) -> tuple[pd.Series, Problem | None]:
+    """Turn raw cells into the column's type; cells that cannot be read become a problem."""
+    present = values.notna()
+    if spec.kind in ("id", "text"):
+        if pd.api.types.is_float_dtype(values):  # Parquet ids stored as numbers
+            values = values.astype("Int64")
+        parsed = values.astype("str").where(present, None).astype("string")
+        if spec.kind == "id":
+            parsed = parsed.str.strip()
+            blank = present & (parsed == "")
+            parsed = parsed.mask(blank, pd.NA)
+            return parsed, _problem(file, spec.name, "identifier is blank", blank.fillna(False))
+        return parsed, None
+    if spec.kind == "date":
+        if pd.api.types.is_datetime64_any_dtype(values):
+            parsed = values.dt.tz_localize(None) if values.dt.tz else values
+            return parsed.astype("datetime64[ns]").dt.normalize(), None
+        text = values.astype("string").str.strip()
+        parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        bad = present & parsed.isna()
+        return parsed.astype("datetime64[ns]"), _problem(
+            file, spec.name, "is not a date in ISO form YYYY-MM-DD", bad
+        )
+    if spec.kind == "bool":
+        if pd.api.types.is_bool_dtype(values):
+            return values.astype("boolean"), None
+        text = values.astype("string").str.strip().str.lower()
+        parsed = text.map({"true": True, "false": False}, na_action="ignore").astype("boolean")
+        bad = present & parsed.isna()
+        return parsed, _problem(file, spec.name, "is not 'true' or 'false'", bad)
+    # integers
+    numbers = (
+        values
+        if pd.api.types.is_numeric_dtype(values)
+        else pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+    )
+    numbers = numbers.astype("float64")
+    bad = present & (numbers.isna() | (numbers != np.floor(numbers)))
+    parsed = numbers.where(~bad).astype("Int64")
+    return parsed, _problem(file, spec.name, "is not a whole number", bad)
+
+
+def _pandera_schema(spec: TableSpec, columns: Iterable[str]) -> pa.DataFrameSchema:
+    """The contract's value rules for one table, for the columns the file has."""
+    schema_columns = {}
+    for column in spec.columns:
+        if column.name not in columns:
+            continue
+        checks = []
+        if column.low is not None:
+            checks.append(
+                pa.Check.in_range(
+                    column.low,
+                    column.high,
+                    error=f"value outside the allowed range {column.low}–{column.high}",
+                )
+            )
+        schema_columns[column.name] = pa.Column(
+            nullable=column.nullable, unique=column.unique, checks=checks, coerce=False
+        )
+    unique = [c for c in spec.unique_together if c in columns] or None
+    return pa.DataFrameSchema(schema_columns, unique=unique, report_duplicates="all")
+
+
+_PANDERA_RULES = {
+    "not_nullable": "required value is blank",
+    "field_uniqueness": "value must be unique but is repeated",
+}
+
+
+def _pandera_problems(
+    schema: pa.DataFrameSchema, frame: pd.DataFrame, file: str, spec: TableSpec
+) -> list[Problem]:
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.dropna(subset=["index"])
+        problems = []
+        together = cases["check"] == "multiple_fields_uniqueness"
+        if together.any():
+            index = pd.Index(cases.loc[together, "index"].astype(int).unique())
+            mask = pd.Series(frame.index.isin(index), index=frame.index)
+            problems.append(
+                _problem(
+                    file,
+                    ", ".join(spec.unique_together),
+                    "combination must be unique but is repeated",
+                    mask,
+                )
+            )
+        for (column, check), group in cases[~together].groupby(["column", "check"], sort=False):
+            mask = pd.Series(frame.index.isin(group["index"].astype(int)), index=frame.index)
+            problems.append(_problem(file, column, _PANDERA_RULES.get(check, check), mask))
+        return [p for p in problems if p]
+    return []
+
+
+def _read_table(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Problem]]:
+    raw, problems = _read_raw(path)
+    if raw is None:
+        return None, problems
+    missing = [c.name for c in spec.columns if c.required and c.name not in raw.columns]
+    for column in missing:
+        problems.append(Problem(path.name, column, "required column is missing"))
+    typed = {}
+    unreadable = pd.Series(False, index=raw.index)
+    for column in spec.columns:
+        if column.name in raw.columns:
+            typed[column.name], problem = _parse_column(raw[column.name], column, path.name)
+            if problem:
+                problems.append(problem)
+                unreadable |= raw[column.name].notna() & typed[column.name].isna()
+    frame = pd.DataFrame(typed, index=raw.index)
+    # Extra columns pass through untouched (a covariate may be named in the parameters).
+    extras = [c for c in raw.columns if c not in typed]
+    frame = pd.concat([frame, raw[extras]], axis=1) if extras else frame
+    # Rows with a cell that could not be read are already reported; pandera checks the rest.
+    checked = frame[~unreadable] if unreadable.any() else frame
+    problems += _pandera_problems(_pandera_schema(spec, frame.columns), checked, path.name, spec)
+    return frame, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Rules across tables
+
+
+def _cross_table_problems(
+    tables: dict[str, pd.DataFrame], files: dict[str, Path], instrument: Instrument
+) -> list[Problem]:
+    problems: list[Problem | None] = []
+    if "units" in tables:
+        known = pd.Index(tables["units"]["unit_id"].dropna().unique())
+        for name in TABLES_LINKED_TO_UNITS:
+            frame = tables.get(name)
+            if frame is None or "unit_id" not in frame:
+                continue
+            unknown = frame["unit_id"].notna() & ~frame["unit_id"].isin(known)
+            problems.append(
+                _problem(files[name].name, "unit_id", "unit_id is not in the units table", unknown)
+            )
+    customers = tables.get("customers")
+    if customers is not None and {"since", "churned_on"} <= set(customers.columns):
+        early = customers["churned_on"] < customers["since"]
+        problems.append(
+            _problem(
+                files["customers"].name,
+                "churned_on",
+                "churned_on is before since",
+                early.fillna(False),
+            )
+        )
+    survey = tables.get("employee_survey")
+    if survey is not None:
+        for item in instrument.items:
+            if item not in survey.columns:
+                problems.append(
+                    Problem(
+                        files["employee_survey"].name,
+                        item,
+                        "instrument item is missing from the survey",
+                    )
+                )
+    return [p for p in problems if p]
+
+
+# --------------------------------------------------------------------------------------------
+# The public entry points
+
+
+def load_dataset(directory: Path | str) -> Dataset:
+    """Read and validate a dataset directory; raise ``DatasetError`` listing every problem.
+
+    Files are only read. Tables come back typed: identifiers as strings, dates as
+    ``datetime64[ns]``, item and score columns as nullable ``Int64``, ``customer_facing`` as
+    nullable boolean (blank means the contract's default, true).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(directory, [Problem(str(directory), None, "is not a directory")])
+    instrument, problems = load_instrument(directory)
+    files, found_problems = find_table_files(directory)
+    problems += found_problems
+    specs = table_specs(instrument)
+    tables = {}
+    for name, path in files.items():
+        frame, table_problems = _read_table(path, specs[name])
+        problems += table_problems
+        if frame is not None:
+            tables[name] = frame
+    problems += _cross_table_problems(tables, files, instrument)
+    if problems:
+        raise DatasetError(directory, problems)
+    units = tables["units"]
+    if "customer_facing" not in units:
+        units["customer_facing"] = pd.array([True] * len(units), dtype="boolean")
+    else:
+        units["customer_facing"] = units["customer_facing"].fillna(True)
+    return Dataset(**tables, instrument=instrument, files=files)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Format dates as ISO and booleans as the contract's lower-case words."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].dt.strftime("%Y-%m-%d")
+        elif pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].map({True: "true", False: "false"})
+    return out
+
+
+def write_dataset(
+    tables: dict[str, pd.DataFrame],
+    directory: Path | str,
+    *,
+    file_format: str = "csv",
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write tables (and small text files) as a dataset directory, all or nothing.
+
+    Everything is written into a temporary sibling directory that replaces ``directory`` only
+    once complete, so an interrupted run never leaves a half-written dataset behind.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a dataset is meant to be shared
+    try:
+        for name, frame in tables.items():
+            if file_format == "parquet":
+                frame.to_parquet(staging / f"{name}.parquet", index=False)
+            else:
+                _csv_ready(frame).to_csv(staging / f"{name}.csv", index=False, lineterminator="\n")
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory

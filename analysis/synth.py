@@ -1,0 +1,643 @@
+"""A synthetic study whose truth is known: the yardstick every method in ``analysis`` is checked on.
+
+The generator draws a whole organisation (regions, units of very different sizes, customer-facing
+and back-office units), eight quarterly employee-survey waves and the customers those units serve,
+from a model whose causal effects are set by the caller and written to ``truth.json``.
+
+The model
+---------
+Unit engagement (latent, in SD units) for unit *u* at wave *t* (``t = 0`` is the unobserved quarter
+before the first wave)::
+
+    z[u,t] = sqrt(rho) a[u] + sqrt(1 - rho) w[u,t] + g[region]         w: AR(1), phi = 0.5
+             + kappa s[u,t-1]                                           (reverse causation only)
+
+``rho`` is the share of unit variance that is stable, so engagement persists within a unit.
+
+Employees: an employee *i* of unit *u* answers at wave *t* with probability
+``logistic(logit(response_rate) + 0.2 e[i,t])`` (less engaged staff answer less often). Their
+latent engagement is ``e[i,t] = sqrt(icc) z[u,t] + sqrt(1 - icc) (person + occasion)``; each other
+scale mixes that factor with a specific part (correlations of .45–.70, as in published employee
+surveys), and each item is the scale plus measurement error (loading 0.75), cut into the ordinal
+categories of the instrument. Items are skipped at random (2%).
+
+Customers: a customer of unit *u* in quarter *k* (the outcome window of wave *k*) has satisfaction
+``eta = beta z[u,k] + r[region] + b[u] + s[u,k] + c[customer]``; ``s`` is unit customer sentiment,
+AR(1) across quarters. The 0–10 answer is ordinal-logistic in ``eta``, so the promoter and
+detractor odds move with engagement. Churn is piecewise exponential by quarter, with hazard::
+
+    h = h0 exp(delta z[u,k] + lam (beta z[u,k] + r[region] + b[u] + s[u,k]))
+
+so the effect of engagement on churn runs partly directly (``delta``) and partly through customer
+sentiment, which NPS measures (``lam beta``). Customers who joined before the first wave enter the
+study there.
+
+Default effect sizes and their grounding
+----------------------------------------
+* ``nps_effect`` = 4 NPS points per SD of unit engagement. Harter, Schmidt & Hayes (2002, *Journal
+  of Applied Psychology* 87(2), 268–279) report a true-score unit-level correlation of about .33
+  between engagement and customer satisfaction–loyalty; with a between-unit SD of true NPS near 12
+  points (set here by ``unit_nps_sd``) that is a slope of .33 × 12 ≈ 4 points per SD.
+* The same slope puts top-quartile units about 10 NPS points above bottom-quartile units (the
+  quartile means of a normal variable are 2.54 SD apart), in line with Gallup's finding that
+  top-quartile units lead on customer loyalty by about 10% (Harter et al., 2020, *The
+  Relationship Between Engagement at Work and Organizational Outcomes*, Q12 meta-analysis, 10th
+  ed.).
+* ``churn_hazard_ratio`` = 0.88 per SD, about 24% lower churn hazard in top- than bottom-quartile
+  units; ``baseline_annual_churn`` = 15%.
+* ``mediated_share`` = 0.3 of the log hazard ratio runs through customer sentiment.
+* ``engagement_icc`` = 0.15: ICC(1) values of .05–.20 are typical of work-unit climate data
+  (Bliese, 2000, in Klein & Kozlowski, *Multilevel Theory, Research, and Methods in
+  Organizations*).
+
+Switches
+--------
+``no_effect`` sets every causal effect of engagement to zero. ``confounding`` makes region move
+engagement, NPS and churn together. ``reverse_causation`` makes customer sentiment in the quarter
+before a wave raise engagement at that wave (``kappa``), with no forward effect unless
+``nps_effect`` is also given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from analysis.contract import DEFAULT_INSTRUMENT, Instrument
+
+DAYS_PER_YEAR = 365.25
+REGIONS = ("North", "South", "East", "West", "Central")
+TOWNS = (
+    "Leeds",
+    "Bristol",
+    "King's Lynn",
+    "Stoke-on-Trent",
+    "Bury St Edmunds",
+    "Cardiff",
+    "Derby",
+    "Exeter",
+    "Glasgow",
+    "Hull",
+    "Ipswich",
+    "Bath & Wells",
+    "Kendal",
+    "Luton",
+    "Malvern",
+)
+UNIT_KINDS = ("Branch", "Store", "Contact centre", "Service desk")
+BACK_OFFICE_KINDS = ("Finance", "IT", "HR", "Logistics", "Legal")
+
+# Share of each 0–10 answer for an average customer (a net score near +30, detractors 20%).
+CUSTOMER_NPS_BASE = (0.02, 0.01, 0.02, 0.02, 0.03, 0.04, 0.06, 0.10, 0.20, 0.25, 0.25)
+ENPS_BASE = (0.02, 0.02, 0.03, 0.04, 0.05, 0.08, 0.09, 0.14, 0.17, 0.18, 0.18)
+FIVE_POINT_BASE = (0.04, 0.08, 0.20, 0.43, 0.25)
+SEVEN_POINT_BASE = (0.03, 0.06, 0.10, 0.17, 0.26, 0.23, 0.15)
+CUSTOMER_EFFORT_BASE = (0.03, 0.05, 0.08, 0.14, 0.25, 0.25, 0.20)
+# Correlation of each scale's latent with the engagement factor.
+SCALE_CORRELATION = {
+    "engagement": 1.0,
+    "internal_communication": 0.60,
+    "brand_alignment": 0.65,
+    "points_of_connection": 0.55,
+    "employee_effort": 0.45,
+    "enps": 0.70,
+}
+ITEM_LOADING = 0.75
+ITEM_SKIP_RATE = 0.02
+CUSTOMER_SD_LOGIT = 1.0  # customer-to-customer spread of satisfaction, in logits
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """Every knob of the generator. The defaults make ``data/sample``."""
+
+    seed: int = 20240331
+    n_units: int = 300
+    n_waves: int = 8
+    first_wave: str = "2024-03-31"
+    share_customer_facing: float = 0.8
+    median_unit_size: float = 10.0
+    unit_size_spread: float = 0.9  # SD of log unit size
+    response_rate: float = 0.70
+    annual_staff_turnover: float = 0.15
+    customers_per_employee: float = 7.0
+    share_customers_before_first_wave: float = 0.55
+    responses_per_customer_year: float = 1.2
+    engagement_icc: float = 0.15
+    engagement_persistence: float = 0.6
+    nps_effect: float = 4.0  # NPS points per SD of latent unit engagement
+    unit_nps_sd: float = 12.0  # between-unit SD of true NPS, all sources
+    churn_hazard_ratio: float = 0.88  # per SD of latent unit engagement, all paths
+    mediated_share: float = 0.3
+    baseline_annual_churn: float = 0.15
+    sentiment_churn_log_hr: float = (
+        -0.5
+    )  # per logit of unit sentiment, when engagement has no effect
+    no_effect: bool = False
+    confounding: bool = False
+    confounding_strength: float = 0.5  # SD of engagement between regions
+    reverse_causation: bool = False
+    reverse_strength: float = 0.4  # kappa: SD of engagement per SD of prior sentiment
+
+    def effective(self) -> StudyDesign:
+        """The design with its switches applied."""
+        design = self
+        if self.no_effect:
+            design = replace(design, nps_effect=0.0, churn_hazard_ratio=1.0)
+        if not self.reverse_causation:
+            design = replace(design, reverse_strength=0.0)
+        if not self.confounding:
+            design = replace(design, confounding_strength=0.0)
+        return design
+
+
+@dataclass
+class Study:
+    tables: dict[str, pd.DataFrame]
+    truth: dict
+
+
+# --------------------------------------------------------------------------------------------
+# Ordinal answers
+
+
+def _cutpoints(base: tuple[float, ...], link: str) -> np.ndarray:
+    """Thresholds on the latent scale that reproduce the base shares at a latent value of 0."""
+    cumulative = np.cumsum(base)[:-1]
+    cumulative = cumulative / np.sum(base)
+    if link == "logit":
+        return logit(cumulative)
+    from scipy.stats import norm
+
+    return norm.ppf(cumulative)
+
+
+def _ordinal(latent: np.ndarray, cutpoints: np.ndarray, low: int) -> np.ndarray:
+    return low + np.searchsorted(cutpoints, latent, side="left")
+
+
+def _ordinal_logistic(
+    eta: np.ndarray, cutpoints: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    noise = rng.logistic(size=eta.shape)
+    return np.searchsorted(cutpoints, eta + noise, side="left")
+
+
+# --------------------------------------------------------------------------------------------
+# Exact quantities implied by the design, for truth.json
+
+
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
+_GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
+
+
+def _expected_nps(eta_mean: np.ndarray, spread: float, cutpoints: np.ndarray) -> np.ndarray:
+    """E[100 (P(promoter) − P(detractor))] when eta ~ N(eta_mean, spread²), ordinal logistic."""
+    eta = np.asarray(eta_mean)[..., None] + spread * _GH_NODES
+    promoter = 1 - expit(cutpoints[8] - eta)  # answer 9 or 10
+    detractor = expit(cutpoints[6] - eta)  # answer 0 to 6
+    return 100 * ((promoter - detractor) * _GH_WEIGHTS).sum(axis=-1)
+
+
+def _nps_slope(beta: float, spread: float, cutpoints: np.ndarray) -> float:
+    """Average derivative of expected NPS with respect to latent engagement z ~ N(0, 1).
+
+    By Stein's lemma this is also the population least-squares slope of NPS on z.
+    """
+    h = 1e-4
+    z = _GH_NODES
+    up = _expected_nps(beta * (z + h), spread, cutpoints)
+    down = _expected_nps(beta * (z - h), spread, cutpoints)
+    return float((((up - down) / (2 * h)) * _GH_WEIGHTS).sum())
+
+
+def _points_per_logit(spread: float, cutpoints: np.ndarray) -> float:
+    h = 1e-4
+    return float(
+        (
+            _expected_nps(np.array(h), spread, cutpoints)
+            - _expected_nps(np.array(-h), spread, cutpoints)
+        )
+        / (2 * h)
+    )
+
+
+def _beta_for_nps_effect(points: float, spread: float, cutpoints: np.ndarray) -> float:
+    """Solve for the logit coefficient that gives ``points`` NPS points per SD (bisection)."""
+    if points == 0:
+        return 0.0
+    low, high = 0.0, 3.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if _nps_slope(mid, spread, cutpoints) < abs(points):
+            low = mid
+        else:
+            high = mid
+    return float(np.sign(points) * (low + high) / 2)
+
+
+# --------------------------------------------------------------------------------------------
+# The generator
+
+
+def generate(
+    design: StudyDesign = StudyDesign(), instrument: Instrument = DEFAULT_INSTRUMENT
+) -> Study:
+    """Draw a study. The same design (seed included) gives the same tables, row for row."""
+    d = design.effective()
+    streams = np.random.SeedSequence(d.seed).spawn(6)
+    rng_units, rng_engagement, rng_staff, rng_items, rng_customers, rng_nps = (
+        np.random.default_rng(s) for s in streams
+    )
+
+    waves = pd.date_range(pd.Timestamp(d.first_wave), periods=d.n_waves, freq="QE")
+    first_wave, last_wave = waves[0], waves[-1]
+    as_of = last_wave + pd.offsets.QuarterEnd(1)
+    response_start = first_wave - pd.offsets.QuarterEnd(1)
+    # Quarter k runs from boundary k to boundary k + 1; quarter 0 precedes the first wave.
+    boundaries = pd.DatetimeIndex([response_start, *waves, as_of])
+    n_periods = d.n_waves + 1
+
+    # ---- units
+    n = d.n_units
+    region_index = rng_units.integers(0, len(REGIONS), n)
+    customer_facing = rng_units.random(n) < d.share_customer_facing
+    size = np.clip(
+        np.round(d.median_unit_size * np.exp(d.unit_size_spread * rng_units.standard_normal(n))),
+        2,
+        400,
+    )
+    size = size.astype(int)
+    unit_ids = np.array([f"{i + 1:04d}" for i in range(n)])
+    town = rng_units.integers(0, len(TOWNS), n)
+    kind = rng_units.integers(0, 20, n)
+    names = [
+        f"{UNIT_KINDS[k % len(UNIT_KINDS)]} {TOWNS[t]} {i + 1}"
+        if cf
+        else f"{BACK_OFFICE_KINDS[k % len(BACK_OFFICE_KINDS)]} {TOWNS[t]} {i + 1}"
+        for i, (t, k, cf) in enumerate(zip(town, kind, customer_facing, strict=True))
+    ]
+    units = pd.DataFrame(
+        {
+            "unit_id": unit_ids,
+            "unit_name": names,
+            "region": np.array(REGIONS)[region_index],
+            "customer_facing": customer_facing,
+        }
+    )
+
+    # ---- customer-side scale: from effect sizes to logit coefficients
+    nps_cuts = _cutpoints(CUSTOMER_NPS_BASE, "logit")
+    points_per_logit = _points_per_logit(CUSTOMER_SD_LOGIT, nps_cuts)
+    beta = _beta_for_nps_effect(d.nps_effect, CUSTOMER_SD_LOGIT, nps_cuts)
+    # What the engagement effect does not explain of the between-unit NPS variance is split
+    # between a stable unit part (b) and a quarter-to-quarter sentiment (s).
+    other_sd_points = np.sqrt(max(d.unit_nps_sd**2 - d.nps_effect**2, 1.0))
+    other_sd_logit = other_sd_points / points_per_logit
+    unit_sd, sentiment_sd = other_sd_logit * np.sqrt(0.6), other_sd_logit * np.sqrt(0.4)
+
+    region_offsets = np.linspace(-1, 1, len(REGIONS))  # a fixed ordering of regions
+    region_engagement = d.confounding_strength * region_offsets * np.sqrt(2)  # SD = strength
+    region_nps_logit = 0.05 * rng_units.standard_normal(len(REGIONS))
+    if d.confounding:
+        # regions that engage staff more also have happier customers, whatever the causal path
+        region_nps_logit = region_nps_logit + 0.5 * region_engagement * other_sd_logit
+
+    # ---- unit engagement and customer sentiment over quarters
+    phi = 0.5
+    a = rng_engagement.standard_normal(n)
+    w = np.empty((n, n_periods))
+    s = np.empty((n, n_periods))
+    w[:, 0] = rng_engagement.standard_normal(n)
+    s[:, 0] = rng_engagement.standard_normal(n)
+    for k in range(1, n_periods):
+        w[:, k] = phi * w[:, k - 1] + np.sqrt(1 - phi**2) * rng_engagement.standard_normal(n)
+        s[:, k] = phi * s[:, k - 1] + np.sqrt(1 - phi**2) * rng_engagement.standard_normal(n)
+    rho = d.engagement_persistence
+    z = np.sqrt(rho) * a[:, None] + np.sqrt(1 - rho) * w + region_engagement[region_index][:, None]
+    z[:, 1:] += d.reverse_strength * s[:, :-1]
+    b = unit_sd * rng_engagement.standard_normal(n)
+    unit_sentiment = region_nps_logit[region_index][:, None] + b[:, None] + sentiment_sd * s
+
+    # ---- employees and their answers
+    survey = _employee_survey(d, instrument, z, unit_ids, size, waves, rng_staff, rng_items)
+
+    # ---- customers, churn and NPS responses
+    customers, nps = _customers(
+        d,
+        z,
+        beta,
+        unit_sentiment,
+        unit_ids,
+        size,
+        customer_facing,
+        boundaries,
+        rng_customers,
+        rng_nps,
+        nps_cuts,
+    )
+
+    truth = _truth(
+        d,
+        beta,
+        points_per_logit,
+        unit_sd,
+        sentiment_sd,
+        region_engagement,
+        region_nps_logit,
+        waves,
+        as_of,
+        units,
+        survey,
+        customers,
+        nps,
+        instrument,
+        rng_seed=d.seed,
+    )
+    return Study(
+        {"units": units, "employee_survey": survey, "customer_nps": nps, "customers": customers},
+        truth,
+    )
+
+
+def _employee_survey(
+    d: StudyDesign,
+    instrument: Instrument,
+    z: np.ndarray,
+    unit_ids: np.ndarray,
+    size: np.ndarray,
+    waves: pd.DatetimeIndex,
+    rng_staff: np.random.Generator,
+    rng_items: np.random.Generator,
+) -> pd.DataFrame:
+    roster_unit = np.repeat(np.arange(len(unit_ids)), size)
+    n_staff = len(roster_unit)
+    person = rng_staff.standard_normal(n_staff)
+    staff_id = np.arange(n_staff)
+    next_id = n_staff
+    quarterly_leave = 1 - (1 - d.annual_staff_turnover) ** 0.25
+    scale_specific_unit = {
+        s.name: rng_items.standard_normal(len(unit_ids)) for s in instrument.scales
+    }
+    icc = d.engagement_icc
+    frames = []
+    for t, wave in enumerate(waves, start=1):
+        if t > 1:  # leavers are replaced by new staff with new pseudonymous ids
+            leave = rng_staff.random(n_staff) < quarterly_leave
+            staff_id = staff_id.copy()
+            staff_id[leave] = next_id + np.arange(leave.sum())
+            next_id += int(leave.sum())
+            person = np.where(leave, rng_staff.standard_normal(n_staff), person)
+        occasion = rng_staff.standard_normal(n_staff)
+        general = np.sqrt(icc) * z[roster_unit, t] + np.sqrt(1 - icc) * (
+            np.sqrt(0.5) * person + np.sqrt(0.5) * occasion
+        )
+        answers = rng_staff.random(n_staff) < expit(logit(d.response_rate) + 0.2 * general)
+        columns: dict[str, np.ndarray] = {}
+        for scale in instrument.scales:
+            r = SCALE_CORRELATION.get(scale.name, 0.5)
+            specific = np.sqrt(icc) * scale_specific_unit[scale.name][roster_unit] + np.sqrt(
+                1 - icc
+            ) * rng_items.standard_normal(n_staff)
+            latent = r * general + np.sqrt(1 - r**2) * specific
+            categories = scale.high - scale.low + 1
+            base = {11: ENPS_BASE, 7: SEVEN_POINT_BASE, 5: FIVE_POINT_BASE}.get(
+                categories, tuple(np.full(categories, 1 / categories))
+            )
+            cuts = _cutpoints(base, "probit")
+            for item in scale.items:
+                loading = ITEM_LOADING if len(scale.items) > 1 else 0.9
+                value = loading * latent + np.sqrt(1 - loading**2) * rng_items.standard_normal(
+                    n_staff
+                )
+                answer = _ordinal(value, cuts, scale.low).astype(float)
+                if item in scale.reverse:
+                    answer = scale.low + scale.high - answer
+                answer[rng_items.random(n_staff) < ITEM_SKIP_RATE] = np.nan
+                columns[item] = answer[answers]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "respondent_id": [f"R{i:06d}" for i in staff_id[answers]],
+                    "unit_id": unit_ids[roster_unit[answers]],
+                    "wave": wave,
+                    **{k: pd.array(v, dtype="Int64") for k, v in columns.items()},
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _churn_paths(d: StudyDesign, beta: float) -> tuple[float, float]:
+    """Split the total log hazard ratio per SD into a direct path and a path through sentiment.
+
+    Returns ``(delta, lam)``: the direct log hazard ratio per SD of engagement, and the log hazard
+    ratio per logit of unit customer sentiment. With an engagement effect on NPS, ``lam`` is set
+    so that ``lam * beta`` is ``mediated_share`` of the total; without one, sentiment still drives
+    churn at ``sentiment_churn_log_hr`` (NPS predicts churn even where engagement does not).
+    """
+    total = float(np.log(d.churn_hazard_ratio))
+    if beta == 0 or total == 0:
+        return total, d.sentiment_churn_log_hr if beta == 0 else 0.0
+    lam = d.mediated_share * total / beta
+    return total - lam * beta, lam
+
+
+def _customers(
+    d: StudyDesign,
+    z: np.ndarray,
+    beta: float,
+    unit_sentiment: np.ndarray,
+    unit_ids: np.ndarray,
+    size: np.ndarray,
+    customer_facing: np.ndarray,
+    boundaries: pd.DatetimeIndex,
+    rng: np.random.Generator,
+    rng_nps: np.random.Generator,
+    nps_cuts: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    first_wave, as_of = boundaries[1], boundaries[-1]
+    day = np.timedelta64(1, "D")
+    counts = np.where(customer_facing, rng.poisson(size * d.customers_per_employee), 0)
+    unit = np.repeat(np.arange(len(unit_ids)), counts)
+    m = len(unit)
+    before = rng.random(m) < d.share_customers_before_first_wave
+    study_days = (as_of - first_wave) / day
+    since = np.where(
+        before,
+        first_wave.to_datetime64() - (1 + rng.integers(0, int(5 * DAYS_PER_YEAR), m)) * day,
+        first_wave.to_datetime64() + rng.integers(0, int(study_days), m) * day,
+    )
+    entry = np.maximum(since, first_wave.to_datetime64())
+
+    # Piecewise-exponential churn: quarter k >= 1 runs from wave k to the next boundary.
+    h0 = -np.log(1 - d.baseline_annual_churn) / DAYS_PER_YEAR
+    delta, lam = _churn_paths(d, beta)
+    threshold = rng.exponential(size=m)
+    cumulative = np.zeros(m)
+    churned_on = np.full(m, np.datetime64("NaT"), dtype="datetime64[ns]")
+    for k in range(1, len(boundaries) - 1):
+        start, end = boundaries[k].to_datetime64(), boundaries[k + 1].to_datetime64()
+        log_h = delta * z[unit, k] + lam * (
+            beta * z[unit, k] + unit_sentiment[unit, k] - unit_sentiment.mean()
+        )
+        hazard = h0 * np.exp(log_h)
+        at_risk = np.isnat(churned_on) & (entry < end)
+        exposure = np.clip((end - np.maximum(entry, start)) / day, 0, None)
+        add = hazard * exposure
+        ends = at_risk & (cumulative + add >= threshold)
+        days_in = (threshold - cumulative) / hazard
+        churn_day = np.maximum(entry, start) + np.ceil(days_in).astype(int) * day
+        churned_on = np.where(ends, np.minimum(churn_day, end), churned_on)
+        cumulative = np.where(at_risk, cumulative + add, cumulative)
+    customer_ids = np.array([f"C{i:07d}" for i in range(1, m + 1)])
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "unit_id": unit_ids[unit],
+            "since": pd.to_datetime(since),
+            "churned_on": pd.to_datetime(churned_on),
+        }
+    )
+
+    # NPS responses: a Poisson number over each customer's active time, at uniform dates.
+    active_from = np.maximum(since, boundaries[0].to_datetime64())
+    active_to = np.where(np.isnat(churned_on), as_of.to_datetime64(), churned_on)
+    active_days = np.clip((active_to - active_from) / day, 0, None)
+    n_responses = rng_nps.poisson(d.responses_per_customer_year * active_days / DAYS_PER_YEAR)
+    who = np.repeat(np.arange(m), n_responses)
+    offset = np.floor(rng_nps.random(len(who)) * active_days[who]).astype(int) + 1
+    responded_on = active_from[who] + np.minimum(offset, active_days[who].astype(int)) * day
+    period = np.searchsorted(boundaries[1:-1].to_numpy(), responded_on, side="left")
+    customer_effect = CUSTOMER_SD_LOGIT * rng_nps.standard_normal(m)
+    u = unit[who]
+    eta = beta * z[u, period] + unit_sentiment[u, period] + customer_effect[who]
+    score = _ordinal_logistic(eta, nps_cuts, rng_nps)
+    effort_cuts = _cutpoints(CUSTOMER_EFFORT_BASE, "logit")
+    effort = 1 + _ordinal_logistic(0.5 * eta, effort_cuts, rng_nps)
+    effort_missing = rng_nps.random(len(who)) < 0.3  # effort is an optional question
+    order = np.lexsort((customer_ids[who], responded_on))
+    nps = pd.DataFrame(
+        {
+            "response_id": [f"N{i:08d}" for i in range(1, len(who) + 1)],
+            "customer_id": customer_ids[who][order],
+            "unit_id": unit_ids[u][order],
+            "responded_on": pd.to_datetime(responded_on[order]),
+            "likelihood_to_recommend": score[order],
+            "effort": pd.array(np.where(effort_missing, np.nan, effort)[order], dtype="Int64"),
+        }
+    )
+    return customers, nps
+
+
+def _index_points_per_sd(d: StudyDesign, instrument: Instrument) -> float:
+    """Engagement-index points (0–100) per SD of latent unit engagement, by simulation.
+
+    The index is nonlinear in z only through the ordinal cuts; the slope is estimated on a fixed
+    large sample (seeded independently of the study) by least squares.
+    """
+    rng = np.random.default_rng(12345)
+    scale = instrument.scale("engagement")
+    k = 200_000
+    z = rng.standard_normal(k)
+    general = np.sqrt(d.engagement_icc) * z + np.sqrt(1 - d.engagement_icc) * rng.standard_normal(k)
+    cuts = _cutpoints(
+        FIVE_POINT_BASE
+        if scale.high - scale.low == 4
+        else tuple(np.full(scale.high - scale.low + 1, 1.0)),
+        "probit",
+    )
+    items = [
+        _ordinal(
+            ITEM_LOADING * general + np.sqrt(1 - ITEM_LOADING**2) * rng.standard_normal(k),
+            cuts,
+            scale.low,
+        )
+        for _ in scale.items
+    ]
+    index = (np.mean(items, axis=0) - scale.low) / (scale.high - scale.low) * 100
+    return float(np.polyfit(z, index, 1)[0])
+
+
+def _truth(
+    d,
+    beta,
+    points_per_logit,
+    unit_sd,
+    sentiment_sd,
+    region_engagement,
+    region_nps_logit,
+    waves,
+    as_of,
+    units,
+    survey,
+    customers,
+    nps,
+    instrument,
+    rng_seed,
+) -> dict:
+    nps_cuts = _cutpoints(CUSTOMER_NPS_BASE, "logit")
+    total_log_hr = float(np.log(d.churn_hazard_ratio))
+    delta, lam = _churn_paths(d, beta)
+    mediated = float(lam * beta)
+    sentiment_points_sd = float(sentiment_sd * points_per_logit)
+    return {
+        "generator": "analysis.synth",
+        "design": asdict(d),
+        "waves": [w.strftime("%Y-%m-%d") for w in waves],
+        "as_of": as_of.strftime("%Y-%m-%d"),
+        "counts": {
+            "units": len(units),
+            "customer_facing_units": int(units["customer_facing"].sum()),
+            "employees": int(survey["respondent_id"].nunique()),
+            "employee_responses": len(survey),
+            "customers": len(customers),
+            "customers_before_first_wave": int((customers["since"] < waves[0]).sum()),
+            "churned": int(customers["churned_on"].notna().sum()),
+            "nps_responses": len(nps),
+        },
+        "effects": {
+            "nps_points_per_sd_latent_engagement": float(
+                _nps_slope(beta, CUSTOMER_SD_LOGIT, nps_cuts)
+            ),
+            "nps_logit_per_sd_latent_engagement": beta,
+            "nps_quartile_gap_points": float(
+                _nps_slope(beta, CUSTOMER_SD_LOGIT, nps_cuts) * 2 * 1.2711
+            ),
+            "churn_log_hazard_ratio_per_sd": total_log_hr,
+            "churn_hazard_ratio_per_sd": float(np.exp(total_log_hr)),
+            "churn_log_hazard_ratio_direct": float(delta),
+            "churn_log_hazard_ratio_per_logit_sentiment": float(lam),
+            "churn_log_hazard_ratio_through_sentiment": mediated,
+            "nps_mediated_share": mediated / total_log_hr if total_log_hr else None,
+            "reverse_engagement_sd_per_sd_prior_sentiment": d.reverse_strength,
+            "reverse_engagement_sd_per_10_nps_points": (
+                10 * d.reverse_strength / sentiment_points_sd if sentiment_points_sd else 0.0
+            ),
+            "engagement_index_points_per_sd_latent": _index_points_per_sd(d, instrument),
+        },
+        "nuisance": {
+            "nps_points_per_logit": points_per_logit,
+            "unit_sd_logit": float(unit_sd),
+            "sentiment_sd_logit": float(sentiment_sd),
+            "customer_sd_logit": CUSTOMER_SD_LOGIT,
+            "region_engagement_sd_units": dict(
+                zip(REGIONS, (float(v) + 0.0 for v in region_engagement), strict=True)
+            ),
+            "region_nps_logit": dict(zip(REGIONS, map(float, region_nps_logit), strict=True)),
+        },
+        "notes": (
+            "Effects are per SD of latent unit engagement z (within-region SD 1). The observed "
+            "engagement index measures z with sampling error that shrinks with unit size; "
+            "'engagement_index_points_per_sd_latent' converts between the two. Quartile gap: "
+            "quartile means of a standard normal are ±1.2711 SD."
+        ),
+    }
+
+
+def truth_json(study: Study) -> str:
+    return json.dumps(study.truth, indent=2, sort_keys=True) + "\n"
