@@ -122,6 +122,21 @@ def _kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+def _ipc_kernel_manager():
+    """A kernel manager that talks to the kernel over local sockets instead of TCP.
+
+    ipykernel 7 warns on every start that TCP without encryption can be overheard; Unix
+    sockets in the user's runtime directory cannot, and the warning goes away.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
+    return IpcKernelManager
+
+
 def execute_notebook(page: Page, out_dir: Path, parameters: dict) -> Path:
     """Run one notebook with papermill; raise ``ReportError`` naming the failing cell."""
     import papermill
@@ -139,6 +154,7 @@ def execute_notebook(page: Page, out_dir: Path, parameters: dict) -> Path:
             progress_bar=False,
             log_output=False,
             report_mode=False,
+            kernel_manager_class=_ipc_kernel_manager(),
         )
     except PapermillExecutionError as error:
         raise ReportError(
