@@ -25,7 +25,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from analysis.io import write_dataset
+    from analysis.io import write_tables
     from analysis.synth import StudyDesign, generate, truth_json
 
     design = StudyDesign(
@@ -51,7 +51,7 @@ def _synth(args: argparse.Namespace) -> int:
         # "Reverse causation" alone means no forward effect, unless one was asked for.
         design = StudyDesign(**{**design.__dict__, "nps_effect": 0.0, "churn_hazard_ratio": 1.0})
     study = generate(design)
-    write_dataset(
+    write_tables(
         study.tables,
         args.out,
         file_format=args.format,
@@ -72,6 +72,46 @@ def _report(args: argparse.Namespace) -> int:
 
     parameters = load_parameters(args.params)
     build_report(args.data, args.out, parameters)
+    return EXIT_OK
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+    import time
+
+    from analysis.estimate import estimate_all
+    from analysis.io import load_dataset, write_tables
+    from analysis.parameters import load_parameters
+    from analysis.provenance import build_manifest
+
+    parameters = load_parameters(args.params)
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    progress(f"validating {args.data}")
+    dataset = load_dataset(args.data)
+    results = estimate_all(dataset, parameters, progress)
+    run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    manifest = build_manifest(
+        Path(args.data).resolve(),
+        dataset.files,
+        parameters,
+        run_id=Path(args.out).name,
+        run_at=run_at,
+    )
+    write_tables(
+        {
+            "estimates": results.estimates,
+            "drivers": results.drivers,
+            "unit_wave": results.unit_wave,
+        },
+        args.out,
+        extra_files={"manifest.json": json.dumps(manifest, indent=2) + "\n"},
+    )
+    progress(f"wrote {args.out}/estimates.csv, drivers.csv, unit_wave.csv, manifest.json")
     return EXIT_OK
 
 
@@ -186,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     harder.add_argument(
         "--confounding-strength",
         type=float,
-        default=0.5,
+        default=d.confounding_strength,
         help="with --confounding: SD of engagement between regions",
     )
     harder.add_argument(
@@ -198,10 +238,28 @@ def build_parser() -> argparse.ArgumentParser:
     harder.add_argument(
         "--reverse-strength",
         type=float,
-        default=0.4,
+        default=d.reverse_strength,
         help="with --reverse-causation: SD of engagement per SD of sentiment",
     )
     synth.set_defaults(run=_synth)
+
+    estimate = commands.add_parser(
+        "estimate",
+        help="fit every linkage model and write the result tables",
+        description="Validate DATA, fit every estimand and write OUT/estimates.csv, "
+        "OUT/drivers.csv, OUT/unit_wave.csv (small groups suppressed) and "
+        "OUT/manifest.json, without running notebooks. OUT is replaced only when "
+        "everything has been computed.",
+    )
+    estimate.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/sample"),
+        help="dataset directory (default: data/sample)",
+    )
+    estimate.add_argument("--out", type=Path, required=True, help="folder for the results")
+    estimate.add_argument("--params", type=Path, default=None, help="parameters YAML")
+    estimate.set_defaults(run=_estimate)
 
     report = commands.add_parser(
         "report",
@@ -243,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as error:  # the promise is an exit status and a message, not a traceback
+        print(
+            f"internal error: {type(error).__name__}: {error}\n"
+            "This is a bug in Inside Out; please report it with the command you ran.",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

@@ -446,14 +446,16 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_dataset(
+def write_tables(
     tables: dict[str, pd.DataFrame],
     directory: Path | str,
     *,
     file_format: str = "csv",
     extra_files: dict[str, str] | None = None,
 ) -> Path:
-    """Write tables (and small text files) as a dataset directory, all or nothing.
+    """Write tables (and small text files) as one directory, all or nothing.
+
+    Used for generated datasets and for result folders alike.
 
     Everything is written into a temporary sibling directory that replaces ``directory`` only
     once complete, so an interrupted run never leaves a half-written dataset behind.

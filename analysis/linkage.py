@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -109,3 +111,313 @@ def nps_by_engagement_quartile(
             }
         )
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Linkage models on the unit × wave panel
+
+ESTIMATE_COLUMNS = (
+    "estimand",
+    "term",
+    "estimate",
+    "std_error",
+    "conf_low",
+    "conf_high",
+    "p_value",
+    "n_obs",
+    "n_units",
+    "method",
+)
+
+
+def covariate_design(
+    panel: pd.DataFrame, covariates: Sequence[str] = ("region",), wave_effects: bool = True
+) -> pd.DataFrame:
+    """Intercept, wave fixed effects and categorical covariates as dummy columns (no patsy).
+
+    A covariate named in the parameters but absent from the data is skipped (the contract makes
+    ``region`` optional); a covariate with one level adds nothing.
+    """
+    parts = [pd.DataFrame({"const": 1.0}, index=panel.index)]
+    names = (["wave"] if wave_effects else []) + [c for c in covariates if c in panel.columns]
+    for name in names:
+        levels = panel[name].astype("string").fillna("(missing)")
+        dummies = pd.get_dummies(levels, prefix=name, drop_first=True, dtype=float)
+        parts.append(dummies)
+    return pd.concat(parts, axis=1)
+
+
+def _weighted_residuals(
+    values: np.ndarray, design: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    root = np.sqrt(weights)
+    coef, *_ = np.linalg.lstsq(design * root[:, None], values * root, rcond=None)
+    fitted = design @ coef
+    return fitted, values - fitted
+
+
+def calibrate(
+    values: pd.Series, noise_var: pd.Series, design: pd.DataFrame, weights: pd.Series | None = None
+) -> tuple[pd.Series, float]:
+    """Regression calibration of an error-prone unit mean (empirical-Bayes shrinkage).
+
+    A unit-wave mean ``I = T + e`` carries sampling error ``e`` with known variance ``v``
+    (``s²/n``). Regressing an outcome on ``I`` attenuates the slope by the reliability
+    ``σ²_T / (σ²_T + v)``. Replacing ``I`` by its best linear predictor given the covariates
+    ``X`` removes that bias (regression calibration; Carroll, Ruppert, Stefanski & Crainiceanu,
+    2006, *Measurement Error in Nonlinear Models*, 2nd ed., ch. 4)::
+
+        Î = Xγ + λ (I − Xγ),   λ = σ²_T|X / (σ²_T|X + v),   σ²_T|X = var(I − Xγ) − mean(v)
+
+    Returns the calibrated values and the estimated signal variance ``σ²_T|X``. Assumes the
+    error is independent of the true value and of the outcome's error, as for two separate
+    samples (staff answers and customer answers).
+    """
+    w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
+    fitted, residual = _weighted_residuals(
+        values.to_numpy(dtype=float), design.to_numpy(dtype=float), w
+    )
+    noise = noise_var.to_numpy(dtype=float)
+    total = float(np.average(residual**2, weights=w))
+    signal = max(total - float(np.average(noise, weights=w)), 0.05 * total)
+    reliability = signal / (signal + noise)
+    return pd.Series(fitted + reliability * residual, index=values.index), signal
+
+
+def true_index_sd(panel: pd.DataFrame) -> float:
+    """SD of the true engagement index across unit-waves: observed variance less sampling noise.
+
+    This is the contract's "one standard deviation of engagement" with the sampling error of
+    small units taken out, so an effect "per SD" does not depend on how many staff answered.
+    """
+    observed = float(panel["engagement_index"].var())
+    noise = float(panel["engagement_noise_var"].mean())
+    return float(np.sqrt(max(observed - noise, 0.05 * observed)))
+
+
+def nps_noise_var(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -> pd.Series:
+    """Sampling variance of a unit's NPS, ``100² (p + d − (p − d)²) / n``, with pooled shares."""
+    p = promoters.sum() / n.sum()
+    d = detractors.sum() / n.sum()
+    return 100**2 * (p + d - (p - d) ** 2) / n
+
+
+def nps_precision_weights(
+    rows: pd.DataFrame, design: pd.DataFrame, within_unit: bool = False
+) -> pd.Series:
+    """Inverse-variance weights for unit NPS: ``1 / (τ² + σ²_i)``.
+
+    A unit-wave NPS varies around the truth by sampling (``σ²_i``, the trinomial variance with
+    pooled shares over ``n_responses``) and the truth varies between units beyond the model
+    (``τ²``). Weighting by ``n_responses`` alone would hand a few very large units most of the
+    weight; these weights cap that, as in random-effects meta-analysis. ``τ²`` is the
+    method-of-moments estimate: residual variance of NPS on the covariates less the mean
+    sampling variance (DerSimonian & Laird, 1986, *Controlled Clinical Trials* 7(3)).
+    """
+    sampling = nps_noise_var(rows["promoters"], rows["detractors"], rows["n_responses"])
+    outcome = rows["nps"]
+    noise_share = 1.0
+    if within_unit:  # τ² of change within units: demean first; demeaning removes 1/T of noise
+        outcome = outcome - outcome.groupby(rows["unit_id"]).transform("mean")
+        noise_share = 1 - 1 / rows.groupby("unit_id")["wave"].transform("size")
+    _, residual = _weighted_residuals(
+        outcome.to_numpy(float), design.to_numpy(float), np.ones(len(rows))
+    )
+    between = max(float(np.mean(residual**2)) - float((sampling * noise_share).mean()), 1.0)
+    return 1.0 / (between + sampling)
+
+
+def _cluster_fit(y: pd.Series, design: pd.DataFrame, weights: pd.Series, clusters: pd.Series):
+    import statsmodels.api as sm
+
+    codes = pd.factorize(clusters)[0]
+    return sm.WLS(y.to_numpy(float), design.to_numpy(float), weights=weights.to_numpy(float)).fit(
+        cov_type="cluster", cov_kwds={"groups": codes}, use_t=True
+    )
+
+
+def _row(
+    estimand: str,
+    term: str,
+    estimate: float,
+    std_error: float,
+    df: int,
+    n_obs: int,
+    n_units: int,
+    method: str,
+    confidence: float,
+) -> dict:
+    t = stats.t.ppf(0.5 + confidence / 2, df)
+    p_value = 2 * stats.t.sf(abs(estimate / std_error), df) if std_error > 0 else np.nan
+    return {
+        "estimand": estimand,
+        "term": term,
+        "estimate": estimate,
+        "std_error": std_error,
+        "conf_low": estimate - t * std_error,
+        "conf_high": estimate + t * std_error,
+        "p_value": p_value,
+        "n_obs": n_obs,
+        "n_units": n_units,
+        "method": method,
+    }
+
+
+def customer_facing_rows(panel: pd.DataFrame) -> pd.DataFrame:
+    if "customer_facing" not in panel:
+        return panel
+    return panel[panel["customer_facing"].fillna(True).astype(bool)]
+
+
+def nps_on_engagement(
+    panel: pd.DataFrame, covariates: Sequence[str] = ("region",), confidence: float = 0.95
+) -> dict:
+    """Change in unit NPS in the outcome window per +1 SD of that wave's engagement index.
+
+    Model (customer-facing unit-waves with customer answers)::
+
+        NPS[u,t] = β · Î[u,t] / SD_T + wave[t] + region[u] + ε
+
+    weighted least squares with inverse-variance weights (``nps_precision_weights``),
+    standard errors clustered by unit (CR1, t with G − 1 df; Cameron & Miller, 2015).
+    ``Î`` is the engagement index after regression calibration (``calibrate``), and ``SD_T``
+    the SD of the true index (``true_index_sd``), so β is per SD of engagement free of the
+    attenuation that sampling error in small units would cause.
+    """
+    rows = customer_facing_rows(panel)
+    rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
+    sd_true = true_index_sd(rows)
+    design = covariate_design(rows, covariates)
+    weights = nps_precision_weights(rows, design)
+    calibrated, _ = calibrate(
+        rows["engagement_index"], rows["engagement_noise_var"], design, weights
+    )
+    predictors = pd.concat([calibrated.rename("engagement") / sd_true, design], axis=1)
+    fit = _cluster_fit(rows["nps"], predictors, weights, rows["unit_id"])
+    used = [c for c in covariates if c in rows.columns]
+    return _row(
+        "nps_on_engagement",
+        "engagement_sd",
+        float(fit.params[0]),
+        float(fit.bse[0]),
+        int(rows["unit_id"].nunique()) - 1,
+        len(rows),
+        int(rows["unit_id"].nunique()),
+        "WLS (inverse-variance weights), wave FE"
+        + "".join(f" + {c}" for c in used)
+        + ", calibrated engagement, SE clustered by unit",
+        confidence,
+    )
+
+
+def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> dict:
+    """The same estimand from change within units only (unit and wave fixed effects).
+
+    With tildes for values after weighted demeaning within unit and partialling out wave
+    effects (Frisch–Waugh–Lovell), and ``A``, ``B`` the indices of the two fixed halves of the
+    staff (``analysis.panel.split_half``)::
+
+        β = Σ w Ñ Ĩ / Σ w Ĩ_A Ĩ_B      (per index point; × SD_T for per SD)
+
+    The denominator estimates the within-unit variance of the true index: the halves share the
+    true score but not the people, so their errors are independent even though each person
+    answers alike from wave to wave (which makes the ``s²/n`` noise model wrong within units).
+    This is the split-sample instrumental-variable estimator for a mismeasured regressor
+    (Fuller, 1987, *Measurement Error Models*, §1.4). Inverse-variance weights
+    (``nps_precision_weights`` for change within units). The SE is the
+    cluster-robust delta-method SE of the ratio, with per-unit sums ``a_u`` and ``b_u`` of the
+    numerator and denominator: ``var = G/(G−1) Σ_u ((a_u − β b_u) / Σ b)²``.
+    """
+    rows = customer_facing_rows(panel)
+    rows = rows[
+        (rows["n_responses"] > 0)
+        & rows["engagement_half_a"].notna()
+        & rows["engagement_half_b"].notna()
+    ]
+    rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
+    weights = nps_precision_weights(rows, covariate_design(rows, ()), within_unit=True)
+    groups = rows["unit_id"]
+    measures = ["nps", "engagement_index", "engagement_half_a", "engagement_half_b"]
+    waves = covariate_design(rows, covariates=(), wave_effects=True).drop(columns="const")
+    columns = pd.concat([rows[measures], waves], axis=1).astype(float)
+    total = weights.groupby(groups).transform("sum")
+    demeaned = columns - columns.mul(weights, axis=0).groupby(groups).transform("sum").div(
+        total, axis=0
+    )
+    w = weights.to_numpy(float)
+    wave_design = demeaned[waves.columns].to_numpy(float)
+    cleaned = {
+        name: _weighted_residuals(demeaned[name].to_numpy(float), wave_design, w)[1]
+        for name in measures
+    }
+    unit = groups.to_numpy()
+    a = pd.Series(w * cleaned["nps"] * cleaned["engagement_index"]).groupby(unit).sum()
+    b = (
+        pd.Series(w * cleaned["engagement_half_a"] * cleaned["engagement_half_b"])
+        .groupby(unit)
+        .sum()
+    )
+    slope = float(a.sum() / b.sum())
+    g = len(a)
+    std_error = float(np.sqrt(g / (g - 1) * np.sum(((a - slope * b) / b.sum()) ** 2)))
+    sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
+    return _row(
+        "nps_on_engagement_within",
+        "engagement_sd",
+        slope * sd_true,
+        std_error * sd_true,
+        g - 1,
+        len(rows),
+        g,
+        "unit and wave fixed effects (within), split-half correction for measurement "
+        "error, inverse-variance weights, SE clustered by unit",
+        confidence,
+    )
+
+
+def engagement_on_prior_nps(
+    panel: pd.DataFrame, covariates: Sequence[str] = ("region",), confidence: float = 0.95
+) -> dict:
+    """The reverse direction: engagement (in SD) per +10 NPS points in the window before a wave.
+
+    Model (customer-facing unit-waves with a previous wave and customer answers before it)::
+
+        I[u,t] / SD_T = γ · N̂_prior[u,t] / 10 + δ · Î[u,t−1] / SD_T + wave[t] + region[u] + ε
+
+    weighted by ``n_respondents``, SE clustered by unit. Both predictors are calibrated for
+    their sampling error (``calibrate``; the NPS noise is the trinomial variance with pooled
+    shares), the lagged engagement first, then prior NPS given it. If customers' experience
+    drives staff engagement, γ > 0 even after the previous wave's engagement is held fixed.
+    """
+    rows = customer_facing_rows(panel)
+    rows = rows[
+        (rows["prior_n_responses"] > 0)
+        & rows["engagement_index_lag"].notna()
+        & rows["engagement_index"].notna()
+    ]
+    sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
+    weights = rows["n_respondents"].astype(float)
+    design = covariate_design(rows, covariates)
+    lag, _ = calibrate(
+        rows["engagement_index_lag"], rows["engagement_noise_var_lag"], design, weights
+    )
+    lag = (lag / sd_true).rename("engagement_lag_sd")
+    with_lag = pd.concat([lag, design], axis=1)
+    noise = nps_noise_var(
+        rows["prior_promoters"], rows["prior_detractors"], rows["prior_n_responses"]
+    )
+    prior, _ = calibrate(rows["prior_nps"], noise, with_lag, weights)
+    predictors = pd.concat([(prior / 10).rename("prior_nps_10"), with_lag], axis=1)
+    fit = _cluster_fit(rows["engagement_index"] / sd_true, predictors, weights, rows["unit_id"])
+    return _row(
+        "engagement_on_prior_nps",
+        "prior_nps_per_10_points",
+        float(fit.params[0]),
+        float(fit.bse[0]),
+        int(rows["unit_id"].nunique()) - 1,
+        len(rows),
+        int(rows["unit_id"].nunique()),
+        "WLS, wave FE + covariates, calibrated prior NPS and lagged engagement, "
+        "SE clustered by unit",
+        confidence,
+    )

@@ -31,22 +31,62 @@ def respondent_scale_score(survey: pd.DataFrame, scale: Scale) -> pd.Series:
     return (items.mean(axis=1) - scale.low) / (scale.high - scale.low) * 100
 
 
-def unit_wave_engagement(dataset: Dataset) -> pd.DataFrame:
-    """Engagement index per unit and wave: ``unit_id, wave, n_respondents, engagement_index``.
+def split_half(respondent_id: pd.Series) -> np.ndarray:
+    """A fixed random half (0 or 1) per respondent, the same in every wave and every run.
 
-    ``n_respondents`` counts respondents with an engagement score. Small groups are kept: this
-    is a model input; anything displayed passes through suppression first.
+    Halves made of different people measure a unit with independent errors, even though each
+    person's answers are alike from wave to wave; their covariance is the true-score variance
+    (split-half reliability; Spearman, 1910; Brown, 1910).
+    """
+    return (pd.util.hash_array(respondent_id.astype(str).to_numpy(dtype=object)) & 1).astype(
+        np.int8
+    )
+
+
+def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
+    """Every scale's unit index per wave, with the engagement index's sampling variance.
+
+    Columns: ``unit_id, wave, n_respondents, engagement_index, engagement_noise_var,
+    engagement_half_a, engagement_half_b`` (the index from each fixed half of the staff, see
+    ``split_half``) and one ``<scale>_index`` per other instrument scale. ``n_respondents``
+    counts respondents with an engagement score. ``engagement_noise_var`` is the sampling
+    variance of the unit-wave mean, ``s²_w / n``, with ``s²_w`` the within-unit-wave variance
+    pooled over all unit-waves (pooled because a unit of three has no stable variance of its
+    own). Small groups are kept: this is a model input; anything displayed passes through
+    ``analysis.privacy`` first.
     """
     survey = dataset.employee_survey
-    score = respondent_scale_score(survey, dataset.instrument.scale("engagement"))
-    scored = pd.DataFrame(
-        {"unit_id": survey["unit_id"], "wave": survey["wave"], "engagement": score}
-    ).dropna(subset=["engagement"])
-    return (
-        scored.groupby(["unit_id", "wave"], observed=True, sort=True)["engagement"]
-        .agg(n_respondents="size", engagement_index="mean")
-        .reset_index()
-    )
+    scores = {
+        "unit_id": survey["unit_id"],
+        "wave": survey["wave"],
+        "half": split_half(survey["respondent_id"]),
+    }
+    for scale in dataset.instrument.scales:
+        scores[scale.name] = respondent_scale_score(survey, scale)
+    scored = pd.DataFrame(scores)
+    keys = ["unit_id", "wave"]
+    answered = scored.dropna(subset=["engagement"])
+    engagement = answered.groupby(keys, sort=True)["engagement"]
+    table = engagement.agg(n_respondents="size", engagement_index="mean").reset_index()
+    residual = answered["engagement"] - engagement.transform("mean")
+    pooled_var = float((residual**2).sum() / max(len(residual) - len(table), 1))
+    table["engagement_noise_var"] = pooled_var / table["n_respondents"]
+    halves = answered.pivot_table(
+        index=keys, columns="half", values="engagement", aggfunc="mean"
+    ).reindex(columns=[0, 1])
+    halves.columns = ["engagement_half_a", "engagement_half_b"]
+    table = table.merge(halves.reset_index(), on=keys, how="left")
+    others = [s.name for s in dataset.instrument.scales if s.name != "engagement"]
+    if others:
+        means = scored.groupby(keys, sort=True)[others].mean().add_suffix("_index").reset_index()
+        table = table.merge(means, on=keys, how="left")
+    return table
+
+
+def unit_wave_engagement(dataset: Dataset) -> pd.DataFrame:
+    """Engagement index per unit and wave: ``unit_id, wave, n_respondents, engagement_index``."""
+    columns = ["unit_id", "wave", "n_respondents", "engagement_index"]
+    return unit_wave_scales(dataset)[columns]
 
 
 def nps_counts_in_windows(
@@ -83,26 +123,100 @@ def nps_counts_in_windows(
     return result
 
 
-def unit_wave_panel(
-    dataset: Dataset, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS
-) -> pd.DataFrame:
-    """One row per surveyed unit and wave: engagement index, NPS counts in the outcome window.
+def default_as_of(dataset: Dataset) -> pd.Timestamp:
+    """The end of observation when the parameters do not set ``as_of``: the latest date seen."""
+    dates = [
+        dataset.employee_survey["wave"].max(),
+        dataset.customer_nps["responded_on"].max(),
+        dataset.customers["since"].max(),
+        dataset.customers["churned_on"].max(),
+    ]
+    return max(pd.Timestamp(d) for d in dates if pd.notna(d))
 
-    Columns: ``unit_id, wave, region, customer_facing, n_respondents, engagement_index,
-    promoters, passives, detractors, n_responses, nps``. Units with no customer answers in a
-    window have zero counts and a missing ``nps``.
+
+def customers_at_waves(
+    customers: pd.DataFrame, waves: pd.Series | np.ndarray, window_days: int, as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """Retention exposure per unit and wave.
+
+    ``customers_at_risk``: customers of the unit on the wave date (joined on or before it, not
+    churned by it). ``churned_in_window``: of those, how many churned in the outcome window.
+    ``exposure_days``: their days as customers within the window, up to ``as_of``.
     """
-    engagement = unit_wave_engagement(dataset)
-    outcome = nps_counts_in_windows(dataset.customer_nps, engagement["wave"], outcome_window_days)
-    panel = engagement.merge(outcome, on=["unit_id", "wave"], how="left")
-    count_columns = ["promoters", "passives", "detractors", "n_responses"]
-    panel[count_columns] = panel[count_columns].fillna(0).astype("int64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        panel["nps"] = np.where(
-            panel["n_responses"] > 0,
-            100 * (panel["promoters"] - panel["detractors"]) / panel["n_responses"],
-            np.nan,
+    window = pd.Timedelta(days=window_days)
+    since = customers["since"].to_numpy()
+    churned = customers["churned_on"].fillna(pd.Timestamp.max.normalize()).to_numpy()
+    frames = []
+    for wave in np.sort(pd.unique(pd.Series(waves))):
+        wave = pd.Timestamp(wave)
+        end = min(wave + window, as_of)
+        at_risk = (since <= wave.to_datetime64()) & (churned > wave.to_datetime64())
+        churn_in = at_risk & (churned <= end.to_datetime64())
+        stop = np.minimum(churned, end.to_datetime64())
+        days = np.where(at_risk, (stop - wave.to_datetime64()) / np.timedelta64(1, "D"), 0.0)
+        frame = pd.DataFrame(
+            {
+                "unit_id": customers["unit_id"].to_numpy(),
+                "at_risk": at_risk,
+                "churned": churn_in,
+                "days": np.clip(days, 0, None),
+            }
         )
+        grouped = frame.groupby("unit_id", sort=True).agg(
+            customers_at_risk=("at_risk", "sum"),
+            churned_in_window=("churned", "sum"),
+            exposure_days=("days", "sum"),
+        )
+        frames.append(grouped.reset_index().assign(wave=wave))
+    return pd.concat(frames, ignore_index=True)
+
+
+def unit_wave_panel(
+    dataset: Dataset,
+    outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
+    as_of: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The unit × wave panel as the data contract defines it, one row per surveyed unit-wave.
+
+    Columns: ``unit_id, wave, wave_number`` (1 = first wave), ``region`` (when present),
+    ``customer_facing``; the scales of ``unit_wave_scales``; ``engagement_index_lag`` and
+    ``engagement_noise_var_lag`` (the unit's previous wave); customer answers in the outcome
+    window (``promoters, passives, detractors, n_responses, nps``) and in the window before
+    (the same with a ``prior_`` prefix); and retention exposure from ``customers_at_waves``.
+    Windows with no answers have zero counts and a missing NPS. Works from counts, so millions
+    of customer answers are reduced once and never copied.
+    """
+    as_of = pd.Timestamp(as_of) if as_of is not None else default_as_of(dataset)
+    panel = unit_wave_scales(dataset)
+    waves = np.sort(panel["wave"].unique())
+    panel["wave_number"] = np.searchsorted(waves, panel["wave"].to_numpy()) + 1
+    previous = panel[["unit_id", "wave_number", "engagement_index", "engagement_noise_var"]]
+    previous = previous.assign(wave_number=previous["wave_number"] + 1).rename(
+        columns={
+            "engagement_index": "engagement_index_lag",
+            "engagement_noise_var": "engagement_noise_var_lag",
+        }
+    )
+    panel = panel.merge(previous, on=["unit_id", "wave_number"], how="left")
+    keys = ["unit_id", "wave"]
+    outcome = nps_counts_in_windows(dataset.customer_nps, waves, outcome_window_days)
+    prior = nps_counts_in_windows(dataset.customer_nps, waves, outcome_window_days, before=True)
+    prior = prior.rename(columns={c: f"prior_{c}" for c in prior.columns if c not in keys})
+    retention = customers_at_waves(dataset.customers, waves, outcome_window_days, as_of)
+    for extra in (outcome, prior, retention):
+        panel = panel.merge(extra, on=keys, how="left")
+    counts = [
+        c
+        for c in panel.columns
+        if c.endswith(("promoters", "passives", "detractors", "n_responses"))
+    ]
+    counts += ["customers_at_risk", "churned_in_window"]
+    panel[counts] = panel[counts].fillna(0).astype("int64")
+    panel["exposure_days"] = panel["exposure_days"].fillna(0.0)
+    for prefix in ("", "prior_"):
+        n = panel[f"{prefix}n_responses"]
+        net = panel[f"{prefix}promoters"] - panel[f"{prefix}detractors"]
+        panel[f"{prefix}nps"] = (100 * net / n.where(n > 0)).astype("float64")
     unit_columns = [
         c for c in ("unit_id", "region", "customer_facing") if c in dataset.units.columns
     ]

@@ -12,35 +12,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import nbformat
 
-from analysis.io import INSTRUMENT_FILE, file_sha256, load_dataset
+from analysis.io import load_dataset
 from analysis.parameters import Parameters
+from analysis.provenance import build_manifest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 KERNEL_NAME = "inside-out"
-PACKAGES = (
-    "pandas",
-    "numpy",
-    "scipy",
-    "statsmodels",
-    "seaborn",
-    "matplotlib",
-    "pandera",
-    "pyarrow",
-    "papermill",
-    "nbconvert",
-)
 
 
 @dataclass(frozen=True)
@@ -57,54 +43,6 @@ PAGES = (Page("index", "nps_by_engagement.ipynb", "Engagement and customer NPS")
 
 class ReportError(RuntimeError):
     """A notebook failed; the message names the cell's error and the partial notebook."""
-
-
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def build_manifest(
-    data_dir: Path, files: dict[str, Path], parameters: Parameters, run_id: str, run_at: str
-) -> dict:
-    """What a reviewer needs to reproduce a run: inputs by hash, parameters, code, libraries."""
-    inputs = {path.name: file_sha256(path) for path in files.values()}
-    instrument = data_dir / INSTRUMENT_FILE
-    if instrument.exists():
-        inputs[INSTRUMENT_FILE] = file_sha256(instrument)
-    return {
-        "run_id": run_id,
-        "run_at": run_at,
-        "data_dir": str(data_dir),
-        "inputs_sha256": dict(sorted(inputs.items())),
-        "parameters": parameters.to_notebook(),
-        "git_commit": _git_commit(),
-        "packages": _package_versions(),
-    }
 
 
 def _new_run_id(out_root: Path) -> str:

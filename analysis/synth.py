@@ -141,7 +141,7 @@ class StudyDesign:
     confounding: bool = False
     confounding_strength: float = 0.5  # SD of engagement between regions
     reverse_causation: bool = False
-    reverse_strength: float = 0.4  # kappa: SD of engagement per SD of prior sentiment
+    reverse_strength: float = 0.6  # kappa: SD of engagement per SD of prior sentiment
 
     def effective(self) -> StudyDesign:
         """The design with its switches applied."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.io import write_dataset
+from analysis.io import write_tables
 from analysis.synth import StudyDesign, generate, truth_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +16,7 @@ SMALL_DESIGN = StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12)
 
 def write_study(directory: Path, design: StudyDesign, file_format: str = "csv") -> Path:
     study = generate(design)
-    return write_dataset(
+    return write_tables(
         study.tables,
         directory,
         file_format=file_format,

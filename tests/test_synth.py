@@ -98,7 +98,9 @@ def test_switches_are_recorded_in_truth():
     reverse = generate(
         replace(SMALL_DESIGN, reverse_causation=True, nps_effect=0.0, churn_hazard_ratio=1.0)
     ).truth["effects"]
-    assert reverse["reverse_engagement_sd_per_sd_prior_sentiment"] == pytest.approx(0.4)
+    assert reverse["reverse_engagement_sd_per_sd_prior_sentiment"] == pytest.approx(
+        StudyDesign.reverse_strength
+    )
     assert reverse["nps_points_per_sd_latent_engagement"] == 0
     confounded = generate(replace(SMALL_DESIGN, confounding=True)).truth
     assert np.std(list(confounded["nuisance"]["region_engagement_sd_units"].values())) > 0.3
