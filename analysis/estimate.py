@@ -21,6 +21,7 @@ from scipy import stats
 from analysis import linkage, power, retention
 from analysis.io import Dataset
 from analysis.linkage import ESTIMATE_COLUMNS
+from analysis.metrics import clustered_mean_difference
 from analysis.panel import default_as_of, unit_wave_panel
 from analysis.parameters import Parameters
 
@@ -115,7 +116,7 @@ def retention_quartile_gap(
             "top_minus_bottom_pp",
             "no wave is twelve months before the end of observation",
         )
-    gap = retention.clustered_mean_difference(top, bottom, confidence)
+    gap = clustered_mean_difference(top, bottom, confidence).to_dict()
     return {
         "estimand": "retention_quartile_gap",
         "term": "top_minus_bottom_pp",

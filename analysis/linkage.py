@@ -55,21 +55,7 @@ def nps_quartile_gap(
     top = eligible[eligible["quartile"] == 4].groupby("unit_id")[counts].sum()
     bottom = eligible[eligible["quartile"] == 1].groupby("unit_id")[counts].sum()
     gap = clustered_nps_difference(top, bottom, confidence=confidence)
-    p_value = 2 * stats.t.sf(abs(gap["estimate"] / gap["std_error"]), gap["n_clusters"] - 1)
-    return pd.DataFrame(
-        [
-            {
-                "term": "nps_quartile_gap",
-                "estimate": gap["estimate"],
-                "std_error": gap["std_error"],
-                "conf_low": gap["conf_low"],
-                "conf_high": gap["conf_high"],
-                "p_value": p_value,
-                "n_obs": int(gap["n"]),
-                "n_units": int(gap["n_clusters"]),
-            }
-        ]
-    )
+    return pd.DataFrame([{"term": "nps_quartile_gap", **gap.to_dict()}])
 
 
 def nps_by_engagement_quartile(

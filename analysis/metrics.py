@@ -146,27 +146,27 @@ def clustered_nps(counts: pd.DataFrame, confidence: float = 0.95) -> pd.Series:
     )
 
 
-def clustered_nps_difference(
+def clustered_mean_difference(
     first: pd.DataFrame, second: pd.DataFrame, confidence: float = 0.95
 ) -> pd.Series:
-    """Difference ``NPS(first) − NPS(second)`` with a cluster-robust standard error.
+    """Difference of two pooled means with a CR1 standard error by cluster.
 
-    ``first`` and ``second`` hold per-cluster counts (index = cluster id; columns
-    ``promoters, passives, detractors``). A unit may contribute to both groups (in different
-    waves), so the two NPS values are not independent; the CR1 variance of the difference uses
-    each cluster's combined influence ``S_g = S_g(first)/n_first − S_g(second)/n_second``::
+    ``first`` and ``second`` are indexed by cluster with columns ``total`` (the sum of the
+    outcome) and ``n``. A cluster (a unit) may be in both groups, in different waves, so the two
+    means are not independent. Each cluster's influence on a group mean is
+    ``(total_g − mean · n_g) / N``; differencing them within the cluster gives ``S_g`` and::
 
         var = G / (G − 1) · Σ_g S_g²
 
-    over the ``G`` clusters in either group (Cameron & Miller, 2015). t interval, ``G − 1`` df.
+    over the ``G`` clusters in either group (Cameron & Miller, 2015). t interval and two-sided
+    p-value with ``G − 1`` df. Returns ``estimate, std_error, conf_low, conf_high, p_value,
+    n_obs, n_units``.
     """
 
-    def influence(counts: pd.DataFrame) -> tuple[float, pd.Series, float]:
-        p, d = counts["promoters"].astype(float), counts["detractors"].astype(float)
-        sizes = p + counts["passives"].astype(float) + d
-        n = sizes.sum()
-        estimate = 100 * (p.sum() - d.sum()) / n
-        return estimate, (100 * (p - d) - estimate * sizes) / n, n
+    def influence(group: pd.DataFrame) -> tuple[float, pd.Series, float]:
+        n = float(group["n"].sum())
+        mean = float(group["total"].sum()) / n
+        return mean, (group["total"] - mean * group["n"]) / n, n
 
     a, influence_a, n_a = influence(first)
     b, influence_b, n_b = influence(second)
@@ -181,8 +181,60 @@ def clustered_nps_difference(
             "std_error": std_error,
             "conf_low": estimate - t * std_error,
             "conf_high": estimate + t * std_error,
-            "n": int(n_a + n_b),
-            "n_clusters": clusters,
+            "p_value": float(2 * stats.t.sf(abs(estimate) / std_error, clusters - 1)),
+            "n_obs": int(n_a + n_b),
+            "n_units": clusters,
+        }
+    )
+
+
+def clustered_nps_difference(
+    first: pd.DataFrame, second: pd.DataFrame, confidence: float = 0.95
+) -> pd.Series:
+    """Difference ``NPS(first) − NPS(second)`` with a cluster-robust standard error.
+
+    ``first`` and ``second`` hold per-cluster counts (index = cluster id; columns
+    ``promoters, passives, detractors``). Each answer scores +100, 0 or −100, so NPS is a mean
+    and ``clustered_mean_difference`` applies.
+    """
+
+    def totals(counts: pd.DataFrame) -> pd.DataFrame:
+        p, d = counts["promoters"].astype(float), counts["detractors"].astype(float)
+        return pd.DataFrame({"total": 100 * (p - d), "n": p + counts["passives"].astype(float) + d})
+
+    return clustered_mean_difference(totals(first), totals(second), confidence)
+
+
+def nps_difference(
+    first: tuple[int, int, int], second: tuple[int, int, int], confidence: float = 0.95
+) -> pd.Series:
+    """Difference between two independent NPS values, with its z test.
+
+    ``first`` and ``second`` are (promoters, passives, detractors). With independent samples
+    the variances add::
+
+        se(NPS₁ − NPS₂) = √(se₁² + se₂²),   z = (NPS₁ − NPS₂) / se
+
+    using the trinomial variance of each (Rocks, 2016). Returns ``estimate, std_error,
+    conf_low, conf_high, z, p_value, n_first, n_second``. For groups that share units (or
+    customers), use ``clustered_nps_difference`` instead.
+    """
+    a = nps_from_counts(*first)
+    b = nps_from_counts(*second)
+    estimate = float(a["nps"] - b["nps"])
+    std_error = float(np.hypot(a["std_error"], b["std_error"]))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    statistic = estimate / std_error if std_error > 0 else np.nan
+    return pd.Series(
+        {
+            "estimate": estimate,
+            "std_error": std_error,
+            "conf_low": estimate - z * std_error,
+            "conf_high": estimate + z * std_error,
+            "z": statistic,
+            "p_value": float(2 * stats.norm.sf(abs(statistic))),
+            "n_first": int(a["n"]),
+            "n_second": int(b["n"]),
         }
     )
 

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 DAY = np.timedelta64(1, "D")
 
@@ -264,37 +263,3 @@ def retention_by_unit_wave(
     if not rows:
         return pd.DataFrame(columns=columns)
     return pd.concat(rows, ignore_index=True)[columns]
-
-
-def clustered_mean_difference(
-    first: pd.DataFrame, second: pd.DataFrame, confidence: float = 0.95
-) -> dict:
-    """Difference of two pooled means with a CR1 standard error by cluster.
-
-    ``first`` and ``second`` are indexed by cluster with columns ``total`` (sum of the outcome)
-    and ``n``. Each cluster's influence is ``(total − mean·n)/N`` in each group, differenced
-    within the cluster (a cluster may be in both groups); ``var = G/(G−1) Σ_g S_g²``
-    (Cameron & Miller, 2015). t interval with ``G − 1`` df.
-    """
-
-    def influence(group: pd.DataFrame) -> tuple[float, pd.Series, float]:
-        n = float(group["n"].sum())
-        mean = float(group["total"].sum()) / n
-        return mean, (group["total"] - mean * group["n"]) / n, n
-
-    a, influence_a, n_a = influence(first)
-    b, influence_b, n_b = influence(second)
-    combined = influence_a.sub(influence_b, fill_value=0.0)
-    g = len(combined)
-    std_error = float(np.sqrt(g / (g - 1) * np.sum(combined.to_numpy() ** 2)))
-    estimate = a - b
-    t = stats.t.ppf(0.5 + confidence / 2, g - 1)
-    return {
-        "estimate": estimate,
-        "std_error": std_error,
-        "conf_low": estimate - t * std_error,
-        "conf_high": estimate + t * std_error,
-        "p_value": float(2 * stats.t.sf(abs(estimate) / std_error, g - 1)),
-        "n_obs": int(n_a + n_b),
-        "n_units": g,
-    }

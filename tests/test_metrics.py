@@ -25,6 +25,7 @@ from analysis.metrics import (
     icc_oneway,
     nps,
     nps_categories,
+    nps_difference,
     nps_from_counts,
     points_of_connection_scorecard,
     rwg,
@@ -169,7 +170,7 @@ def test_difference_of_disjoint_groups_adds_variances():
         a["std_error"] ** 2 * (55 / 54) / (30 / 29) + b["std_error"] ** 2 * (55 / 54) / (25 / 24)
     )
     assert gap["std_error"] == pytest.approx(expected)
-    assert gap["n_clusters"] == 55
+    assert gap["n_units"] == 55
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,3 +593,26 @@ def test_points_of_connection_scorecard_honours_reverse_coding():
 
 def test_every_default_point_of_connection_has_a_label():
     assert set(POINT_OF_CONNECTION_LABELS) == set(POINTS_OF_CONNECTION)
+
+
+def test_difference_of_two_independent_nps_values_by_hand():
+    # 50/30/20 (NPS 30, se 7.8102) against 30/40/30 (NPS 0, se 100·√(.6/100) = 7.7460)
+    result = nps_difference((50, 30, 20), (30, 40, 30))
+    se = math.sqrt(7.8102**2 + 7.7460**2)
+    assert result["estimate"] == pytest.approx(30.0)
+    assert result["std_error"] == pytest.approx(se, abs=1e-3)
+    assert result["p_value"] == pytest.approx(
+        2 * (1 - 0.5 * (1 + math.erf(30 / se / 2**0.5))), abs=1e-4
+    )
+
+
+def test_independent_difference_test_holds_its_size_in_simulation():
+    """Two samples from the same population: rejection rate ≈ 5% (4,000 pairs, MC SE .0034)."""
+    rng = np.random.default_rng(44)
+    first = rng.multinomial(200, [0.5, 0.3, 0.2], size=4000)
+    second = rng.multinomial(150, [0.5, 0.3, 0.2], size=4000)
+    rejected = [
+        nps_difference(tuple(a), tuple(b))["p_value"] < 0.05
+        for a, b in zip(first, second, strict=True)
+    ]
+    assert np.mean(rejected) == pytest.approx(0.05, abs=0.012)
