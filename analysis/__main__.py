@@ -103,11 +103,7 @@ def _estimate(args: argparse.Namespace) -> int:
         run_at=run_at,
     )
     write_tables(
-        {
-            "estimates": results.estimates,
-            "drivers": results.drivers,
-            "unit_wave": results.unit_wave,
-        },
+        results.tables(),
         args.out,
         extra_files={"manifest.json": json.dumps(manifest, indent=2) + "\n"},
     )

@@ -26,6 +26,9 @@ from analysis.panel import default_as_of, unit_wave_panel
 from analysis.parameters import Parameters
 
 SCALE_INDEX_SUFFIX = "_index"
+# Cluster-robust errors rest on the number of units; below about ten they are unreliable
+# (Cameron & Miller, 2015, section VI).
+MIN_UNITS = 10
 
 
 @dataclass
@@ -33,7 +36,17 @@ class Results:
     estimates: pd.DataFrame
     drivers: pd.DataFrame
     unit_wave: pd.DataFrame
+    quartiles: pd.DataFrame
     panel: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The result files, by name: what ``estimate`` writes and the report reads."""
+        return {
+            "estimates": self.estimates,
+            "drivers": self.drivers,
+            "unit_wave": self.unit_wave,
+            "nps_by_engagement_quartile": self.quartiles,
+        }
 
 
 def calibrated_engagement_sd(panel: pd.DataFrame, covariates) -> pd.Series:
@@ -201,6 +214,14 @@ def estimate_all(
     confidence = parameters.confidence
     progress("building the unit × wave panel")
     panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of)
+    usable = linkage.customer_facing_rows(panel)
+    usable = usable[(usable["n_responses"] > 0) & usable["engagement_index"].notna()]
+    if usable["unit_id"].nunique() < MIN_UNITS or usable["wave"].nunique() < 2:
+        raise ValueError(
+            f"too few units or waves to estimate anything: {usable['unit_id'].nunique()} "
+            f"customer-facing units and {usable['wave'].nunique()} waves have both staff and "
+            f"customer answers; the models need at least {MIN_UNITS} units and 2 waves"
+        )
     progress("engagement → NPS models")
     rows = [
         linkage.nps_on_engagement(panel, covariates, confidence=confidence),
@@ -210,6 +231,7 @@ def estimate_all(
     progress("churn hazard (Cox with time-varying engagement)")
     churn, episodes = churn_hazard_on_engagement(dataset, panel, as_of, covariates, confidence)
     rows.append(churn)
+    quartiles = linkage.nps_by_engagement_quartile(panel, parameters.min_group_size, confidence)
     gap = linkage.nps_quartile_gap(panel, parameters.min_group_size, confidence).iloc[0]
     rows.append(
         {
@@ -248,14 +270,15 @@ def estimate_all(
     employee_values = ["engagement_index", *[p for p in predictors if p != "engagement_index"]]
     display = panel[
         [c for c in ("unit_id", "region", "customer_facing", "wave") if c in panel.columns]
-        + ["n_respondents", *employee_values, "n_responses", "nps"]
+        + ["n_respondents", *employee_values, "engagement_noise_var", "n_responses", "nps"]
     ]
     parents = [("wave",), ()] + ([("region", "wave")] if "region" in display.columns else [])
+    # A hidden cell shows nothing derived from answers, not even the (pooled) noise variance.
     unit_wave = suppress(
         display,
         count="n_respondents",
-        values=employee_values,
+        values=[*employee_values, "engagement_noise_var"],
         min_group_size=parameters.min_group_size,
         parents=parents,
     )
-    return Results(estimates, drivers, unit_wave, panel)
+    return Results(estimates, drivers, unit_wave, quartiles, panel)

@@ -7,6 +7,7 @@ Every figure shows its n, its intervals and what its colours mean. Figures plot 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -78,6 +79,263 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     axes.set_ylabel("Customer NPS (−100 to +100)")
     axes.set_xlabel("Unit engagement quartile in the survey wave before")
     axes.set_title(f"Customer NPS by unit engagement quartile, with {confidence:.0%} intervals")
+    sns.despine(ax=axes, left=True)
+    figure.tight_layout()
+    return figure
+
+
+ESTIMAND_LABELS = {
+    "nps_on_engagement": ("NPS points per SD of engagement", 0.0),
+    "nps_on_engagement_within": ("… within the same unit over time", 0.0),
+    "engagement_on_prior_nps": ("Reverse: engagement SD per +10 prior NPS", 0.0),
+    "churn_hazard_on_engagement": ("Churn hazard ratio per SD of engagement", 1.0),
+    "nps_quartile_gap": ("NPS gap, top − bottom quartile (points)", 0.0),
+    "retention_quartile_gap": ("12-month retention gap, top − bottom (pp)", 0.0),
+    "nps_mediated_share": ("Share of churn effect through NPS", 0.0),
+}
+
+
+def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure:
+    """Every estimand as a point and interval on its own axis, with its no-effect line.
+
+    Filled markers are significant after Holm's adjustment (``p_adjusted`` below alpha).
+    """
+    rows = estimates[estimates["estimand"].isin(ESTIMAND_LABELS)].dropna(
+        subset=["estimate", "conf_low", "conf_high"]
+    )
+    figure, axes = plt.subplots(len(rows), 1, figsize=(8, 0.85 * len(rows) + 0.6), squeeze=False)
+    for axis, (_, row) in zip(axes[:, 0], rows.iterrows(), strict=True):
+        label, null = ESTIMAND_LABELS[row["estimand"]]
+        significant = row.get("p_adjusted", row["p_value"]) < alpha
+        axis.axvline(null, color=MUTED, linewidth=1, linestyle="--")
+        axis.errorbar(
+            row["estimate"],
+            0,
+            xerr=[[row["estimate"] - row["conf_low"]], [row["conf_high"] - row["estimate"]]],
+            fmt="o",
+            color=ACCENT,
+            ecolor=ACCENT,
+            capsize=4,
+            markersize=7,
+            markerfacecolor=ACCENT if significant else "white",
+        )
+        low = min(row["conf_low"], null)
+        high = max(row["conf_high"], null)
+        pad = 0.15 * (high - low or 1)
+        axis.set_xlim(low - pad, high + pad)
+        axis.set_yticks([])
+        axis.set_ylabel("")
+        axis.set_title(
+            f"{label}: {row['estimate']:.2f}  (n = {int(row['n_units'])} units)",
+            fontsize=10,
+            fontweight="normal",
+            loc="left",
+        )
+        axis.grid(axis="y", visible=False)
+        sns.despine(ax=axis, left=True)
+    figure.suptitle(
+        "Every estimate with its 95% interval (filled = significant after Holm)",
+        x=0.01,
+        ha="left",
+        fontsize=12,
+        fontweight="bold",
+    )
+    figure.tight_layout()
+    return figure
+
+
+def retention_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Kaplan–Meier retention by engagement quartile, with pointwise 95% bands and n."""
+    figure, axes = plt.subplots()
+    for quartile, group in curves.groupby("quartile"):
+        colour = QUARTILE_COLOURS[int(quartile) - 1]
+        label = (
+            f"{('Bottom', 'Second', 'Third', 'Top')[int(quartile) - 1]} quartile "
+            f"(n = {int(group['n'].iloc[0]):,})"
+        )
+        axes.step(
+            group["time"],
+            100 * group["retained"],
+            where="post",
+            color=colour,
+            linewidth=2,
+            label=label,
+        )
+        axes.fill_between(
+            group["time"],
+            100 * group["conf_low"],
+            100 * group["conf_high"],
+            step="post",
+            color=colour,
+            alpha=0.2,
+            linewidth=0,
+        )
+    axes.set_xlabel("Days since the first survey wave (or joining, if later)")
+    axes.set_ylabel("Customers retained (%)")
+    axes.set_title("Customer retention by the engagement quartile of their unit")
+    axes.legend(title="Unit engagement", frameon=False)
+    sns.despine(ax=axes)
+    figure.tight_layout()
+    return figure
+
+
+def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Relative weights as % of explained NPS variance, with bootstrap intervals."""
+    table = drivers.sort_values("estimate")
+    total = table["estimate"].sum()
+    scale = 100 / total if total > 0 else 1.0
+    figure, axes = plt.subplots(figsize=(8, 0.5 * len(table) + 1.2))
+    names = [(labels or {}).get(t, t) for t in table["term"]]
+    colours = [ACCENT if s else QUARTILE_COLOURS[0] for s in table["significant"]]
+    axes.barh(names, table["estimate"] * scale, color=colours)
+    axes.errorbar(
+        table["estimate"] * scale,
+        names,
+        xerr=[
+            (table["estimate"] - table["conf_low"]) * scale,
+            (table["conf_high"] - table["estimate"]) * scale,
+        ],
+        fmt="none",
+        ecolor=INK,
+        capsize=3,
+        linewidth=1,
+    )
+    axes.set_xlabel("Share of explained variance in unit NPS (%), with 95% interval")
+    axes.set_title(
+        "Which internal measures matter most for customer NPS? (dark = significant after FDR)"
+    )
+    sns.despine(ax=axes, left=True)
+    figure.tight_layout()
+    return figure
+
+
+def power_curve(
+    curve: pd.DataFrame, mde: float, estimate: float | None = None, n_units: int | None = None
+) -> plt.Figure:
+    """Power against the true effect size, with the minimum detectable effect marked."""
+    figure, axes = plt.subplots()
+    axes.plot(curve["effect"], 100 * curve["power"], color=ACCENT, linewidth=2)
+    axes.axhline(80, color=MUTED, linestyle=":", linewidth=1)
+    axes.axvline(mde, color=MUTED, linestyle="--", linewidth=1)
+    axes.annotate(
+        f"80% power at {mde:.1f} points",
+        (mde, 80),
+        xytext=(6, -16),
+        textcoords="offset points",
+        color=MUTED,
+        fontsize=9,
+    )
+    if estimate is not None:
+        axes.axvline(estimate, color=INK, linewidth=1)
+        axes.annotate(
+            f"estimate {estimate:.1f}",
+            (estimate, 8),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=9,
+        )
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("True effect: NPS points per SD of engagement")
+    axes.set_ylabel("Chance of detecting it (%)")
+    suffix = f" ({n_units} units)" if n_units else ""
+    axes.set_title(f"How large an effect could this study detect?{suffix}")
+    sns.despine(ax=axes)
+    figure.tight_layout()
+    return figure
+
+
+def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figure:
+    """Engagement index by unit × wave. Colour only where a cell differs significantly from its
+    wave's mean after FDR correction; suppressed cells hatched grey; others pale grey.
+
+    ``cells`` has ``unit_id, wave, engagement_index, difference, significant, suppressed``;
+    ``unit_labels`` maps unit_id to the label shown, in display order.
+    """
+    units = list(unit_labels.index)
+    waves = sorted(cells["wave"].unique())
+    grid = cells.pivot_table(
+        index="unit_id", columns="wave", values="difference", aggfunc="first"
+    ).reindex(index=units, columns=waves)
+    significant = cells.pivot_table(
+        index="unit_id", columns="wave", values="significant", aggfunc="first"
+    ).reindex(index=units, columns=waves)
+    hidden = cells.pivot_table(
+        index="unit_id", columns="wave", values="suppressed", aggfunc="first"
+    ).reindex(index=units, columns=waves)
+    shown = grid.where(significant.fillna(False).astype(bool))
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
+    figure, axes = plt.subplots(figsize=(8, 0.28 * len(units) + 1.6))
+    axes.imshow(
+        np.where(hidden.fillna(True).astype(bool), np.nan, 0.0),
+        cmap="Greys",
+        vmin=-1,
+        vmax=8,
+        aspect="auto",
+    )
+    image = axes.imshow(shown.to_numpy(float), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), flag in np.ndenumerate(hidden.fillna(True).astype(bool).to_numpy()):
+        if flag:
+            axes.add_patch(
+                plt.Rectangle(
+                    (j - 0.5, i - 0.5),
+                    1,
+                    1,
+                    facecolor=SUPPRESSED,
+                    hatch="///",
+                    edgecolor="#b9bec8",
+                    linewidth=0,
+                )
+            )
+    axes.set_xticks(
+        range(len(waves)),
+        [pd.Timestamp(w).strftime("%b %Y") for w in waves],
+        rotation=0,
+        fontsize=8,
+    )
+    axes.set_yticks(range(len(units)), list(unit_labels.to_numpy()), fontsize=8)
+    axes.grid(False)
+    bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
+    bar.set_label("Index points above (blue) or below (red) the wave mean", fontsize=8)
+    axes.set_title(
+        "Engagement by unit and wave (coloured only where significant after FDR; "
+        "hatched = suppressed)",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    return figure
+
+
+def estimates_with_intervals(
+    table: pd.DataFrame, label: str, value: str, title: str, axis_label: str, n: str = "n"
+) -> plt.Figure:
+    """A point and its 95% interval per row of a tidy table, each labelled with its n."""
+    figure, axes = plt.subplots(figsize=(8, 0.45 * len(table) + 1.4))
+    positions = np.arange(len(table))
+    axes.errorbar(
+        table[value],
+        positions,
+        xerr=[table[value] - table["conf_low"], table["conf_high"] - table[value]],
+        fmt="o",
+        color=ACCENT,
+        ecolor=ACCENT,
+        capsize=4,
+        markersize=7,
+    )
+    for y, (_, row) in zip(positions, table.iterrows(), strict=True):
+        axes.annotate(
+            f"{row[value]:.1f}  (n = {int(row[n]):,})",
+            (row["conf_high"], y),
+            xytext=(6, -3),
+            textcoords="offset points",
+            fontsize=8,
+            color=MUTED,
+        )
+    axes.set_yticks(positions, table[label].astype(str))
+    axes.invert_yaxis()
+    span = table["conf_high"].max() - table["conf_low"].min()
+    axes.set_xlim(table["conf_low"].min() - 0.05 * span, table["conf_high"].max() + 0.35 * span)
+    axes.set_xlabel(axis_label)
+    axes.set_title(title)
     sns.despine(ax=axes, left=True)
     figure.tight_layout()
     return figure

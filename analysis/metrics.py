@@ -678,3 +678,37 @@ def points_of_connection_scorecard(
         summary = _score_summary(scored["score"], scored["favourable"], confidence)
         rows.append({"item": item, "label": POINT_OF_CONNECTION_LABELS.get(item, item), **summary})
     return pd.DataFrame(rows, columns=list(SCORECARD_COLUMNS))
+
+
+def nps_by_group(
+    customer_nps: pd.DataFrame,
+    by: str | list[str],
+    cluster: str = "unit_id",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Customer NPS per group (e.g. quarter or region), with cluster-robust intervals.
+
+    Answers are counted per group and cluster, then each group's NPS and interval come from
+    ``clustered_nps``, so customers of one unit are not treated as independent. Returns the
+    group keys and ``nps, std_error, conf_low, conf_high, n, n_clusters, promoters, passives,
+    detractors``.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    score = customer_nps["likelihood_to_recommend"]
+    counts = (
+        customer_nps[[*keys, cluster]]
+        .assign(
+            promoters=(score >= PROMOTER_MIN).astype(int),
+            detractors=(score <= DETRACTOR_MAX).astype(int),
+            passives=((score > DETRACTOR_MAX) & (score < PROMOTER_MIN)).astype(int),
+        )
+        .groupby([*keys, cluster], observed=True)[["promoters", "passives", "detractors"]]
+        .sum()
+    )
+    rows = []
+    for group, table in counts.groupby(level=list(range(len(keys))), observed=True):
+        group = group if isinstance(group, tuple) else (group,)
+        rows.append(
+            {**dict(zip(keys, group, strict=True)), **clustered_nps(table, confidence).to_dict()}
+        )
+    return pd.DataFrame(rows)

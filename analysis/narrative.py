@@ -74,3 +74,279 @@ def paragraph(text: str, css_class: str = "") -> str:
     """Escape text into an HTML paragraph (names in the data may contain any characters)."""
     attribute = f' class="{css_class}"' if css_class else ""
     return f"<p{attribute}>{html.escape(text)}</p>"
+
+
+# --------------------------------------------------------------------------------------------
+# The executive summary: one sentence per finding, from estimates.csv
+
+
+def _get(estimates: pd.DataFrame, estimand: str) -> pd.Series | None:
+    rows = estimates[estimates["estimand"] == estimand]
+    if rows.empty or pd.isna(rows.iloc[0]["estimate"]):
+        return None
+    return rows.iloc[0]
+
+
+def _significant(row: pd.Series, alpha: float) -> bool:
+    p = row["p_adjusted"] if "p_adjusted" in row and pd.notna(row["p_adjusted"]) else row["p_value"]
+    return bool(p < alpha)
+
+
+def _ci(row: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
+    return interval(row["conf_low"] * scale, row["conf_high"] * scale, digits)
+
+
+def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """The findings as sentences, each with its number, 95% interval and n."""
+    level = f"{1 - alpha:.0%} CI"
+    sentences = []
+    row = _get(estimates, "nps_on_engagement")
+    if row is not None:
+        direction = "higher" if row["estimate"] >= 0 else "lower"
+        sentences.append(
+            f"Units one standard deviation higher in engagement had customer NPS "
+            f"{abs(row['estimate']):.1f} points {direction} in the following quarter ({level} "
+            f"{_ci(row)}; {int(row['n_units'])} units, {int(row['n_obs']):,} unit-quarters)."
+        )
+    row = _get(estimates, "churn_hazard_on_engagement")
+    if row is not None:
+        change = (1 - row["estimate"]) * 100
+        word = "lower" if change >= 0 else "higher"
+        sentences.append(
+            f"Customers of units one standard deviation higher in engagement had a "
+            f"{abs(change):.0f}% {word} risk of leaving at any time (hazard ratio "
+            f"{row['estimate']:.2f}, {level} "
+            f"{row['conf_low']:.2f} to {row['conf_high']:.2f}; {int(row['n_obs']):,} customers "
+            f"in {int(row['n_units'])} units)."
+        )
+    nps_gap = _get(estimates, "nps_quartile_gap")
+    retention_gap = _get(estimates, "retention_quartile_gap")
+    if nps_gap is not None:
+        text = (
+            f"Top-quartile units led bottom-quartile units by {signed(nps_gap['estimate'])} "
+            f"NPS points ({level} {_ci(nps_gap)}; {int(nps_gap['n_units'])} units)"
+        )
+        if retention_gap is not None:
+            text += (
+                f" and by {signed(retention_gap['estimate'])} percentage points in "
+                f"12-month customer retention ({level} {_ci(retention_gap)}; "
+                f"{int(retention_gap['n_obs']):,} customer-waves)"
+            )
+        sentences.append(text + ".")
+    row = _get(estimates, "nps_mediated_share")
+    churn = _get(estimates, "churn_hazard_on_engagement")
+    if row is not None and churn is not None and _significant(churn, alpha):
+        sentences.append(
+            f"About {100 * row['estimate']:.0f}% of engagement's link with churn runs through "
+            f"customer NPS ({level} {100 * row['conf_low']:.0f}% to "
+            f"{100 * row['conf_high']:.0f}%; {int(row['n_units'])} units)."
+        )
+    return sentences
+
+
+def causal_reading(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
+    """What the lag, within-unit and reverse-direction checks say about cause and effect."""
+    forward = _get(estimates, "nps_on_engagement")
+    within = _get(estimates, "nps_on_engagement_within")
+    reverse = _get(estimates, "engagement_on_prior_nps")
+    if forward is None:
+        return "The engagement–NPS link could not be estimated on these data."
+    parts = []
+    if _significant(forward, alpha) and forward["estimate"] > 0:
+        parts.append(
+            "Engagement measured in a survey wave predicts customer NPS in the "
+            "quarter that follows, so the timing fits engagement coming first."
+        )
+    else:
+        parts.append(
+            "We did not find that engagement predicts the next quarter's customer NPS here."
+        )
+    if within is not None:
+        if _significant(within, alpha) and within["estimate"] > 0:
+            parts.append(
+                f"The link also holds within the same unit over time "
+                f"({signed(within['estimate'])} points per SD, {_ci(within)}), so it is not "
+                "only that well-run units score high on both."
+            )
+        else:
+            parts.append(
+                f"Within the same unit over time the link is not clear "
+                f"({signed(within['estimate'])} points per SD, {_ci(within)}), so part of the "
+                "association may reflect stable differences between units."
+            )
+    if reverse is not None:
+        if _significant(reverse, alpha) and reverse["estimate"] > 0:
+            parts.append(
+                f"Customer NPS before a wave also predicts engagement at that wave "
+                f"({signed(reverse['estimate'], 2)} SD per 10 points, {_ci(reverse, 2)}): "
+                "the relationship runs in the reverse direction too, and customer experience "
+                "may be lifting staff as much as staff lift customers."
+            )
+        else:
+            parts.append(
+                f"Customer NPS before a wave does not clearly predict engagement at the wave "
+                f"({signed(reverse['estimate'], 2)} SD per 10 points, {_ci(reverse, 2)}), "
+                "which argues against the reverse direction."
+            )
+    parts.append(
+        "These are observational checks: they make a causal reading more or less "
+        "plausible but cannot prove it; only a change made on purpose, such as a "
+        "staggered internal-communication programme, could."
+    )
+    return " ".join(parts)
+
+
+def power_sentence(estimates: pd.DataFrame) -> str | None:
+    row = _get(estimates, "nps_on_engagement_mde")
+    if row is None:
+        return None
+    return (
+        f"With {int(row['n_units'])} units and these response numbers, the study had an 80% "
+        f"chance of detecting an effect of {row['estimate']:.1f} NPS points per standard "
+        "deviation of engagement or larger; smaller true effects could go unnoticed, so a "
+        "non-significant result is not evidence of no effect."
+    )
+
+
+CAVEATS = (
+    "Engagement is measured on the staff who answered; units where few answer carry less "
+    "weight, and groups below the minimum size are never shown.",
+    "Customer answers are linked to units by the unit that served them and by date; customers "
+    "served by several units are counted with the unit on each answer.",
+    "Effects are averages across units; individual units may differ.",
+    "'Significant' means after Holm's correction for the number of questions asked of the data.",
+)
+
+
+def list_html(items: list[str], css_class: str = "") -> str:
+    attribute = f' class="{css_class}"' if css_class else ""
+    return f"<ul{attribute}>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+SCALE_LABELS = {
+    "engagement_index": "Engagement",
+    "internal_communication_index": "Internal communication",
+    "brand_alignment_index": "Brand alignment",
+    "points_of_connection_index": "Points of connection",
+    "employee_effort_index": "Employee effort (ease)",
+    "enps_index": "Would recommend as employer (eNPS item)",
+}
+
+
+def drivers_sentence(drivers: pd.DataFrame) -> str:
+    """Which internal measures carry the most weight for customer NPS, with intervals."""
+    if drivers.empty:
+        return "Driver importance could not be estimated on these data."
+    table = drivers.sort_values("estimate", ascending=False)
+    top = table.iloc[0]
+    total = table["estimate"].sum()
+    share = 100 * top["estimate"] / total if total > 0 else float("nan")
+    low, high = (100 * top["conf_low"] / total, 100 * top["conf_high"] / total)
+    label = SCALE_LABELS.get(top["term"], top["term"])
+    text = (
+        f"Of the internal measures, {label.lower()} accounts for the largest share of the "
+        f"differences in unit NPS that the measures explain together ({share:.0f}%, 95% CI "
+        f"{low:.0f}% to {high:.0f}%; {int(top['n_units'])} units)."
+    )
+    significant = [SCALE_LABELS.get(t, t).lower() for t in table.loc[table["significant"], "term"]]
+    if significant:
+        text += (
+            " Measures that stand out from chance after correcting for testing several "
+            f"at once: {', '.join(significant)}."
+        )
+    else:
+        text += " None stands out from chance after correcting for testing several at once."
+    return (
+        text + " Measures that move together share credit; treat this as where to look, "
+        "not as proof of what works."
+    )
+
+
+def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Every estimand as a readable row: estimate, interval, p (Holm) and n."""
+    from analysis.figures import ESTIMAND_LABELS
+
+    rows = estimates[estimates["estimand"].isin(ESTIMAND_LABELS)]
+    shown = pd.DataFrame(
+        {
+            "Question": [ESTIMAND_LABELS[e][0] for e in rows["estimand"]],
+            "Estimate": rows["estimate"].map("{:.2f}".format),
+            "95% interval": [
+                f"{lo:.2f} to {hi:.2f}"
+                for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)
+            ],
+            "p (Holm)": rows["p_adjusted"].map(lambda p: "<0.001" if p < 0.001 else f"{p:.3f}"),
+            "Units": rows["n_units"].astype(int),
+            "n": rows["n_obs"].map("{:,}".format),
+            "Method": rows["method"],
+        }
+    )
+    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+
+
+def _number(value: float, kind: str) -> str:
+    if pd.isna(value):
+        return ""
+    if kind == "share":
+        return f"{100 * value:.1f}%"
+    if kind == "mean":
+        return f"{value:.1f}"
+    return f"{int(value):,}"
+
+
+def coverage_table_html(coverage: pd.DataFrame) -> str:
+    """``analysis.quality.coverage`` as a readable table: value, interval (shares), n, note."""
+    shown = pd.DataFrame(
+        {
+            "Measure": coverage["label"],
+            "Value": [
+                _number(v, k) for v, k in zip(coverage["value"], coverage["kind"], strict=True)
+            ],
+            "95% interval": [
+                f"{_number(lo, k)} to {_number(hi, k)}" if pd.notna(lo) else ""
+                for lo, hi, k in zip(
+                    coverage["conf_low"], coverage["conf_high"], coverage["kind"], strict=True
+                )
+            ],
+            "n": coverage["n"].map(lambda n: f"{int(n):,}" if pd.notna(n) else ""),
+            "Note": coverage["note"].fillna(""),
+        }
+    )
+    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+
+
+def reliability_table_html(reliability: pd.DataFrame) -> str:
+    """``analysis.internal.scale_reliability`` for leadership: alpha, ICCs, agreement, verdict."""
+
+    def pair(value: float, low: float, high: float) -> str:
+        return "" if pd.isna(value) else f"{value:.2f} ({low:.2f} to {high:.2f})"
+
+    shown = pd.DataFrame(
+        {
+            "Scale": reliability["label"],
+            "Items": reliability["n_items"],
+            "Cronbach's alpha (95% CI)": [
+                pair(*r)
+                for r in zip(
+                    reliability["alpha"],
+                    reliability["alpha_conf_low"],
+                    reliability["alpha_conf_high"],
+                    strict=True,
+                )
+            ],
+            "ICC(1) (95% CI)": [
+                pair(*r)
+                for r in zip(
+                    reliability["icc1"],
+                    reliability["icc1_conf_low"],
+                    reliability["icc1_conf_high"],
+                    strict=True,
+                )
+            ],
+            "ICC(2)": reliability["icc2"].map(lambda v: f"{v:.2f}"),
+            "Median r_wg": reliability["median_rwg"].map(lambda v: f"{v:.2f}"),
+            "Responses": reliability["n_responses"].map("{:,}".format),
+            "Verdict": reliability["verdict"],
+        }
+    )
+    return shown.to_html(index=False, escape=True, border=0, classes="io-table")

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 
-from analysis.io import load_dataset
+from analysis.io import load_dataset, write_tables
 from analysis.parameters import Parameters
 from analysis.provenance import build_manifest
 
@@ -38,11 +40,23 @@ class Page:
     title: str
 
 
-PAGES = (Page("index", "nps_by_engagement.ipynb", "Engagement and customer NPS"),)
+PAGES = (
+    Page("index", "executive_summary.ipynb", "Executive summary"),
+    Page("data_quality", "data_quality.ipynb", "Data and coverage"),
+    Page("internal_measures", "internal_measures.ipynb", "Internal measures"),
+    Page("customer_nps", "customer_nps.ipynb", "Customer NPS"),
+    Page("engagement_nps", "engagement_nps.ipynb", "Engagement and NPS"),
+    Page("retention", "retention.ipynb", "Engagement and retention"),
+)
+RESULT_FILES = ("estimates", "drivers", "unit_wave", "nps_by_engagement_quartile")
 
 
 class ReportError(RuntimeError):
-    """A notebook failed; the message names the cell's error and the partial notebook."""
+    """A notebook failed; the message names the cell's error, ``notebook`` the partial copy."""
+
+    def __init__(self, message: str, notebook: Path | None = None):
+        super().__init__(message)
+        self.notebook = notebook
 
 
 def _new_run_id(out_root: Path) -> str:
@@ -61,21 +75,28 @@ def _kernel_name() -> str:
 
 
 def _ipc_kernel_manager():
-    """A kernel manager that talks to the kernel over local sockets instead of TCP.
+    """A kernel manager that talks to its kernel over Unix sockets instead of TCP.
 
-    ipykernel 7 warns on every start that TCP without encryption can be overheard; Unix
-    sockets in the user's runtime directory cannot, and the warning goes away.
+    ipykernel 7 warns on every start that TCP without encryption can be overheard; sockets in
+    a private file path cannot. Each kernel gets its own socket prefix: with the default
+    relative prefix, two kernels started in one folder would share sockets.
     """
+    import tempfile
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
 
     class IpcKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            super().__init__(transport="ipc", **kwargs)
+            prefix = Path(tempfile.gettempdir()) / f"inside-out-{uuid.uuid4().hex[:16]}"
+            super().__init__(transport="ipc", ip=str(prefix), **kwargs)
 
     return IpcKernelManager
 
 
-def execute_notebook(page: Page, out_dir: Path, parameters: dict) -> Path:
+def execute_notebook(
+    page: Page, out_dir: Path, parameters: dict, notebooks_dir: Path = NOTEBOOKS_DIR
+) -> Path:
     """Run one notebook with papermill; raise ``ReportError`` naming the failing cell."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -84,11 +105,11 @@ def execute_notebook(page: Page, out_dir: Path, parameters: dict) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
-            str(NOTEBOOKS_DIR / page.notebook),
+            str(notebooks_dir / page.notebook),
             str(output),
             parameters=parameters,
             kernel_name=_kernel_name(),
-            cwd=str(NOTEBOOKS_DIR),
+            cwd=str(notebooks_dir),
             progress_bar=False,
             log_output=False,
             report_mode=False,
@@ -97,9 +118,86 @@ def execute_notebook(page: Page, out_dir: Path, parameters: dict) -> Path:
     except PapermillExecutionError as error:
         raise ReportError(
             f"notebook {page.notebook} failed in cell {error.exec_count}: "
-            f"{error.ename}: {error.evalue}"
+            f"{error.ename}: {error.evalue}",
+            output,
         ) from None
     return output
+
+
+def _execute_timed(
+    page: Page, out_dir: Path, parameters: dict, notebooks_dir: Path
+) -> tuple[Path, float]:
+    started = time.monotonic()
+    return execute_notebook(page, out_dir, parameters, notebooks_dir), time.monotonic() - started
+
+
+def run_notebooks(
+    out_dir: Path,
+    parameters: dict,
+    progress: Callable[[str], None],
+    pages: tuple[Page, ...] = PAGES,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    workers: int = 2,
+) -> dict[str, Path]:
+    """Run every page's notebook, two at a time (they only read the data and the results).
+
+    On two cores two kernels at once nearly halve the time; more would only queue. The first
+    failure stops the run: notebooks not yet started are cancelled.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    executed: dict[str, Path] = {}
+    # spawn, not fork: forking a process whose BLAS threads are running can deadlock
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {
+            pool.submit(_execute_timed, page, out_dir, parameters, notebooks_dir): page
+            for page in pages
+        }
+        progress(f"[notebooks] running {len(pages)} notebooks, {workers} at a time")
+        try:
+            for future in as_completed(futures):
+                page = futures[future]
+                executed[page.slug], seconds = future.result()
+                progress(
+                    f"[notebooks {len(executed)}/{len(pages)}] {page.notebook} done in "
+                    f"{seconds:.1f} s"
+                )
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return executed
+
+
+def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """The result tables written by ``estimate``, read back for the notebooks."""
+    results_dir = Path(results_dir)
+    return {
+        name: pd.read_csv(
+            results_dir / f"{name}.csv",
+            dtype={"unit_id": "string"},
+            parse_dates=["wave"] if name == "unit_wave" else False,
+        )
+        for name in RESULT_FILES
+    }
+
+
+def ensure_results(
+    data_dir: Path | str, results_dir: Path | str, parameters: Parameters
+) -> dict[str, pd.DataFrame]:
+    """Read the result tables, computing and writing them first if they are not there yet.
+
+    ``make report`` computes them once before any notebook runs; this lets a researcher run a
+    single notebook in JupyterLab on its defaults.
+    """
+    results_dir = Path(results_dir)
+    if not all((results_dir / f"{name}.csv").exists() for name in RESULT_FILES):
+        from analysis.estimate import estimate_all
+
+        results = estimate_all(load_dataset(data_dir), parameters)
+        write_tables(results.tables(), results_dir)
+    return read_results(results_dir)
 
 
 def render_page(executed: Path, destination: Path, context: dict) -> Path:
@@ -135,8 +233,13 @@ def build_report(
     out_root: Path | str,
     parameters: Parameters,
     progress: Callable[[str], None] = print,
+    pages: tuple[Page, ...] = PAGES,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
 ) -> Path:
-    """Validate the data, run every notebook, render every page, then publish atomically.
+    """Validate the data, estimate, run every notebook, render every page, publish atomically.
+
+    ``pages`` and ``notebooks_dir`` let a research group run its own set of notebooks; the page
+    whose slug is ``index`` is the entry page, and every page links to every other.
 
     Returns the new run's folder. Raises ``analysis.io.DatasetError`` (nothing is written) or
     ``ReportError`` (the earlier report stays; the partial run is kept as ``.failed-<run-id>``).
@@ -156,18 +259,21 @@ def build_report(
         "output_dir": str(staging / "results"),
         **parameters.to_notebook(),
     }
-    current: Page | None = None
     try:
-        executed = {}
-        for number, page in enumerate(PAGES, start=1):
-            current = page
-            tick = time.monotonic()
-            progress(f"[{number}/{len(PAGES)}] running {page.notebook}")
-            executed[page.slug] = execute_notebook(page, staging, notebook_parameters)
-            progress(
-                f"[{number}/{len(PAGES)}] {page.notebook} done in {time.monotonic() - tick:.1f} s"
-            )
-        for page in PAGES:
+        from analysis.estimate import estimate_all
+
+        def estimate_progress(message: str) -> None:
+            progress(f"[estimate] {message}")
+
+        try:
+            results = estimate_all(dataset, parameters, estimate_progress)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            raise ReportError(
+                f"the estimates could not be computed on these data: {error}"
+            ) from None
+        write_tables(results.tables(), staging / "results")
+        executed = run_notebooks(staging, notebook_parameters, progress, pages, notebooks_dir)
+        for page in pages:
             context = {
                 "title": page.title,
                 "subtitle": page.title,
@@ -179,13 +285,12 @@ def build_report(
                 "packages": manifest["packages"],
                 "pages": [
                     {"href": f"{p.slug}.html", "title": p.title, "current": p.slug == page.slug}
-                    for p in PAGES
+                    for p in pages
                 ]
-                if len(PAGES) > 1
+                if len(pages) > 1
                 else [],
             }
             render_page(executed[page.slug], staging / f"{page.slug}.html", context)
-        current = None
         (staging / "manifest.json").write_text(
             json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
         )
@@ -193,7 +298,7 @@ def build_report(
         failed = out_root / f".failed-{run_id}"
         os.replace(staging, failed)
         if isinstance(error, ReportError):
-            partial = failed / "notebooks" / current.notebook if current else failed
+            partial = failed / error.notebook.relative_to(staging) if error.notebook else failed
             raise ReportError(
                 f"{error}\nPartial executed notebook: {partial}\nThe previous report is unchanged."
             ) from None

@@ -1,4 +1,4 @@
-"""The walking skeleton end to end: real papermill, real nbconvert, a real browser."""
+"""The leadership report end to end: real papermill, real nbconvert, a real browser."""
 
 from __future__ import annotations
 
@@ -12,20 +12,37 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
 from analysis.parameters import Parameters
-from analysis.report import build_report
+from analysis.report import PAGES, Page, ReportError, build_report
 from tests.conftest import SMALL_DESIGN, write_study
 
 CHROMIUM = shutil.which("chromium")
+PARAMETERS = Parameters(bootstrap_draws=200)
+SCRIPT_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Debian's chromium is not installed (make test installs it)",
+)
 
 
 @pytest.fixture(scope="session")
-def report_root(small_study_master, tmp_path_factory) -> Path:
+def hostile_study(small_study_master, tmp_path_factory) -> Path:
+    """The small study with every unit named with markup that would run if not escaped."""
+    directory = Path(shutil.copytree(small_study_master, tmp_path_factory.mktemp("s") / "study"))
+    units = pd.read_csv(directory / "units.csv", dtype=str, keep_default_na=False)
+    units["unit_name"] = SCRIPT_NAME + " " + units["unit_id"]
+    units.to_csv(directory / "units.csv", index=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def report_root(hostile_study, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("reports")
-    build_report(small_study_master, root, Parameters(), progress=lambda _: None)
+    build_report(hostile_study, root, PARAMETERS, progress=lambda _: None)
     return root
 
 
@@ -45,77 +62,124 @@ def _tree(root: Path) -> dict[str, str]:
 def test_report_run_lays_out_its_folder(report_root, run_dir):
     assert (report_root / "latest").is_symlink()
     assert run_dir.parent == report_root
-    for name in (
-        "index.html",
+    expected = [
         "manifest.json",
+        "results/estimates.csv",
+        "results/drivers.csv",
+        "results/unit_wave.csv",
         "results/nps_by_engagement_quartile.csv",
-        "results/nps_quartile_gap.csv",
-        "notebooks/nps_by_engagement.ipynb",
-    ):
+    ]
+    expected += [f"{page.slug}.html" for page in PAGES]
+    expected += [f"notebooks/{page.notebook}" for page in PAGES]
+    for name in expected:
         assert (run_dir / name).is_file(), name
     assert not list(report_root.glob(".partial-*"))
 
 
-def test_page_is_self_contained_with_code_hidden(run_dir):
-    page = (run_dir / "index.html").read_text()
-    assert "<script" not in page.lower()
-    external = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", page, re.I)
+@pytest.mark.parametrize("page", [p.slug for p in PAGES])
+def test_every_page_is_self_contained_with_code_hidden(run_dir, page):
+    text = (run_dir / f"{page}.html").read_text()
+    assert "<script" not in text.lower()
+    external = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text, re.I)
     assert external == []
-    assert "@import" not in page and "url(http" not in page
-    assert "<img" in page and "data:image/png;base64," in page
-    assert "load_dataset(" not in page  # no code, only results
-    assert "unit_wave_panel" not in page
+    assert "@import" not in text and "url(http" not in text
+    assert "<img" in text and "data:image/png;base64," in text
+    assert "ensure_results(" not in text and "import " not in text  # no code, only results
+    assert "Traceback" not in text
+    for other in PAGES:  # every page links to every other
+        assert f'href="{other.slug}.html"' in text
 
 
-def test_page_states_the_numbers_with_intervals_and_n(run_dir):
+def test_executive_summary_states_findings_with_interval_and_n(run_dir):
     page = (run_dir / "index.html").read_text()
-    quartiles = pd.read_csv(run_dir / "results/nps_by_engagement_quartile.csv")
-    gap = pd.read_csv(run_dir / "results/nps_quartile_gap.csv").iloc[0]
-    top = quartiles[quartiles["quartile"] == 4].iloc[0]
+    estimates = pd.read_csv(run_dir / "results/estimates.csv").set_index("estimand")
+    main = estimates.loc["nps_on_engagement"]
+    assert f"{abs(main['estimate']):.1f} points" in page
+    assert f"{int(main['n_units'])} units" in page
     assert "95% CI" in page
-    assert f"{top['nps']:.1f}" in page
-    assert f"{top['n_responses']:,} answers from {top['n_units']} units" in page
-    assert f"{abs(gap['estimate']):.1f} points" in page
-    assert len(quartiles) == 4
-    assert (quartiles["conf_low"] <= quartiles["nps"]).all()
-    assert (quartiles["nps"] <= quartiles["conf_high"]).all()
-    assert quartiles["nps"].between(-100, 100).all()
+    mde = estimates.loc["nps_on_engagement_mde", "estimate"]
+    assert f"{mde:.1f} NPS points" in page  # the minimum detectable effect is stated
+    assert "reverse" in page.lower() and "within the same unit" in page.lower()
 
 
-def test_manifest_records_inputs_parameters_and_versions(run_dir, small_study_master):
+def test_manifest_records_inputs_parameters_and_versions(run_dir, hostile_study):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     for name in ("units.csv", "employee_survey.csv", "customer_nps.csv", "customers.csv"):
-        digest = hashlib.sha256((small_study_master / name).read_bytes()).hexdigest()
+        digest = hashlib.sha256((hostile_study / name).read_bytes()).hexdigest()
         assert manifest["inputs_sha256"][name] == digest
-    assert manifest["parameters"]["min_group_size"] == 5
+    assert manifest["parameters"]["bootstrap_draws"] == 200
     assert {"pandas", "statsmodels", "papermill", "nbconvert"} <= set(manifest["packages"])
-    assert manifest["git_commit"]
+    assert manifest["git_commit"] and manifest["run_at"]
+    footer = (run_dir / "index.html").read_text()
+    assert manifest["inputs_sha256"]["units.csv"][:12] in footer
 
 
-def test_no_respondent_or_customer_identifier_reaches_the_report(run_dir, small_study_master):
+def test_no_respondent_or_customer_identifier_reaches_the_report(run_dir, hostile_study):
     respondents = set(
-        pd.read_csv(small_study_master / "employee_survey.csv", dtype=str)["respondent_id"]
+        pd.read_csv(hostile_study / "employee_survey.csv", dtype=str)["respondent_id"]
     )
-    customers = set(pd.read_csv(small_study_master / "customers.csv", dtype=str)["customer_id"])
+    customers = set(pd.read_csv(hostile_study / "customers.csv", dtype=str)["customer_id"])
     identifier = re.compile(r"\b[RC]\d{6,7}\b")
     for path in run_dir.rglob("*"):
-        if path.is_file() and path.suffix in {".html", ".csv", ".json", ".ipynb"}:
-            found = set(identifier.findall(path.read_text()))
+        if path.is_file():
+            found = set(identifier.findall(path.read_text(errors="ignore")))
             assert not found & (respondents | customers), path
 
 
-def test_same_inputs_give_the_same_numbers(report_root, run_dir, small_study_master):
-    again = build_report(small_study_master, report_root, Parameters(), progress=lambda _: None)
-    for name in ("nps_by_engagement_quartile.csv", "nps_quartile_gap.csv"):
-        assert (again / "results" / name).read_bytes() == (run_dir / "results" / name).read_bytes()
+def test_unit_names_with_markup_are_shown_as_text(run_dir):
+    page = (run_dir / "internal_measures.html").read_text()
+    assert "&lt;script&gt;window.__pwned" in page
+    assert "<script>window.__pwned" not in page
+
+
+def test_same_inputs_give_the_same_results(report_root, run_dir, hostile_study):
+    again = build_report(hostile_study, report_root, PARAMETERS, progress=lambda _: None)
+    for name in ("estimates.csv", "drivers.csv", "unit_wave.csv", "nps_by_engagement_quartile.csv"):
+        assert (again / "results" / name).read_bytes() == (
+            run_dir / "results" / name
+        ).read_bytes(), name
     assert (report_root / "latest").resolve() == again
 
 
-def test_failed_notebook_leaves_the_previous_report_untouched(tmp_path, small_study_master):
+def test_failed_notebook_stops_the_run_and_keeps_the_last_report(tmp_path, small_study_master):
     root = tmp_path / "reports"
-    good = build_report(small_study_master, root, Parameters(), progress=lambda _: None)
+    good = build_report(
+        small_study_master, root, PARAMETERS, progress=lambda _: None, pages=PAGES[:1]
+    )
     before = _tree(root)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    broken = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
+    )
+    broken.cells = [
+        nbformat.v4.new_code_cell("data_dir = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise RuntimeError('the chart broke')"),
+    ]
+    nbformat.write(broken, notebooks / "broken.ipynb")
+    with pytest.raises(ReportError) as caught:
+        build_report(
+            small_study_master,
+            root,
+            PARAMETERS,
+            progress=lambda _: None,
+            pages=(Page("index", "broken.ipynb", "Broken"),),
+            notebooks_dir=notebooks,
+        )
+    message = str(caught.value)
+    assert "the chart broke" in message and "RuntimeError" in message
+    partial = Path(message.split("Partial executed notebook:")[1].split()[0])
+    assert partial.is_file() and partial.parent.parent.name.startswith(".failed-")
+    assert (root / "latest").resolve() == good
+    after = {k: v for k, v in _tree(root).items() if not k.startswith(".failed-")}
+    assert after == before
+
+
+def test_data_too_thin_to_estimate_fails_cleanly(tmp_path):
     tiny = write_study(tmp_path / "tiny", replace(SMALL_DESIGN, n_units=3, n_waves=2))
+    root = tmp_path / "reports"
     result = subprocess.run(
         [sys.executable, "-m", "analysis", "report", "--data", str(tiny), "--out", str(root)],
         capture_output=True,
@@ -123,13 +187,8 @@ def test_failed_notebook_leaves_the_previous_report_untouched(tmp_path, small_st
         timeout=600,
     )
     assert result.returncode == 1
-    assert "too few unit-waves" in result.stderr
-    assert "Partial executed notebook:" in result.stderr
-    partial = Path(result.stderr.split("Partial executed notebook:")[1].split()[0])
-    assert partial.is_file() and partial.parent.parent.name.startswith(".failed-")
-    assert (root / "latest").resolve() == good
-    after = {k: v for k, v in _tree(root).items() if not k.startswith(".failed-")}
-    assert after == before
+    assert "could not be computed" in result.stderr and "Traceback" not in result.stderr
+    assert not (root / "latest").exists()
 
 
 def test_invalid_data_writes_no_report(tmp_path, small_study_master):
@@ -171,14 +230,9 @@ def test_unknown_parameter_is_refused(tmp_path, small_study_master):
     assert "min_group_sise" in result.stderr and "min_group_size" in result.stderr
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None and os.environ.get("CI") != "true",
-    reason="Debian's chromium is not installed (make test installs it)",
-)
-def test_page_opens_in_chromium_without_network_or_errors(run_dir):
+def _open_in_chromium(url: str) -> dict:
     from playwright.sync_api import sync_playwright
 
-    url = (run_dir / "index.html").as_uri()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM or "/usr/bin/chromium",
@@ -193,7 +247,7 @@ def test_page_opens_in_chromium_without_network_or_errors(run_dir):
         )
         try:
             page = browser.new_page()
-            requests, problems = [], []
+            requests, problems, dialogs = [], [], []
             page.on("request", lambda request: requests.append(request.url))
             page.on(
                 "console",
@@ -202,15 +256,34 @@ def test_page_opens_in_chromium_without_network_or_errors(run_dir):
                 ),
             )
             page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             page.goto(url)
             page.wait_for_load_state("networkidle")
-            images = page.evaluate(
-                "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"
-            )
-            headline = page.inner_text(".io-headline")
+            return {
+                "requests": requests,
+                "problems": problems,
+                "dialogs": dialogs,
+                "images": page.evaluate(
+                    "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"
+                ),
+                "scripts": page.evaluate("document.scripts.length"),
+                "pwned": page.evaluate("window.__pwned === undefined ? null : window.__pwned"),
+                "text": page.inner_text("body"),
+            }
         finally:
             browser.close()
-    assert [r for r in requests if not r.startswith(("file:", "data:"))] == []
-    assert problems == []
-    assert images and all(images)
-    assert "top engagement quartile" in headline and "95% CI" in headline
+
+
+@needs_browser
+@pytest.mark.parametrize("page", ["index", "internal_measures"])
+def test_pages_open_in_chromium_without_network_errors_or_scripts(run_dir, page):
+    seen = _open_in_chromium((run_dir / f"{page}.html").as_uri())
+    assert [r for r in seen["requests"] if not r.startswith(("file:", "data:"))] == []
+    assert seen["problems"] == []
+    assert seen["images"] and all(seen["images"])
+    assert seen["scripts"] == 0 and seen["pwned"] is None and seen["dialogs"] == []
+    if page == "index":
+        assert "standard deviation higher in engagement" in seen["text"]
+        assert "95% CI" in seen["text"]
+    else:
+        assert "<script>window.__pwned" in seen["text"]  # shown as text
