@@ -435,14 +435,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(values: pd.Series) -> pd.Series:
+    """Neutralise text a spreadsheet would run as a formula (CSV injection).
+
+    A text cell starting with ``= + - @``, tab or carriage return gets a leading apostrophe, as
+    OWASP's CSV-injection guidance recommends; spreadsheets then show it as text. Numbers are
+    never text here, so negative estimates are untouched.
+    """
+    text = values.astype("string")
+    risky = text.str.startswith(FORMULA_STARTS).fillna(False)
+    return values.where(~risky, "'" + text)
+
+
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """Format dates as ISO and booleans as the contract's lower-case words."""
+    """Dates as ISO, booleans as the contract's lower-case words, text spreadsheet-safe."""
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[column]):
             out[column] = out[column].dt.strftime("%Y-%m-%d")
         elif pd.api.types.is_bool_dtype(out[column]):
             out[column] = out[column].map({True: "true", False: "false"})
+        elif pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
+            out[column] = spreadsheet_safe(out[column])
     return out
 
 

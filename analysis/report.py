@@ -200,11 +200,25 @@ def ensure_results(
     return read_results(results_dir)
 
 
+def _describe_figures(notebook) -> None:
+    """Give every figure alternative text: the heading of the section it answers."""
+    heading = notebook.metadata.get("title", "Figure")
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    heading = line.lstrip("#").strip()
+        for output in cell.get("outputs", []):
+            if "image/png" in output.get("data", {}):
+                output.setdefault("metadata", {})["alt"] = f"Figure: {heading}"
+
+
 def render_page(executed: Path, destination: Path, context: dict) -> Path:
     """Turn an executed notebook into a self-contained HTML page with the code hidden."""
     from nbconvert import HTMLExporter
 
     notebook = nbformat.read(executed, as_version=4)
+    _describe_figures(notebook)
     exporter = HTMLExporter(
         template_name="inside_out",
         extra_template_basedirs=[str(TEMPLATES_DIR)],

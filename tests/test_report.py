@@ -84,6 +84,8 @@ def test_every_page_is_self_contained_with_code_hidden(run_dir, page):
     assert external == []
     assert "@import" not in text and "url(http" not in text
     assert "<img" in text and "data:image/png;base64," in text
+    images = re.findall(r"<img [^>]*>", text)
+    assert all('alt="Figure: ' in image for image in images)  # every figure is described
     assert "ensure_results(" not in text and "import " not in text  # no code, only results
     assert "Traceback" not in text
     for other in PAGES:  # every page links to every other
@@ -287,3 +289,29 @@ def test_pages_open_in_chromium_without_network_errors_or_scripts(run_dir, page)
         assert "95% CI" in seen["text"]
     else:
         assert "<script>window.__pwned" in seen["text"]  # shown as text
+
+
+def test_notebooks_default_to_the_sample_study_for_interactive_runs():
+    """Opened in JupyterLab, each notebook runs on data/sample and computes missing results."""
+    from analysis.report import NOTEBOOKS_DIR
+
+    for page in PAGES:
+        notebook = nbformat.read(NOTEBOOKS_DIR / page.notebook, as_version=4)
+        parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        assert 'data_dir = "../data/sample"' in parameters.source
+        assert 'output_dir = "../reports/scratch/results"' in parameters.source
+        assert "ensure_results(data_dir, output_dir, params)" in "".join(
+            c.source for c in notebook.cells
+        )
+
+
+def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
+    from analysis.report import RESULT_FILES, ensure_results
+
+    results_dir = tmp_path / "results"
+    first = ensure_results(small_study_master, results_dir, PARAMETERS)
+    assert set(first) == set(RESULT_FILES)
+    stamps = {p.name: p.stat().st_mtime_ns for p in results_dir.iterdir()}
+    second = ensure_results(small_study_master, results_dir, PARAMETERS)
+    assert {p.name: p.stat().st_mtime_ns for p in results_dir.iterdir()} == stamps
+    pd.testing.assert_frame_equal(first["estimates"], second["estimates"])

@@ -324,3 +324,24 @@ def test_cli_reports_a_missing_directory(tmp_path):
     result = _cli("validate", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert "is not a directory" in result.stderr
+
+
+def test_written_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
+    from analysis.io import write_tables
+
+    table = pd.DataFrame(
+        {
+            "unit_name": ['=HYPERLINK("x")', "+1", "@SUM(A1)", "-2+3", "Leeds"],
+            "estimate": [-1.5, 2.0, 3.0, -4.0, 5.0],
+        }
+    )
+    write_tables({"t": table}, tmp_path / "out")
+    read_back = pd.read_csv(tmp_path / "out" / "t.csv")
+    assert list(read_back["unit_name"]) == [
+        '\'=HYPERLINK("x")',
+        "'+1",
+        "'@SUM(A1)",
+        "'-2+3",
+        "Leeds",
+    ]
+    assert list(read_back["estimate"]) == [-1.5, 2.0, 3.0, -4.0, 5.0]  # numbers untouched
