@@ -712,3 +712,59 @@ def nps_by_group(
             {**dict(zip(keys, group, strict=True)), **clustered_nps(table, confidence).to_dict()}
         )
     return pd.DataFrame(rows)
+
+
+def nps_by_unit(customer_nps: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Each unit's NPS with its adjusted-Wald interval and an empirical-Bayes shrunken value.
+
+    Raw unit NPS from a handful of answers swings widely, so rankings use the shrunken value
+    (normal–normal empirical Bayes; Morris, 1983, *JASA* 78(381)): with the unit's sampling
+    variance ``v_u`` (trinomial, pooled shares over the unit's ``n``) and the between-unit
+    variance ``τ²`` (method of moments, ``var(NPS_u) − mean(v_u)``)::
+
+        shrunken_u = m + (1 − B_u)(NPS_u − m),   B_u = v_u / (v_u + τ²)
+
+    with ``m`` the precision-weighted mean. Columns: ``unit_id, nps, conf_low, conf_high, n,
+    shrunken, shrinkage, rank`` (1 = highest shrunken NPS). Customer answers are not
+    employee-derived, so no suppression applies.
+    """
+    score = customer_nps["likelihood_to_recommend"]
+    counts = (
+        customer_nps.assign(
+            promoters=(score >= PROMOTER_MIN).astype(int),
+            detractors=(score <= DETRACTOR_MAX).astype(int),
+            passives=((score > DETRACTOR_MAX) & (score < PROMOTER_MIN)).astype(int),
+        )
+        .groupby("unit_id", observed=True)[["promoters", "passives", "detractors"]]
+        .sum()
+    )
+    rows = [
+        nps_from_counts(*row, method="adjusted_wald", confidence=confidence).rename(unit)
+        for unit, row in counts.iterrows()
+    ]
+    table = pd.DataFrame(rows).rename_axis("unit_id").reset_index()
+    p = counts["promoters"].sum() / counts.to_numpy().sum()
+    d = counts["detractors"].sum() / counts.to_numpy().sum()
+    sampling = 100**2 * (p + d - (p - d) ** 2) / table["n"].astype(float)
+    tau2 = max(float(table["nps"].var()) - float(sampling.mean()), 1e-6)
+    weights = 1 / (sampling + tau2)
+    centre = float(np.sum(weights * table["nps"]) / np.sum(weights))
+    shrinkage = sampling / (sampling + tau2)
+    table["shrunken"] = centre + (1 - shrinkage) * (table["nps"] - centre)
+    table["shrinkage"] = shrinkage
+    table["rank"] = table["shrunken"].rank(ascending=False, method="first").astype(int)
+    return table[
+        [
+            "unit_id",
+            "nps",
+            "conf_low",
+            "conf_high",
+            "n",
+            "promoters",
+            "passives",
+            "detractors",
+            "shrunken",
+            "shrinkage",
+            "rank",
+        ]
+    ]
