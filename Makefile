@@ -57,7 +57,7 @@ report: $(INSTALLED) $(if $(filter data/sample,$(DATA)),data/sample/.complete)
 
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser data/sample/.complete
 	@$(BIN)/python -m pytest
 
 ## Install Debian's chromium for the browser tests, if it is missing

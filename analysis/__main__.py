@@ -24,10 +24,15 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def _synth(args: argparse.Namespace) -> int:
     from analysis.io import write_tables
     from analysis.synth import StudyDesign, generate, truth_json
 
+    d = StudyDesign()
     design = StudyDesign(
         seed=args.seed,
         n_units=args.units,
@@ -37,8 +42,11 @@ def _synth(args: argparse.Namespace) -> int:
         response_rate=args.response_rate,
         customers_per_employee=args.customers_per_employee,
         responses_per_customer_year=args.responses_per_customer_year,
-        nps_effect=args.nps_effect,
-        churn_hazard_ratio=args.churn_hazard_ratio,
+        # "Reverse causation" alone means no forward effect, unless one was asked for.
+        nps_effect=_given(args.nps_effect, 0.0 if args.reverse_causation else d.nps_effect),
+        churn_hazard_ratio=_given(
+            args.churn_hazard_ratio, 1.0 if args.reverse_causation else d.churn_hazard_ratio
+        ),
         mediated_share=args.mediated_share,
         engagement_icc=args.engagement_icc,
         no_effect=args.no_effect,
@@ -47,9 +55,6 @@ def _synth(args: argparse.Namespace) -> int:
         reverse_causation=args.reverse_causation,
         reverse_strength=args.reverse_strength,
     )
-    if args.reverse_causation and args.nps_effect == StudyDesign.nps_effect:
-        # "Reverse causation" alone means no forward effect, unless one was asked for.
-        design = StudyDesign(**{**design.__dict__, "nps_effect": 0.0, "churn_hazard_ratio": 1.0})
     study = generate(design)
     write_tables(
         study.tables,
@@ -187,14 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     effects.add_argument(
         "--nps-effect",
         type=float,
-        default=d.nps_effect,
-        help="NPS points per SD of unit engagement in the next quarter",
+        default=None,
+        help=f"NPS points per SD of unit engagement in the next quarter (default "
+        f"{d.nps_effect}; 0 with --reverse-causation)",
     )
     effects.add_argument(
         "--churn-hazard-ratio",
         type=float,
-        default=d.churn_hazard_ratio,
-        help="churn hazard ratio per SD of unit engagement (all paths)",
+        default=None,
+        help=f"churn hazard ratio per SD of unit engagement, all paths (default "
+        f"{d.churn_hazard_ratio}; 1 with --reverse-causation)",
     )
     effects.add_argument(
         "--mediated-share",
@@ -286,13 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from analysis.io import DatasetError
+    from analysis.linkage import EstimationError
     from analysis.parameters import ParameterError
     from analysis.report import ReportError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, ParameterError) as error:
+    except (DatasetError, ParameterError, EstimationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except ReportError as error:

@@ -72,6 +72,8 @@ DRIVER_COLUMNS = (
     "term",
     "estimate",
     "share",
+    "share_conf_low",
+    "share_conf_high",
     "std_error",
     "conf_low",
     "conf_high",
@@ -287,6 +289,7 @@ def driver_importance(
             "matrix; there are too few clusters or a predictor barely varies"
         )
     tail = (1 - confidence) / 2
+    shares = 100 * boot / boot.sum(axis=1, keepdims=True)
     difference = boot_with_random[:, :p] - boot_with_random[:, [p]]
     below = (difference <= 0).mean(axis=0)
     above = (difference >= 0).mean(axis=0)
@@ -297,6 +300,9 @@ def driver_importance(
             "term": predictors,
             "estimate": estimate,
             "share": 100 * estimate / r_squared if r_squared > 0 else np.nan,
+            # the share's own interval: each replicate's weights over that replicate's R²
+            "share_conf_low": np.quantile(shares, tail, axis=0),
+            "share_conf_high": np.quantile(shares, 1 - tail, axis=0),
             "std_error": boot.std(axis=0, ddof=1),
             "conf_low": np.quantile(boot, tail, axis=0),
             "conf_high": np.quantile(boot, 1 - tail, axis=0),

@@ -20,7 +20,7 @@ from scipy import stats
 
 from analysis import linkage, power, retention
 from analysis.io import Dataset
-from analysis.linkage import ESTIMATE_COLUMNS
+from analysis.linkage import ESTIMATE_COLUMNS, EstimationError
 from analysis.metrics import clustered_mean_difference
 from analysis.panel import default_as_of, unit_wave_panel
 from analysis.parameters import Parameters
@@ -71,12 +71,15 @@ def churn_hazard_on_engagement(
     """
     units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"]).copy()
     units["engagement_sd"] = calibrated_engagement_sd(panel, covariates)
-    region = [c for c in covariates if c in units.columns]
+    unit_covariates = [c for c in covariates if c in units.columns]
     episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    episodes = retention.attach_unit_covariates(episodes, units, ["engagement_sd", *region])
+    episodes = retention.attach_unit_covariates(
+        episodes, units, ["engagement_sd", *unit_covariates]
+    )
+    # the default controls: the covariates (region) and wave (calendar-quarter) effects
     dummies = [
         pd.get_dummies(episodes[c].astype("string"), prefix=c, drop_first=True, dtype=float)
-        for c in region
+        for c in [*unit_covariates, "wave"]
     ]
     predictors = pd.concat([episodes[["engagement_sd"]], *dummies], axis=1)
     params, cov = retention.cox_cluster_robust(episodes, predictors, episodes["unit_id"])
@@ -92,7 +95,8 @@ def churn_hazard_on_engagement(
         "p_value": float(2 * stats.norm.sf(abs(log_hr) / se)),
         "n_obs": int(episodes["customer_id"].nunique()),
         "n_units": int(episodes["unit_id"].nunique()),
-        "method": "Cox (Breslow), tenure time scale, engagement updated at each wave, delayed "
+        "method": "Cox (Breslow), tenure time scale, wave FE + covariates, engagement updated "
+        "at each wave, delayed "
         "entry at the first wave, robust SE clustered by unit (Lin & Wei 1989); "
         "hazard ratio, std_error on the log scale",
     }
@@ -169,13 +173,13 @@ def nps_mediated_share(
     calibrated, _ = linkage.calibrate(rows["nps"], noise, design, rows["n_responses"].astype(float))
     mediator = rows[["unit_id", "wave"]].assign(nps_10=calibrated / 10)
     with_mediator = episodes.merge(mediator, on=["unit_id", "wave"], how="inner")
-    region = [c for c in covariates if c in with_mediator.columns]
-    cells = retention.hazard_cells(with_mediator, ["engagement_sd", "nps_10", *region])
+    unit_covariates = [c for c in covariates if c in with_mediator.columns]
+    cells = retention.hazard_cells(with_mediator, ["engagement_sd", "nps_10", *unit_covariates])
     return retention.mediated_share(
         cells,
         "engagement_sd",
         "nps_10",
-        covariates=region,
+        covariates=[*unit_covariates, "wave"],
         draws=parameters.bootstrap_draws,
         seed=parameters.seed,
         confidence=parameters.confidence,
@@ -202,22 +206,75 @@ def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
+def suppressed_unit_wave(panel: pd.DataFrame, scale_columns, min_group_size: int) -> pd.DataFrame:
+    """The unit × wave table for display: every employee-derived value passes suppression.
+
+    Each scale is suppressed on the count of people who answered that scale (a one-item scale
+    can rest on fewer people than engagement), with complementary suppression for the totals
+    that could be published: by wave, by region and wave, and overall. ``suppressed`` and
+    ``suppression`` describe the engagement index; other scales are blank where hidden.
+    """
+    from analysis.privacy import suppress
+
+    keys = [c for c in ("unit_id", "region", "customer_facing", "wave") if c in panel.columns]
+    parents = [("wave",), ()] + ([("region", "wave")] if "region" in panel.columns else [])
+    # A hidden cell shows nothing derived from answers, not even the (pooled) noise variance.
+    table = suppress(
+        panel[
+            [
+                *keys,
+                "n_respondents",
+                "engagement_index",
+                "engagement_noise_var",
+                "n_responses",
+                "nps",
+            ]
+        ],
+        count="n_respondents",
+        values=["engagement_index", "engagement_noise_var"],
+        min_group_size=min_group_size,
+        parents=parents,
+    )
+    for column in scale_columns:
+        if column == "engagement_index":
+            continue
+        count = column.removesuffix(SCALE_INDEX_SUFFIX) + "_respondents"
+        hidden = suppress(
+            panel[[*keys, count, column]],
+            count=count,
+            values=[column],
+            min_group_size=min_group_size,
+            parents=parents,
+        )
+        table[count] = hidden[count]
+        table[column] = hidden[column]
+    return table
+
+
 def estimate_all(
     dataset: Dataset, parameters: Parameters, progress: Callable[[str], None] = lambda _: None
 ) -> Results:
     """Build the panel and every estimand, drivers and the suppressed unit-wave table."""
     from analysis.drivers import driver_importance
-    from analysis.privacy import suppress
 
     as_of = pd.Timestamp(parameters.as_of) if parameters.as_of else default_as_of(dataset)
     covariates = parameters.covariates
     confidence = parameters.confidence
     progress("building the unit × wave panel")
-    panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of)
+    # region is the contract's optional default; any other name must be a column of units
+    unknown = [c for c in covariates if c not in dataset.units.columns and c != "region"]
+    if unknown:
+        from analysis.parameters import ParameterError
+
+        raise ParameterError(
+            f"covariates: {', '.join(unknown)} not a column of {dataset.files['units'].name}; "
+            f"its columns are {', '.join(dataset.units.columns)}"
+        )
+    panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of, covariates)
     usable = linkage.customer_facing_rows(panel)
     usable = usable[(usable["n_responses"] > 0) & usable["engagement_index"].notna()]
     if usable["unit_id"].nunique() < MIN_UNITS or usable["wave"].nunique() < 2:
-        raise ValueError(
+        raise EstimationError(
             f"too few units or waves to estimate anything: {usable['unit_id'].nunique()} "
             f"customer-facing units and {usable['wave'].nunique()} waves have both staff and "
             f"customer answers; the models need at least {MIN_UNITS} units and 2 waves"
@@ -247,7 +304,8 @@ def estimate_all(
     progress(f"mediation through NPS ({parameters.bootstrap_draws} bootstrap draws)")
     rows.append(nps_mediated_share(panel, episodes, covariates, parameters))
     rows.append(power.mde_row(rows[0], parameters.alpha))
-    estimates = with_holm(pd.DataFrame(rows)[list(ESTIMATE_COLUMNS)])
+    estimates = pd.DataFrame(rows)[list(ESTIMATE_COLUMNS)]
+    estimates = with_holm(estimates.astype({"n_obs": "int64", "n_units": "int64"}))
 
     progress(f"driver importance ({parameters.bootstrap_draws} bootstrap draws)")
     predictors = [
@@ -267,18 +325,5 @@ def estimate_all(
         alpha=parameters.alpha,
     )
 
-    employee_values = ["engagement_index", *[p for p in predictors if p != "engagement_index"]]
-    display = panel[
-        [c for c in ("unit_id", "region", "customer_facing", "wave") if c in panel.columns]
-        + ["n_respondents", *employee_values, "engagement_noise_var", "n_responses", "nps"]
-    ]
-    parents = [("wave",), ()] + ([("region", "wave")] if "region" in display.columns else [])
-    # A hidden cell shows nothing derived from answers, not even the (pooled) noise variance.
-    unit_wave = suppress(
-        display,
-        count="n_respondents",
-        values=[*employee_values, "engagement_noise_var"],
-        min_group_size=parameters.min_group_size,
-        parents=parents,
-    )
+    unit_wave = suppressed_unit_wave(panel, predictors, parameters.min_group_size)
     return Results(estimates, drivers, unit_wave, quartiles, panel)

@@ -181,20 +181,15 @@ def retention_curves(curves: pd.DataFrame) -> plt.Figure:
 
 def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
     """Relative weights as % of explained NPS variance, with bootstrap intervals."""
-    table = drivers.sort_values("estimate")
-    total = table["estimate"].sum()
-    scale = 100 / total if total > 0 else 1.0
+    table = drivers.sort_values("share")
     figure, axes = plt.subplots(figsize=(8, 0.5 * len(table) + 1.2))
     names = [(labels or {}).get(t, t) for t in table["term"]]
     colours = [ACCENT if s else QUARTILE_COLOURS[0] for s in table["significant"]]
-    axes.barh(names, table["estimate"] * scale, color=colours)
+    axes.barh(names, table["share"], color=colours)
     axes.errorbar(
-        table["estimate"] * scale,
+        table["share"],
         names,
-        xerr=[
-            (table["estimate"] - table["conf_low"]) * scale,
-            (table["conf_high"] - table["estimate"]) * scale,
-        ],
+        xerr=[table["share"] - table["share_conf_low"], table["share_conf_high"] - table["share"]],
         fmt="none",
         ecolor=INK,
         capsize=3,

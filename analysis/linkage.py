@@ -10,6 +10,11 @@ from scipy import stats
 
 from analysis.metrics import clustered_nps, clustered_nps_difference
 
+
+class EstimationError(ValueError):
+    """The data are valid but too thin for an estimate (too few units, waves or answers)."""
+
+
 QUARTILE_LABELS = ("Bottom quartile", "Second quartile", "Third quartile", "Top quartile")
 
 
@@ -33,7 +38,7 @@ def quartile_unit_waves(panel: pd.DataFrame, min_group_size: int) -> pd.DataFram
     if "customer_facing" in eligible:
         eligible = eligible[eligible["customer_facing"].fillna(True).astype(bool)]
     if len(eligible) < 8:
-        raise ValueError(
+        raise EstimationError(
             f"too few unit-waves to form quartiles: {len(eligible)} customer-facing unit-waves "
             f"have at least {min_group_size} respondents and customer answers (need 8)"
         )
@@ -168,6 +173,42 @@ def calibrate(
     signal = max(total - float(np.average(noise, weights=w)), 0.05 * total)
     reliability = signal / (signal + noise)
     return pd.Series(fitted + reliability * residual, index=values.index), signal
+
+
+def calibrate_jointly(
+    values: pd.DataFrame,
+    noise_var: pd.DataFrame,
+    design: pd.DataFrame,
+    weights: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Regression calibration of several error-prone unit means at once.
+
+    With observed ``W = T + U`` (columns of ``values``), errors independent across columns with
+    known per-row variances ``v`` (columns of ``noise_var``), and covariates ``X``, the best
+    linear predictor of the true values is (Carroll et al., 2006, §4.4)::
+
+        T̂_i = X_i Γ + Σ_T (Σ_T + diag(v_i))⁻¹ (W_i − X_i Γ),   Σ_T = Σ_R − diag(mean v)
+
+    with ``Σ_R`` the weighted covariance of the residuals ``W − XΓ``. Calibrating one mean at a
+    time would ignore what the other tells about it: lagged engagement and prior NPS both carry
+    information about last quarter's true engagement.
+    """
+    w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
+    x = design.to_numpy(dtype=float)
+    fitted = np.empty(values.shape)
+    residual = np.empty(values.shape)
+    for j, column in enumerate(values.columns):
+        fitted[:, j], residual[:, j] = _weighted_residuals(values[column].to_numpy(float), x, w)
+    noise = noise_var.to_numpy(dtype=float)
+    total = (residual * w[:, None]).T @ residual / w.sum()
+    signal = total - np.diag(np.average(noise, axis=0, weights=w))
+    eigenvalues, vectors = np.linalg.eigh(signal)  # keep the signal covariance positive
+    floor = 0.05 * np.diag(total).min()
+    signal = vectors @ np.diag(np.maximum(eigenvalues, floor)) @ vectors.T
+    stacked = signal[None, :, :] + np.einsum("ij,jk->ijk", noise, np.eye(noise.shape[1]))
+    gain = np.linalg.solve(stacked, np.broadcast_to(signal, stacked.shape))  # (Σ_T+V)⁻¹ Σ_T
+    adjusted = np.einsum("ikj,ik->ij", gain, residual)  # Σ_T (Σ_T+V)⁻¹ r, Σ_T symmetric
+    return pd.DataFrame(fitted + adjusted, index=values.index, columns=values.columns)
 
 
 def true_index_sd(panel: pd.DataFrame) -> float:
@@ -368,42 +409,70 @@ def engagement_on_prior_nps(
 
     Model (customer-facing unit-waves with a previous wave and customer answers before it)::
 
-        I[u,t] / SD_T = γ · N̂_prior[u,t] / 10 + δ · Î[u,t−1] / SD_T + wave[t] + region[u] + ε
+        I_A[u,t] / SD_T = γ · N̂_prior[u,t] / 10 + δ · Î_B[u,t−1] / SD_T + wave[t] + region[u] + ε
 
-    weighted by ``n_respondents``, SE clustered by unit. Both predictors are calibrated for
-    their sampling error (``calibrate``; the NPS noise is the trinomial variance with pooled
-    shares), the lagged engagement first, then prior NPS given it. If customers' experience
+    with the outcome from one fixed half of the staff and the lag from the other, so that the
+    same people's habits do not link the outcome's error to the lag's error
+    (``analysis.panel.split_half``); both pairings are stacked, weighted by the outcome half's
+    size, SE clustered by unit.
+    Both predictors are calibrated for
+    their sampling error together (``calibrate_jointly``; the NPS noise is the trinomial
+    variance with pooled shares): prior NPS also carries information about last quarter's true
+    engagement, and ignoring it would leave that engagement partly uncontrolled, so a forward
+    effect alone would show up as a reverse one. If customers' experience
     drives staff engagement, γ > 0 even after the previous wave's engagement is held fixed.
     """
-    rows = customer_facing_rows(panel)
-    rows = rows[
-        (rows["prior_n_responses"] > 0)
-        & rows["engagement_index_lag"].notna()
-        & rows["engagement_index"].notna()
-    ]
+    eligible = customer_facing_rows(panel)
+    eligible = eligible[eligible["prior_n_responses"] > 0]
+    # Both orientations, stacked: outcome from half A with lag from half B, and the reverse.
+    # Each uses different people on the two sides; stacking recovers the power of the full
+    # staff, and clustering by unit accounts for the two rows sharing a unit-wave.
+    orientations = []
+    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
+        part = eligible[
+            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
+        ]
+        orientations.append(
+            part.assign(
+                outcome=part[f"engagement_half_{outcome_half}"],
+                outcome_n=part[f"n_half_{outcome_half}"],
+                lag=part[f"engagement_half_{lag_half}_lag"],
+                lag_noise=part["engagement_noise_var_lag"]
+                * part["n_respondents_lag"]
+                / part[f"n_half_{lag_half}_lag"],
+            )
+        )  # pooled s²_w over the half's size
+    rows = pd.concat(orientations, ignore_index=True)
     sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
-    weights = rows["n_respondents"].astype(float)
+    weights = rows["outcome_n"].astype(float)
     design = covariate_design(rows, covariates)
-    lag, _ = calibrate(
-        rows["engagement_index_lag"], rows["engagement_noise_var_lag"], design, weights
+    noise = pd.DataFrame(
+        {
+            "lag": rows["lag_noise"],
+            "prior_nps": nps_noise_var(
+                rows["prior_promoters"], rows["prior_detractors"], rows["prior_n_responses"]
+            ),
+        }
     )
-    lag = (lag / sd_true).rename("engagement_lag_sd")
-    with_lag = pd.concat([lag, design], axis=1)
-    noise = nps_noise_var(
-        rows["prior_promoters"], rows["prior_detractors"], rows["prior_n_responses"]
+    calibrated = calibrate_jointly(rows[["lag", "prior_nps"]], noise, design, weights)
+    predictors = pd.concat(
+        [
+            (calibrated["prior_nps"] / 10).rename("prior_nps_10"),
+            (calibrated["lag"] / sd_true).rename("engagement_lag_sd"),
+            design,
+        ],
+        axis=1,
     )
-    prior, _ = calibrate(rows["prior_nps"], noise, with_lag, weights)
-    predictors = pd.concat([(prior / 10).rename("prior_nps_10"), with_lag], axis=1)
-    fit = _cluster_fit(rows["engagement_index"] / sd_true, predictors, weights, rows["unit_id"])
+    fit = _cluster_fit(rows["outcome"] / sd_true, predictors, weights, rows["unit_id"])
     return _row(
         "engagement_on_prior_nps",
         "prior_nps_per_10_points",
         float(fit.params[0]),
         float(fit.bse[0]),
         int(rows["unit_id"].nunique()) - 1,
-        len(rows),
+        len(rows[["unit_id", "wave"]].drop_duplicates()),
         int(rows["unit_id"].nunique()),
-        "WLS, wave FE + covariates, calibrated prior NPS and lagged engagement, "
-        "SE clustered by unit",
+        "WLS, wave FE + covariates, split-half outcome and lag, prior NPS and lagged "
+        "engagement calibrated jointly, SE clustered by unit",
         confidence,
     )

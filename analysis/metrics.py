@@ -724,9 +724,10 @@ def nps_by_unit(customer_nps: pd.DataFrame, confidence: float = 0.95) -> pd.Data
 
         shrunken_u = m + (1 − B_u)(NPS_u − m),   B_u = v_u / (v_u + τ²)
 
-    with ``m`` the precision-weighted mean. Columns: ``unit_id, nps, conf_low, conf_high, n,
-    shrunken, shrinkage, rank`` (1 = highest shrunken NPS). Customer answers are not
-    employee-derived, so no suppression applies.
+    with ``m`` the precision-weighted mean and posterior SD ``√((1 − B_u) v_u)`` for the
+    shrunken interval. Columns: ``unit_id, nps, conf_low, conf_high, n, shrunken,
+    shrunken_conf_low, shrunken_conf_high, shrinkage, rank`` (1 = highest shrunken NPS).
+    Customer answers are not employee-derived, so no suppression applies.
     """
     score = customer_nps["likelihood_to_recommend"]
     counts = (
@@ -752,6 +753,10 @@ def nps_by_unit(customer_nps: pd.DataFrame, confidence: float = 0.95) -> pd.Data
     shrinkage = sampling / (sampling + tau2)
     table["shrunken"] = centre + (1 - shrinkage) * (table["nps"] - centre)
     table["shrinkage"] = shrinkage
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    posterior_sd = np.sqrt((1 - shrinkage) * sampling)
+    table["shrunken_conf_low"] = (table["shrunken"] - z * posterior_sd).clip(lower=-100)
+    table["shrunken_conf_high"] = (table["shrunken"] + z * posterior_sd).clip(upper=100)
     table["rank"] = table["shrunken"].rank(ascending=False, method="first").astype(int)
     return table[
         [
@@ -764,6 +769,8 @@ def nps_by_unit(customer_nps: pd.DataFrame, confidence: float = 0.95) -> pd.Data
             "passives",
             "detractors",
             "shrunken",
+            "shrunken_conf_low",
+            "shrunken_conf_high",
             "shrinkage",
             "rank",
         ]

@@ -239,9 +239,7 @@ def drivers_sentence(drivers: pd.DataFrame) -> str:
         return "Driver importance could not be estimated on these data."
     table = drivers.sort_values("estimate", ascending=False)
     top = table.iloc[0]
-    total = table["estimate"].sum()
-    share = 100 * top["estimate"] / total if total > 0 else float("nan")
-    low, high = (100 * top["conf_low"] / total, 100 * top["conf_high"] / total)
+    share, low, high = top["share"], top["share_conf_low"], top["share_conf_high"]
     label = SCALE_LABELS.get(top["term"], top["term"])
     text = (
         f"Of the internal measures, {label.lower()} accounts for the largest share of the "

@@ -12,6 +12,8 @@ Definitions follow the data contract (``data/README.md``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -71,15 +73,20 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     residual = answered["engagement"] - engagement.transform("mean")
     pooled_var = float((residual**2).sum() / max(len(residual) - len(table), 1))
     table["engagement_noise_var"] = pooled_var / table["n_respondents"]
-    halves = answered.pivot_table(
-        index=keys, columns="half", values="engagement", aggfunc="mean"
-    ).reindex(columns=[0, 1])
-    halves.columns = ["engagement_half_a", "engagement_half_b"]
+    by_half = answered.groupby([*keys, "half"])["engagement"].agg(["mean", "size"])
+    halves = by_half.unstack("half").reindex(
+        columns=pd.MultiIndex.from_product([["mean", "size"], [0, 1]])
+    )
+    halves.columns = ["engagement_half_a", "engagement_half_b", "n_half_a", "n_half_b"]
+    halves[["n_half_a", "n_half_b"]] = halves[["n_half_a", "n_half_b"]].fillna(0)
     table = table.merge(halves.reset_index(), on=keys, how="left")
     others = [s.name for s in dataset.instrument.scales if s.name != "engagement"]
     if others:
-        means = scored.groupby(keys, sort=True)[others].mean().add_suffix("_index").reset_index()
-        table = table.merge(means, on=keys, how="left")
+        grouped = scored.groupby(keys, sort=True)[others]
+        means = grouped.mean().add_suffix("_index")
+        # each scale's own respondents: a one-item scale may rest on fewer people than engagement
+        counts = grouped.count().add_suffix("_respondents")
+        table = table.merge(pd.concat([means, counts], axis=1).reset_index(), on=keys, how="left")
     return table
 
 
@@ -175,11 +182,13 @@ def unit_wave_panel(
     dataset: Dataset,
     outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
     as_of: pd.Timestamp | None = None,
+    covariates: Sequence[str] = ("region",),
 ) -> pd.DataFrame:
     """The unit × wave panel as the data contract defines it, one row per surveyed unit-wave.
 
     Columns: ``unit_id, wave, wave_number`` (1 = first wave), ``region`` (when present),
-    ``customer_facing``; the scales of ``unit_wave_scales``; ``engagement_index_lag`` and
+    ``customer_facing``, any other ``units`` column named in ``covariates``; the scales of
+    ``unit_wave_scales``; ``engagement_index_lag`` and
     ``engagement_noise_var_lag`` (the unit's previous wave); customer answers in the outcome
     window (``promoters, passives, detractors, n_responses, nps``) and in the window before
     (the same with a ``prior_`` prefix); and retention exposure from ``customers_at_waves``.
@@ -190,12 +199,18 @@ def unit_wave_panel(
     panel = unit_wave_scales(dataset)
     waves = np.sort(panel["wave"].unique())
     panel["wave_number"] = np.searchsorted(waves, panel["wave"].to_numpy()) + 1
-    previous = panel[["unit_id", "wave_number", "engagement_index", "engagement_noise_var"]]
+    lagged = [
+        "engagement_index",
+        "engagement_noise_var",
+        "n_respondents",
+        "engagement_half_a",
+        "n_half_a",
+        "engagement_half_b",
+        "n_half_b",
+    ]
+    previous = panel[["unit_id", "wave_number", *lagged]]
     previous = previous.assign(wave_number=previous["wave_number"] + 1).rename(
-        columns={
-            "engagement_index": "engagement_index_lag",
-            "engagement_noise_var": "engagement_noise_var_lag",
-        }
+        columns={c: f"{c}_lag" for c in lagged}
     )
     panel = panel.merge(previous, on=["unit_id", "wave_number"], how="left")
     keys = ["unit_id", "wave"]
@@ -217,7 +232,6 @@ def unit_wave_panel(
         n = panel[f"{prefix}n_responses"]
         net = panel[f"{prefix}promoters"] - panel[f"{prefix}detractors"]
         panel[f"{prefix}nps"] = (100 * net / n.where(n > 0)).astype("float64")
-    unit_columns = [
-        c for c in ("unit_id", "region", "customer_facing") if c in dataset.units.columns
-    ]
+    wanted = ("unit_id", "region", "customer_facing", *covariates)
+    unit_columns = list(dict.fromkeys(c for c in wanted if c in dataset.units.columns))
     return panel.merge(dataset.units[unit_columns], on="unit_id", how="left")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import numpy as np
 import pandas as pd
 
 from analysis.io import load_dataset, write_tables
@@ -183,20 +182,41 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     }
 
 
+RESULTS_KEY = "results_key.json"
+
+
+def results_key(data_dir: Path | str, parameters: Parameters) -> str:
+    """What the result tables were computed from: input file hashes and parameters, as JSON."""
+    from analysis.io import INSTRUMENT_FILE, file_sha256, find_table_files
+
+    data_dir = Path(data_dir)
+    files, _ = find_table_files(data_dir)
+    paths = [*files.values()] + [p for p in [data_dir / INSTRUMENT_FILE] if p.exists()]
+    key = {
+        "inputs_sha256": {p.name: file_sha256(p) for p in sorted(paths)},
+        "parameters": parameters.to_notebook(),
+    }
+    return json.dumps(key, indent=2, sort_keys=True) + "\n"
+
+
 def ensure_results(
     data_dir: Path | str, results_dir: Path | str, parameters: Parameters
 ) -> dict[str, pd.DataFrame]:
-    """Read the result tables, computing and writing them first if they are not there yet.
+    """Read the result tables, computing them first unless they match these data and parameters.
 
     ``make report`` computes them once before any notebook runs; this lets a researcher run a
-    single notebook in JupyterLab on its defaults.
+    single notebook in JupyterLab on its defaults, and recomputes when the data or a parameter
+    changed (results made with another ``min_group_size`` must never be shown).
     """
     results_dir = Path(results_dir)
-    if not all((results_dir / f"{name}.csv").exists() for name in RESULT_FILES):
+    key = results_key(data_dir, parameters)
+    stored = results_dir / RESULTS_KEY
+    current = stored.exists() and stored.read_text(encoding="utf-8") == key
+    if not (current and all((results_dir / f"{n}.csv").exists() for n in RESULT_FILES)):
         from analysis.estimate import estimate_all
 
         results = estimate_all(load_dataset(data_dir), parameters)
-        write_tables(results.tables(), results_dir)
+        write_tables(results.tables(), results_dir, extra_files={RESULTS_KEY: key})
     return read_results(results_dir)
 
 
@@ -279,13 +299,12 @@ def build_report(
         def estimate_progress(message: str) -> None:
             progress(f"[estimate] {message}")
 
-        try:
-            results = estimate_all(dataset, parameters, estimate_progress)
-        except (ValueError, np.linalg.LinAlgError) as error:
-            raise ReportError(
-                f"the estimates could not be computed on these data: {error}"
-            ) from None
-        write_tables(results.tables(), staging / "results")
+        results = estimate_all(dataset, parameters, estimate_progress)
+        write_tables(
+            results.tables(),
+            staging / "results",
+            extra_files={RESULTS_KEY: results_key(data_dir, parameters)},
+        )
         executed = run_notebooks(staging, notebook_parameters, progress, pages, notebooks_dir)
         for page in pages:
             context = {

@@ -141,19 +141,30 @@ def test_drivers_rank_every_scale_with_intervals(studies):
 
 
 def test_unit_wave_table_cannot_reveal_a_small_group(studies):
+    """Every scale, on the count of people who answered that scale, directly or by subtraction."""
     results, _ = studies["effect"]
     table = results.unit_wave
-    values = [c for c in table.columns if c.endswith("_index")]
-    small = table["n_respondents"] < PARAMETERS.min_group_size
+    minimum = PARAMETERS.min_group_size
+    small = table["n_respondents"] < minimum
     assert small.any()
-    assert table.loc[small, values].isna().all().all()
+    assert table.loc[small, ["engagement_index", "engagement_noise_var"]].isna().all().all()
+    parents = [("wave",), (), ("region", "wave")]
     assert_no_disclosure(
         table,
         count="n_respondents",
-        values=values,
-        parents=[("wave",), (), ("region", "wave")],
-        min_group_size=PARAMETERS.min_group_size,
+        values=["engagement_index"],
+        parents=parents,
+        min_group_size=minimum,
     )
+    others = [c for c in table.columns if c.endswith("_index") and c != "engagement_index"]
+    assert len(others) == 5
+    for column in others:
+        count = column.removesuffix("_index") + "_respondents"
+        assert table.loc[table[count] < minimum, column].isna().all(), column
+        shown = table.assign(suppressed=table[column].isna())
+        assert_no_disclosure(
+            shown, count=count, values=[column], parents=parents, min_group_size=minimum
+        )
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -232,3 +243,19 @@ def test_min_group_size_below_three_is_refused():
     with pytest.raises(ValueError, match="at least 3"):
         Parameters(min_group_size=2)
     assert np.isfinite(Parameters().confidence)
+
+
+def test_mistyped_covariate_is_an_error(small_study_master, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("covariates: [regoin]\n")
+    result = _run(
+        "estimate",
+        "--data",
+        str(small_study_master),
+        "--out",
+        str(tmp_path / "o"),
+        "--params",
+        str(params),
+    )
+    assert result.returncode == 2
+    assert "regoin" in result.stderr and "units.csv" in result.stderr

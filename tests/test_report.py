@@ -188,8 +188,8 @@ def test_data_too_thin_to_estimate_fails_cleanly(tmp_path):
         text=True,
         timeout=600,
     )
-    assert result.returncode == 1
-    assert "could not be computed" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2  # valid data, too thin: an input problem, not a bug
+    assert "too few units" in result.stderr and "Traceback" not in result.stderr
     assert not (root / "latest").exists()
 
 
@@ -315,3 +315,12 @@ def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
     second = ensure_results(small_study_master, results_dir, PARAMETERS)
     assert {p.name: p.stat().st_mtime_ns for p in results_dir.iterdir()} == stamps
     pd.testing.assert_frame_equal(first["estimates"], second["estimates"])
+    # another minimum group size must not reuse tables suppressed for the old one
+    stricter = replace(PARAMETERS, min_group_size=12)
+    third = ensure_results(small_study_master, results_dir, stricter)
+    assert (
+        json.loads((results_dir / "results_key.json").read_text())["parameters"]["min_group_size"]
+        == 12
+    )
+    small = third["unit_wave"]["n_respondents"] < 12
+    assert small.any() and third["unit_wave"].loc[small, "engagement_index"].isna().all()
