@@ -324,3 +324,28 @@ def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
     )
     small = third["unit_wave"]["n_respondents"] < 12
     assert small.any() and third["unit_wave"].loc[small, "engagement_index"].isna().all()
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).parent.parent / "data/sample/.complete").exists(),
+    reason="data/sample is absent (make test generates it)",
+)
+def test_every_notebook_runs_top_to_bottom_on_its_defaults(tmp_path):
+    """As in JupyterLab: no injected parameters, the notebook's own defaults, data/sample."""
+    import papermill
+
+    from analysis.report import NOTEBOOKS_DIR, _ipc_kernel_manager, _kernel_name
+
+    for page in PAGES:
+        papermill.execute_notebook(
+            str(NOTEBOOKS_DIR / page.notebook),
+            str(tmp_path / page.notebook),
+            kernel_name=_kernel_name(),
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+            kernel_manager_class=_ipc_kernel_manager(),
+        )
+        executed = nbformat.read(tmp_path / page.notebook, as_version=4)
+        assert not any(
+            o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", [])
+        )
