@@ -257,6 +257,13 @@ def estimate_all(
     """Build the panel and every estimand, drivers and the suppressed unit-wave table."""
     from analysis.drivers import driver_importance
 
+    empty = [
+        dataset.files[name].name
+        for name in ("employee_survey", "customer_nps", "customers")
+        if getattr(dataset, name).empty
+    ]
+    if empty:
+        raise EstimationError(f"nothing to estimate from: {', '.join(empty)} has no rows")
     as_of = pd.Timestamp(parameters.as_of) if parameters.as_of else default_as_of(dataset)
     covariates = parameters.covariates
     confidence = parameters.confidence

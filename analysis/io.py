@@ -206,12 +206,18 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
             for c in dict.fromkeys(duplicated)
         ]
     try:
+        # index_col=False: a row with more cells than the header is an error, not an index
         frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            index_col=False,
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         return None, [Problem(path.name, None, f"is not well-formed CSV ({error})")]
-    return frame, []
+    return frame.reset_index(drop=True), []
 
 
 def _rows(mask: pd.Series) -> tuple[tuple[int, ...], int]:
@@ -357,7 +363,7 @@ def _cross_table_problems(
     tables: dict[str, pd.DataFrame], files: dict[str, Path], instrument: Instrument
 ) -> list[Problem]:
     problems: list[Problem | None] = []
-    if "units" in tables:
+    if "units" in tables and "unit_id" in tables["units"]:
         known = pd.Index(tables["units"]["unit_id"].dropna().unique())
         for name in TABLES_LINKED_TO_UNITS:
             frame = tables.get(name)
