@@ -25,32 +25,6 @@ def interval(low: float, high: float, digits: int = 1) -> str:
     return f"{signed(low, digits)} to {signed(high, digits)}"
 
 
-def quartile_headline(table: pd.DataFrame, gap: pd.DataFrame, confidence: float = 0.95) -> str:
-    """One paragraph comparing the top and bottom engagement quartiles' customer NPS."""
-    top = table.loc[table["quartile"] == 4].iloc[0]
-    bottom = table.loc[table["quartile"] == 1].iloc[0]
-    row = gap.iloc[0]
-    level = f"{confidence:.0%}"
-    if row["conf_low"] > 0:
-        reading = "Customers of the most engaged units were clearly more likely to recommend us."
-    elif row["conf_high"] < 0:
-        reading = "Customers of the most engaged units were clearly less likely to recommend us."
-    else:
-        reading = (
-            "The data cannot tell the two groups apart: the interval for the gap includes zero."
-        )
-    return (
-        f"In the quarter after a survey wave, customers of units in the top engagement quartile "
-        f"gave an NPS of {signed(top['nps'])} "
-        f"({level} CI {interval(top['conf_low'], top['conf_high'])}; "
-        f"{top['n_responses']:,} answers from {top['n_units']} units), against "
-        f"{signed(bottom['nps'])} ({interval(bottom['conf_low'], bottom['conf_high'])}; "
-        f"{bottom['n_responses']:,} answers from {bottom['n_units']} units) in the bottom "
-        f"quartile: a gap of {signed(row['estimate'])} points ({level} CI "
-        f"{interval(row['conf_low'], row['conf_high'])}). {reading}"
-    )
-
-
 def quartile_table_html(table: pd.DataFrame, confidence: float = 0.95) -> str:
     """The quartile table as escaped HTML with readable headings."""
     shown = pd.DataFrame(

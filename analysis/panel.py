@@ -90,12 +90,6 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     return table
 
 
-def unit_wave_engagement(dataset: Dataset) -> pd.DataFrame:
-    """Engagement index per unit and wave: ``unit_id, wave, n_respondents, engagement_index``."""
-    columns = ["unit_id", "wave", "n_respondents", "engagement_index"]
-    return unit_wave_scales(dataset)[columns]
-
-
 def nps_counts_in_windows(
     customer_nps: pd.DataFrame,
     waves: pd.Series | np.ndarray,

@@ -8,8 +8,7 @@ two-sided test at level α has power ``1 − β`` against effects of at least::
 (Bloom, 1995, "Minimum detectable effects: a simple way to report the statistical power of
 experimental designs", *Evaluation Review* 19(5), 547–556). Power against an effect δ is
 ``P(|T| > t_{1−α/2})`` with ``T`` noncentral t with noncentrality ``δ / SE``. The SE comes from
-the fitted model, so it reflects this dataset's units, waves and answers; for other designs it
-scales with ``1/√(units)`` (clusters dominate the variance), which ``power_by_units`` uses.
+the fitted model, so it reflects this dataset's units, waves and answers.
 """
 
 from __future__ import annotations
@@ -42,19 +41,6 @@ def power_curve(
     """Power against each effect size for this dataset's design: ``effect, power``."""
     effects = np.asarray(effects, dtype=float)
     return pd.DataFrame({"effect": effects, "power": power_at(effects, std_error, df, alpha)})
-
-
-def power_by_units(
-    std_error: float, n_units: int, effect: float, unit_counts: Sequence[int], alpha: float = 0.05
-) -> pd.DataFrame:
-    """Power against ``effect`` if the study had other numbers of units (SE ∝ 1/√units)."""
-    rows = []
-    for units in unit_counts:
-        scaled = std_error * np.sqrt(n_units / units)
-        rows.append(
-            {"n_units": int(units), "power": float(power_at(effect, scaled, units - 1, alpha))}
-        )
-    return pd.DataFrame(rows)
 
 
 def mde_row(estimate_row: dict, alpha: float = 0.05, power: float = 0.80) -> dict:
