@@ -295,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.io import DatasetError
     from analysis.linkage import EstimationError
     from analysis.parameters import ParameterError
-    from analysis.report import ReportError
 
     args = build_parser().parse_args(argv)
     try:
@@ -303,10 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ParameterError, EstimationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
-    except ReportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
     except Exception as error:  # the promise is an exit status and a message, not a traceback
+        # analysis.report imports nbformat (seconds); only a command that used it can raise it
+        report = sys.modules.get("analysis.report")
+        if report is not None and isinstance(error, report.ReportError):
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
         print(
             f"internal error: {type(error).__name__}: {error}\n"
             "This is a bug in Inside Out; please report it with the command you ran.",

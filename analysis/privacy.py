@@ -375,38 +375,47 @@ def _revealed_set(
     """Smallest set of hidden rows under ``min_group_size`` whose sum the totals determine.
 
     ``hidden`` marks the unknowns (hidden rows with respondents). A set ``S`` is determined when
-    its indicator lies in the row space of the equations ``A``, i.e. is orthogonal to the null
-    space of ``A``. Up to ``_ENUMERATION_LIMIT`` candidate sets (sets of small unknowns under
-    the threshold together) are checked one by one; beyond that, a mixed-integer program
-    minimises ``Σ_S count`` over binary ``x`` (one per small unknown) and free ``y`` subject to
-    ``Aᵀ y = x`` (``0`` on the other unknowns) and ``Σ x ≥ 1``. Returns table positions, or
-    ``None``.
+    its indicator ``x`` lies in the row space of the equations ``A`` (``x = Aᵀ y``). Then
+    ``x_j = a_jᵀ y`` is equal on unknowns with the same column ``a_j`` (the same published
+    totals), so ``S`` is a union of such classes, and the search runs on the classes: a matrix
+    with one column per class rather than per row, exact and small at any table size. Up to
+    ``_ENUMERATION_LIMIT`` candidate sets (classes under the threshold together) are checked one
+    by one against the null space; beyond that, a mixed-integer program minimises ``Σ_S count``
+    over binary ``x`` (one per small class) and free ``y`` subject to ``A_Kᵀ y = x`` (``0`` on
+    the other classes) and ``Σ x ≥ 1``. Returns table positions, or ``None``.
     """
     unknown = np.flatnonzero(hidden)
-    small = unknown[counts[unknown] < min_group_size]
-    if small.size == 0:
+    if not (counts[unknown] < min_group_size).any():
         return None
     matrix = _equation_matrix(equations, unknown, len(hidden))
     matrix = matrix[matrix.any(axis=1)]
-    columns = np.searchsorted(unknown, small)
-    if not matrix[:, columns].any():  # no published total involves a small hidden row
+    patterns, inverse = np.unique(matrix.T, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    class_counts = np.bincount(inverse, weights=counts[unknown], minlength=len(patterns))
+    reduced = patterns.T  # one column per class of interchangeable unknowns
+    small = np.flatnonzero((class_counts < min_group_size) & reduced.any(axis=0))
+    if small.size == 0:  # no published total involves a small class
         return None
-    candidates = _small_sets(counts[small], min_group_size, _ENUMERATION_LIMIT)
+
+    def rows_of(chosen: np.ndarray) -> np.ndarray:
+        return unknown[np.isin(inverse, chosen)]
+
+    candidates = _small_sets(class_counts[small], min_group_size, _ENUMERATION_LIMIT)
     if candidates is not None:
-        indicators = np.zeros((len(candidates), unknown.size))
+        indicators = np.zeros((len(candidates), reduced.shape[1]))
         for i, chosen in enumerate(candidates):
-            indicators[i, columns[chosen]] = 1.0
-        free = linalg.null_space(matrix)
+            indicators[i, small[chosen]] = 1.0
+        free = linalg.null_space(reduced)
         pinned = np.flatnonzero(np.abs(indicators @ free).max(axis=1, initial=0) < _TOLERANCE)
         if pinned.size == 0:
             return None
-        sizes = [int(counts[small[candidates[i]]].sum()) for i in pinned]
-        return small[candidates[pinned[int(np.argmin(sizes))]]]
-    n_equations, n_small = matrix.shape[0], small.size
-    selector = (unknown[:, None] == small[None, :]).astype("float64")
-    weights = counts[small].astype("float64")
+        sizes = [class_counts[small[candidates[i]]].sum() for i in pinned]
+        return rows_of(small[candidates[pinned[int(np.argmin(sizes))]]])
+    n_equations, n_small = reduced.shape[0], small.size
+    selector = (np.arange(reduced.shape[1])[:, None] == small[None, :]).astype("float64")
+    weights = class_counts[small]
     constraints = [
-        optimize.LinearConstraint(np.hstack([matrix.T, -selector]), 0, 0),
+        optimize.LinearConstraint(np.hstack([reduced.T, -selector]), 0, 0),
         optimize.LinearConstraint(np.r_[np.zeros(n_equations), np.ones(n_small)], 1, np.inf),
         optimize.LinearConstraint(np.r_[np.zeros(n_equations), weights], 0, min_group_size - 1),
     ]
@@ -423,7 +432,7 @@ def _revealed_set(
         return None
     if not result.success:
         raise RuntimeError(f"the disclosure audit could not finish: {result.message}")
-    return small[result.x[n_equations:] > 0.5]
+    return rows_of(small[result.x[n_equations:] > 0.5])
 
 
 def _small_sets(weights: np.ndarray, min_group_size: int, limit: int) -> list[list[int]] | None:
@@ -457,7 +466,13 @@ def _break_revelation(plan: _Plan, equations: list[_Group], revealed: np.ndarray
     matrix = _equation_matrix(equations, unknown, len(plan.counts))
     target = np.isin(unknown, revealed).astype("float64")
     y0 = np.linalg.lstsq(matrix.T, target, rcond=None)[0]
-    null = linalg.null_space(matrix.T) if matrix.size else np.zeros((len(equations), 0))
+    # Aᵀy = 0 ⇔ Ry = 0 for Aᵀ = QR: an m × m problem, where null_space(Aᵀ) would form an
+    # n × n matrix (n hidden rows; gigabytes for a company-sized table)
+    null = (
+        linalg.null_space(np.linalg.qr(matrix.T, mode="r"))
+        if matrix.size
+        else np.zeros((len(equations), 0))
+    )
     involved = [
         i
         for i, group in enumerate(equations)
