@@ -227,6 +227,21 @@ def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
+def published_noise_var(panel: pd.DataFrame, min_group_size: int) -> pd.Series:
+    """``s²/n`` with ``s²`` pooled only over unit-waves of at least ``min_group_size`` people.
+
+    The models pool the within-unit-wave variance over every unit-wave, small ones included;
+    published, that pooled variance would let two reports that differ by one small unit be
+    subtracted to recover the small unit's sum of squares. Pooled over large cells only, the
+    published figure changes with a unit's answers only where that unit's cell is itself
+    large enough to show.
+    """
+    large = panel["n_respondents"] >= min_group_size
+    degrees = (panel.loc[large, "n_respondents"] - 1).sum()
+    pooled = panel.loc[large, "engagement_within_ss"].sum() / degrees if degrees > 0 else np.nan
+    return pooled / panel["n_respondents"].where(panel["n_respondents"] > 0)
+
+
 def suppressed_unit_wave(panel: pd.DataFrame, scale_columns, min_group_size: int) -> pd.DataFrame:
     """The unit × wave table for display: every employee-derived value passes suppression.
 
@@ -239,6 +254,9 @@ def suppressed_unit_wave(panel: pd.DataFrame, scale_columns, min_group_size: int
 
     keys = [c for c in ("unit_id", "region", "customer_facing", "wave") if c in panel.columns]
     parents = [("wave",), ()] + ([("region", "wave")] if "region" in panel.columns else [])
+    panel = panel.assign(
+        engagement_noise_var=published_noise_var(panel, min_group_size),
+    )
     # A hidden cell shows nothing derived from answers, not even the (pooled) noise variance.
     table = suppress(
         panel[
@@ -306,6 +324,12 @@ def estimate_all(
             f"too few units or waves to estimate anything: {usable['unit_id'].nunique()} "
             f"customer-facing units and {usable['wave'].nunique()} waves have both staff and "
             f"customer answers; the models need at least {MIN_UNITS} units and 2 waves"
+        )
+    if usable["nps"].nunique() < 2:
+        raise EstimationError(
+            f"customer NPS is {usable['nps'].iloc[0]:+.0f} in every one of the {len(usable)} "
+            "unit-waves with staff and customer answers: with nothing varying, no model can "
+            "relate NPS to engagement"
         )
     progress("engagement → NPS models")
     rows = [

@@ -157,7 +157,9 @@ def _verdict(icc1: float, icc2: float, median_rwg: float) -> str:
     return "aggregation justified" if not failed else "not justified: " + "; ".join(failed)
 
 
-def scale_reliability(dataset: Dataset, confidence: float = 0.95) -> pd.DataFrame:
+def scale_reliability(
+    dataset: Dataset, confidence: float = 0.95, unit_wave: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Reliability of each scale and whether its unit-wave means may stand for the unit.
 
     Parameters
@@ -166,6 +168,11 @@ def scale_reliability(dataset: Dataset, confidence: float = 0.95) -> pd.DataFram
         The validated dataset; its ``instrument`` says which items form which scale.
     confidence : float
         Level of every interval.
+    unit_wave : DataFrame, optional
+        The **suppressed** unit × wave display table (``analysis.estimate``'s ``unit_wave``).
+        When given, each scale's statistics use only the responses of the unit-waves whose
+        value of that scale is shown there (``shown_responses``): what a report publishes. A
+        report must pass it; see Notes.
 
     Returns
     -------
@@ -202,13 +209,23 @@ def scale_reliability(dataset: Dataset, confidence: float = 0.95) -> pd.DataFram
     unit-waves may fail it even when units truly differ: the verdict then says the unit-wave
     means are noisy, not that the scale is wrong; pooling waves (``shrunken_unit_engagement``)
     is the remedy. Responses are treated as independent; the same person answering several
-    waves makes the intervals somewhat too narrow. These are organisation-wide statistics over
-    every response, so they need no small-group suppression.
+    waves makes the intervals somewhat too narrow.
+
+    Privacy: organisation-wide figures over every response look harmless, but two reports,
+    one on all units and one on all units but a small one, would give away the small unit's
+    answers by difference (its count of agreeing groups, its share of the sums of squares).
+    With ``unit_wave`` every figure rests only on unit-waves that are themselves shown, so
+    nothing here depends on the answers of a hidden group.
     """
-    survey = dataset.employee_survey
-    groups = survey.groupby(["unit_id", "wave"], sort=True).ngroup()
+    all_responses = dataset.employee_survey
     rows = []
     for scale in dataset.instrument.scales:
+        survey = (
+            all_responses
+            if unit_wave is None
+            else shown_responses(all_responses, unit_wave, scale.name)
+        )
+        groups = survey.groupby(["unit_id", "wave"], sort=True).ngroup()
         items = _keyed_items(survey, scale)
         if len(scale.items) >= 2:
             alpha = cronbach_alpha(items, confidence)
@@ -252,6 +269,57 @@ def scale_reliability(dataset: Dataset, confidence: float = 0.95) -> pd.DataFram
             }
         )
     return pd.DataFrame(rows, columns=list(RELIABILITY_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# Organisation-wide figures from shown groups only
+
+
+def shown_responses(
+    survey: pd.DataFrame, unit_wave: pd.DataFrame, scale: str = "engagement"
+) -> pd.DataFrame:
+    """The survey responses behind the unit-waves whose ``scale`` value a report shows.
+
+    Parameters
+    ----------
+    survey : DataFrame
+        ``employee_survey`` with ``unit_id`` and ``wave``.
+    unit_wave : DataFrame
+        The suppressed unit × wave display table, with ``unit_id``, ``wave`` and
+        ``<scale>_index`` (missing where hidden) and, for engagement, ``suppressed``.
+    scale : str
+        The instrument scale whose figure is about to be published.
+
+    Returns
+    -------
+    DataFrame
+        The rows of ``survey`` (same index and columns) whose unit-wave shows a value of
+        ``scale``. Any organisation-wide, regional or per-wave figure of that scale computed
+        from these rows is a function of groups of at least ``min_group_size`` people only, so
+        neither one report nor the difference of two reports on overlapping data (all units,
+        then all but one) can isolate a hidden group. Computed over every response instead,
+        the organisation mean of a report on all units times its n, minus the same from a report
+        without one small unit, is that unit's total.
+    """
+    column = f"{scale}_index"
+    if column not in unit_wave.columns:
+        raise ValueError(
+            f"unit_wave has no {column!r} column: pass the suppressed unit × wave table of the "
+            "same run (analysis.estimate.suppressed_unit_wave)"
+        )
+    shown = unit_wave[column].notna()
+    if SUPPRESSED in unit_wave.columns and scale == "engagement":
+        shown &= ~unit_wave[SUPPRESSED].fillna(True).astype(bool)
+    cells = unit_wave.loc[shown, ["unit_id", "wave"]].astype({"unit_id": "string"})
+    cells = cells.assign(wave=pd.to_datetime(cells["wave"]).astype("datetime64[ns]"))
+    keys = pd.MultiIndex.from_frame(cells)
+    mine = pd.MultiIndex.from_arrays(
+        [
+            survey["unit_id"].astype("string"),
+            pd.to_datetime(survey["wave"]).astype("datetime64[ns]"),
+        ]
+    )
+    return survey[mine.isin(keys)]
 
 
 # --------------------------------------------------------------------------------------------

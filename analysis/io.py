@@ -37,6 +37,7 @@ from analysis.contract import (
 FIRST_DATA_ROW = 2  # the header is row 1
 ROWS_SHOWN = 5
 INSTRUMENT_FILE = "instrument.yaml"
+ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
         return None, [
             Problem(path.name, None, f"is not UTF-8 text ({error.reason} at byte {error.start})")
         ]
+    except csv.Error as error:  # e.g. a header cell over the csv module's 128 KiB field limit
+        return None, [Problem(path.name, None, f"has a header row that is not CSV ({error})")]
     if not header:
         return None, [Problem(path.name, None, "is empty: it needs at least a header row")]
     seen, duplicated = set(), []
@@ -215,7 +218,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
             encoding="utf-8-sig",
             index_col=False,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
         return None, [Problem(path.name, None, f"is not well-formed CSV ({error})")]
     return frame.reset_index(drop=True), []
 
@@ -251,7 +254,10 @@ def _parse_column(
             parsed = values.dt.tz_localize(None) if values.dt.tz else values
             return parsed.astype("datetime64[ns]").dt.normalize(), None
         text = values.astype("string").str.strip()
-        parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        # pandas reads "today" and "now" as the clock's time and "2024-3-31" as a date even
+        # with an explicit format; the contract asks for exactly YYYY-MM-DD.
+        iso = text.str.fullmatch(ISO_DATE).fillna(False).astype(bool)
+        parsed = pd.to_datetime(text.where(iso), format="%Y-%m-%d", errors="coerce")
         bad = present & parsed.isna()
         return parsed.astype("datetime64[ns]"), _problem(
             file, spec.name, "is not a date in ISO form YYYY-MM-DD", bad
@@ -335,14 +341,21 @@ def _read_table(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[
     raw, problems = _read_raw(path)
     if raw is None:
         return None, problems
+    frame, table_problems = _typed_table(raw, spec, path.name)
+    return frame, problems + table_problems
+
+
+def _typed_table(raw: pd.DataFrame, spec: TableSpec, file: str) -> tuple[pd.DataFrame, list]:
+    """Type and check one table already in memory (read from a file or built in Python)."""
+    problems: list[Problem] = []
     missing = [c.name for c in spec.columns if c.required and c.name not in raw.columns]
     for column in missing:
-        problems.append(Problem(path.name, column, "required column is missing"))
+        problems.append(Problem(file, column, "required column is missing"))
     typed = {}
     unreadable = pd.Series(False, index=raw.index)
     for column in spec.columns:
         if column.name in raw.columns:
-            typed[column.name], problem = _parse_column(raw[column.name], column, path.name)
+            typed[column.name], problem = _parse_column(raw[column.name], column, file)
             if problem:
                 problems.append(problem)
                 unreadable |= raw[column.name].notna() & typed[column.name].isna()
@@ -352,7 +365,7 @@ def _read_table(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[
     frame = pd.concat([frame, raw[extras]], axis=1) if extras else frame
     # Rows with a cell that could not be read are already reported; pandera checks the rest.
     checked = frame[~unreadable] if unreadable.any() else frame
-    problems += _pandera_problems(_pandera_schema(spec, frame.columns), checked, path.name, spec)
+    problems += _pandera_problems(_pandera_schema(spec, frame.columns), checked, file, spec)
     return frame, problems
 
 
@@ -423,15 +436,51 @@ def load_dataset(directory: Path | str) -> Dataset:
         problems += table_problems
         if frame is not None:
             tables[name] = frame
-    problems += _cross_table_problems(tables, files, instrument)
+    return _checked_dataset(directory, tables, files, instrument, problems)
+
+
+def _checked_dataset(
+    where: Path | str,
+    tables: dict[str, pd.DataFrame],
+    files: dict[str, Path],
+    instrument: Instrument,
+    problems: list[Problem],
+) -> Dataset:
+    """The rules across tables, then the dataset; ``DatasetError`` if anything was broken."""
+    problems = problems + _cross_table_problems(tables, files, instrument)
     if problems:
-        raise DatasetError(directory, problems)
+        raise DatasetError(where, problems)
     units = tables["units"]
     if "customer_facing" not in units:
         units["customer_facing"] = pd.array([True] * len(units), dtype="boolean")
     else:
         units["customer_facing"] = units["customer_facing"].fillna(True)
     return Dataset(**tables, instrument=instrument, files=files)
+
+
+def dataset_from_tables(
+    tables: dict[str, pd.DataFrame], instrument: Instrument = DEFAULT_INSTRUMENT
+) -> Dataset:
+    """Validate tables held in memory (e.g. a ``analysis.synth`` study) exactly as files are.
+
+    The same typing and contract checks as ``load_dataset`` (the Parquet path: typed columns
+    are accepted as they are), without writing anything; the calibration study uses it to
+    estimate thousands of generated studies. ``files`` names each table ``<name> (in memory)``
+    so messages still say which table is wrong. Tables are copied, never modified.
+    """
+    files = {name: Path(f"{name} (in memory)") for name in TABLE_NAMES if name in tables}
+    problems = [
+        Problem(f"{name} (in memory)", None, "required table is missing")
+        for name in TABLE_NAMES
+        if name not in tables
+    ]
+    specs = table_specs(instrument)
+    typed = {}
+    for name, path in files.items():
+        raw = tables[name].reset_index(drop=True)
+        typed[name], table_problems = _typed_table(raw, specs[name], path.name)
+        problems += table_problems
+    return _checked_dataset("tables in memory", typed, files, instrument, problems)
 
 
 def file_sha256(path: Path) -> str:
@@ -443,6 +492,8 @@ def file_sha256(path: Path) -> str:
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A cell already made safe, or text that would look like one: apostrophes, then a formula start.
+_NEUTRALISED = r"^'+[=+\-@\t\r]"
 
 
 def spreadsheet_safe(values: pd.Series) -> pd.Series:
@@ -450,11 +501,27 @@ def spreadsheet_safe(values: pd.Series) -> pd.Series:
 
     A text cell starting with ``= + - @``, tab or carriage return gets a leading apostrophe, as
     OWASP's CSV-injection guidance recommends; spreadsheets then show it as text. Numbers are
-    never text here, so negative estimates are untouched.
+    never text here, so negative estimates are untouched. Text that already looks neutralised
+    (apostrophes, then one of those characters) gets one more apostrophe, so that
+    :func:`undo_spreadsheet_safe` recovers every value exactly.
     """
     text = values.astype("string")
     risky = text.str.startswith(FORMULA_STARTS).fillna(False)
+    risky |= text.str.contains(_NEUTRALISED, regex=True).fillna(False)
     return values.where(~risky, "'" + text)
+
+
+def undo_spreadsheet_safe(values: pd.Series) -> pd.Series:
+    """The original text of cells written by :func:`spreadsheet_safe`; others unchanged.
+
+    Result tables are read back (the notebooks read ``unit_wave.csv``) and joined to the data
+    on ``unit_id``: a unit called ``=1+1`` or ``-12`` must come back as itself, not ``'=1+1``.
+    """
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return values
+    text = values.astype("string")
+    marked = text.str.contains(_NEUTRALISED, regex=True).fillna(False)
+    return values.where(~marked, text.str.slice(1))
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:

@@ -181,7 +181,11 @@ def clustered_mean_difference(
             "std_error": std_error,
             "conf_low": estimate - t * std_error,
             "conf_high": estimate + t * std_error,
-            "p_value": float(2 * stats.t.sf(abs(estimate) / std_error, clusters - 1)),
+            "p_value": (
+                float(2 * stats.t.sf(abs(estimate) / std_error, clusters - 1))
+                if std_error > 0
+                else np.nan  # no variation: no test
+            ),
             "n_obs": int(n_a + n_b),
             "n_units": clusters,
         }

@@ -44,6 +44,16 @@ def quartile_table_html(table: pd.DataFrame, confidence: float = 0.95) -> str:
     return shown.to_html(index=False, escape=True, border=0, classes="io-table")
 
 
+def figure_text(values: pd.Series) -> pd.Series:
+    """Names from the data made safe as figure labels: shown literally, never as mathtext.
+
+    matplotlib reads text between two ``$`` as a formula, so a unit called ``Store $5 $\\frac$``
+    would stop a figure from rendering (``ParseSyntaxException``) and with it the report. An
+    escaped ``\\$`` is drawn as a dollar sign.
+    """
+    return values.astype("string").fillna("").str.replace("$", r"\$", regex=False)
+
+
 def paragraph(text: str, css_class: str = "") -> str:
     """Escape text into an HTML paragraph (names in the data may contain any characters)."""
     attribute = f' class="{css_class}"' if css_class else ""

@@ -73,6 +73,10 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     residual = answered["engagement"] - engagement.transform("mean")
     pooled_var = float((residual**2).sum() / max(len(residual) - len(table), 1))
     table["engagement_noise_var"] = pooled_var / table["n_respondents"]
+    # each cell's own sum of squares, so a published variance can be pooled over shown cells
+    table["engagement_within_ss"] = (
+        (residual**2).groupby([answered[k] for k in keys], sort=True).sum().to_numpy()
+    )
     by_half = answered.groupby([*keys, "half"])["engagement"].agg(["mean", "size"])
     halves = by_half.unstack("half").reindex(
         columns=pd.MultiIndex.from_product([["mean", "size"], [0, 1]])
@@ -95,10 +99,12 @@ def nps_counts_in_windows(
     waves: pd.Series | np.ndarray,
     window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
     before: bool = False,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Promoter, passive and detractor counts per unit in each wave's outcome window.
 
-    With ``before=True`` the window before each wave is used instead. Returns
+    With ``before=True`` the window before each wave is used instead; answers after ``as_of``
+    (the end of observation) count in no window. Returns
     ``unit_id, wave, promoters, passives, detractors, n_responses``. Windows that overlap (a
     window longer than the gap between waves) count a response in each.
     """
@@ -113,6 +119,7 @@ def nps_counts_in_windows(
     frames = []
     for wave in np.sort(pd.unique(pd.Series(waves))):
         start, end = (wave - window, wave) if before else (wave, wave + window)
+        end = min(end, as_of) if as_of is not None else end
         inside = (responded_on > np.datetime64(start)) & (responded_on <= np.datetime64(end))
         counts = np.bincount(cells[inside], minlength=3 * len(units)).reshape(-1, 3)
         answered = counts.sum(axis=1) > 0
@@ -197,6 +204,7 @@ def unit_wave_panel(
     """
     as_of = pd.Timestamp(as_of) if as_of is not None else default_as_of(dataset)
     panel = unit_wave_scales(dataset)
+    panel = panel[panel["wave"] <= as_of].reset_index(drop=True)  # after the end: unobserved
     waves = np.sort(panel["wave"].unique())
     panel["wave_number"] = np.searchsorted(waves, panel["wave"].to_numpy()) + 1
     lagged = [
@@ -214,8 +222,9 @@ def unit_wave_panel(
     )
     panel = panel.merge(previous, on=["unit_id", "wave_number"], how="left")
     keys = ["unit_id", "wave"]
-    outcome = nps_counts_in_windows(dataset.customer_nps, waves, outcome_window_days)
-    prior = nps_counts_in_windows(dataset.customer_nps, waves, outcome_window_days, before=True)
+    answers = dataset.customer_nps
+    outcome = nps_counts_in_windows(answers, waves, outcome_window_days, as_of=as_of)
+    prior = nps_counts_in_windows(answers, waves, outcome_window_days, before=True, as_of=as_of)
     prior = prior.rename(columns={c: f"prior_{c}" for c in prior.columns if c not in keys})
     retention = customers_at_waves(dataset.customers, waves, outcome_window_days, as_of)
     for extra in (outcome, prior, retention):

@@ -13,7 +13,8 @@ import datetime as dt
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,15 +172,19 @@ def run_notebooks(
 
 def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     """The result tables written by ``estimate``, read back for the notebooks."""
+    from analysis.io import undo_spreadsheet_safe
+
     results_dir = Path(results_dir)
-    return {
-        name: pd.read_csv(
+    tables = {}
+    for name in RESULT_FILES:
+        table = pd.read_csv(
             results_dir / f"{name}.csv",
             dtype={"unit_id": "string"},
             parse_dates=["wave"] if name == "unit_wave" else False,
         )
-        for name in RESULT_FILES
-    }
+        # ids were written safe for spreadsheets ('=1+1); the notebooks join on the originals
+        tables[name] = table.apply(undo_spreadsheet_safe)
+    return tables
 
 
 RESULTS_KEY = "results_key.json"
@@ -340,4 +345,149 @@ def build_report(
     os.replace(staging, final)
     _point_latest(out_root, run_id)
     progress(f"Report ready in {time.monotonic() - started:.1f} s: {final / 'index.html'}")
+    return final
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing any run atomically, and the calibration study's page
+
+
+@contextmanager
+def staged_run(out_root: Path | str) -> Iterator[tuple[Path, str]]:
+    """Build a run in ``out_root/.partial-<run-id>``; publish it only if the block completes.
+
+    On success the folder becomes ``<run-id>/`` and ``latest`` points to it (an atomic rename
+    and an atomic symlink swap). On any failure it is kept as ``.failed-<run-id>`` and nothing
+    else under ``out_root`` changes, so a previous good run stays published. This is the
+    publishing rule of ``build_report``, for other kinds of run.
+    """
+    out_root = Path(out_root).resolve()
+    out_root.mkdir(parents=True, exist_ok=True)
+    run_id = _new_run_id(out_root)
+    staging = out_root / f".partial-{run_id}"
+    staging.mkdir()
+    try:
+        yield staging, run_id
+    except BaseException as error:
+        failed = out_root / f".failed-{run_id}"
+        os.replace(staging, failed)
+        if isinstance(error, ReportError):
+            partial = failed / error.notebook.relative_to(staging) if error.notebook else failed
+            raise ReportError(
+                f"{error}\nPartial executed notebook: {partial}\nThe previous report is unchanged."
+            ) from None
+        raise
+    os.replace(staging, out_root / run_id)
+    _point_latest(out_root, run_id)
+
+
+CALIBRATION_PAGE = Page("index", "calibration.ipynb", "Calibration study")
+CALIBRATION_FILES = ("replicates", "summary", "conditions")
+
+
+def read_calibration(results_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """The calibration study's tables, as ``build_calibration_report`` wrote them."""
+    results_dir = Path(results_dir)
+    missing = [n for n in CALIBRATION_FILES if not (results_dir / f"{n}.csv").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"no calibration results in {results_dir} ({', '.join(missing)}.csv missing): "
+            "run `make validate` or `python -m analysis calibrate` first"
+        )
+    tables = {
+        name: pd.read_csv(results_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
+        for name in CALIBRATION_FILES
+    }
+    for name in ("replicates", "summary"):
+        for column in ("failure", "rejection_verdict", "coverage_verdict"):
+            if column in tables[name]:
+                tables[name][column] = tables[name][column].fillna("").astype(str)
+    return tables
+
+
+def _code_digests() -> dict[str, str]:
+    """SHA-256 of the code that generated and analysed the simulated studies: its inputs."""
+    from analysis.io import file_sha256
+
+    code = Path(__file__).resolve().parent
+    names = ("synth.py", "calibration.py", "linkage.py", "estimate.py", "retention.py", "panel.py")
+    return {f"analysis/{n}": file_sha256(code / n) for n in names if (code / n).exists()}
+
+
+def build_calibration_report(
+    out_root: Path | str,
+    replicates: int | None = None,
+    *,
+    workers: int = 2,
+    base_seed: int | None = None,
+    conditions=None,
+    alpha: float = 0.05,
+    progress: Callable[[str], None] = print,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> Path:
+    """Run the calibration study (``analysis.calibration``), write its tables, render its page.
+
+    Writes ``<run-id>/results/{replicates,summary,conditions}.csv``, ``<run-id>/index.html``,
+    the executed notebook and ``manifest.json`` under ``out_root``, published atomically with
+    ``staged_run``: a failed or interrupted run never replaces the previous good report.
+    """
+    from analysis import calibration
+    from analysis.parameters import ParameterError
+    from analysis.provenance import _git_commit, _package_versions
+
+    replicates = calibration.DEFAULT_REPLICATES if replicates is None else replicates
+    base_seed = calibration.DEFAULT_SEED if base_seed is None else base_seed
+    if replicates < 2:
+        raise ParameterError(f"replicates must be at least 2, not {replicates}")
+    if workers < 1:
+        raise ParameterError(f"workers must be at least 1, not {workers}")
+    conditions = tuple(conditions or calibration.default_conditions())
+    started = time.monotonic()
+    with staged_run(out_root) as (staging, run_id):
+        table = calibration.run_study(
+            conditions, replicates, base_seed=base_seed, workers=workers, progress=progress
+        )
+        design = calibration.conditions_table(conditions, replicates)
+        summary = calibration.summarise(table, design, alpha)
+        results = staging / "results"
+        write_tables({"replicates": table, "summary": summary, "conditions": design}, results)
+        progress(f"[calibration] simulated in {time.monotonic() - started:.0f} s; rendering")
+        executed = execute_notebook(
+            CALIBRATION_PAGE, staging, {"output_dir": str(results), "alpha": alpha}, notebooks_dir
+        )
+        run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        manifest = {
+            "run_id": run_id,
+            "run_at": run_at,
+            "parameters": {
+                "replicates": replicates,
+                "seed": base_seed,
+                "alpha": alpha,
+                "workers": workers,
+            },
+            "conditions": design.to_dict(orient="records"),
+            "code_sha256": _code_digests(),
+            "git_commit": _git_commit(),
+            "packages": _package_versions(),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        context = {
+            "title": CALIBRATION_PAGE.title,
+            "subtitle": CALIBRATION_PAGE.title,
+            "run_id": run_id,
+            "run_at": run_at,
+            "git_commit": manifest["git_commit"],
+            "parameters": manifest["parameters"],
+            "inputs": manifest["code_sha256"],
+            "packages": manifest["packages"],
+            "pages": [],
+        }
+        render_page(executed, staging / "index.html", context)
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+    final = Path(out_root).resolve() / run_id
+    progress(
+        f"Calibration report ready in {time.monotonic() - started:.0f} s: {final / 'index.html'}"
+    )
     return final
