@@ -55,10 +55,20 @@ data: data/sample/.complete
 report: $(INSTALLED) $(if $(filter data/sample,$(DATA)),data/sample/.complete)
 	@$(BIN)/python -m analysis report --data $(DATA) --out $(OUT) $(if $(PARAMS),--params $(PARAMS))
 
+## Calibration study: our tests vs a naive analysis on simulated data (REPLICATES=200)
+.PHONY: validate
+validate: $(INSTALLED)
+	@$(BIN)/python -m analysis calibrate --out $(OUT)/calibration $(if $(REPLICATES),--replicates $(REPLICATES))
+
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
 test: $(INSTALLED) browser data/sample/.complete
 	@$(BIN)/python -m pytest
+
+## Time estimate and report on three study sizes, up to 10M answers (SIZES="small medium large")
+.PHONY: bench
+bench: $(INSTALLED)
+	@$(BIN)/python -m analysis.benchmark --out $(OUT)/benchmark $(if $(SIZES),--sizes $(SIZES))
 
 ## Install Debian's chromium for the browser tests, if it is missing
 .PHONY: browser
@@ -80,8 +90,8 @@ lint: $(INSTALLED)
 	@$(BIN)/ruff check analysis tests
 	@$(BIN)/ruff format --check analysis tests
 
-## Remove the environment, generated sample data and reports
+## Remove the environment, generated data (sample, bench) and reports
 .PHONY: clean
 clean:
-	rm -rf $(VENV) data/sample reports/* .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/sample data/bench reports/* .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

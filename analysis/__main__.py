@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis {validate,synth,report} …``.
+"""Command line: ``python -m analysis {validate,synth,estimate,report,calibrate} …``.
 
 Exit status: 0 success, 2 invalid input (data or parameters), 1 an internal failure.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from analysis import __version__
@@ -114,6 +115,35 @@ def _estimate(args: argparse.Namespace) -> int:
     )
     progress(f"wrote {args.out}/estimates.csv, drivers.csv, unit_wave.csv, manifest.json")
     return EXIT_OK
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from analysis.report import build_calibration_report
+
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    build_calibration_report(
+        args.out, args.replicates, workers=args.workers, base_seed=args.seed, progress=progress
+    )
+    return EXIT_OK
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,6 +318,55 @@ def build_parser() -> argparse.ArgumentParser:
         "as_of, alpha, seed, bootstrap_draws, covariates)",
     )
     report.set_defaults(run=_report)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="simulation study: are our tests calibrated? (what `make validate` runs)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the calibration study and render it as one self-contained HTML page.\n\n"
+        "Synthetic studies with known truth (analysis/synth.py) are drawn many times per "
+        "condition\n(no effect; no effect but regions confound; the default effects; reverse "
+        "causation;\na grid of units x waves) and every estimand is fitted on each, beside the "
+        "naive\ncustomer-level analysis a spreadsheet user would run. The page shows "
+        "false-positive\nrates, coverage of the 95% intervals, power and bias, each with its "
+        "Monte-Carlo band.\n\n"
+        "OUT/<run-id>/ gets index.html, results/{replicates,summary,conditions}.csv, the "
+        "executed\nnotebook and manifest.json; OUT/latest points to it. A failed run leaves "
+        "the previous\nreport untouched. The same --replicates and --seed give the same "
+        "numbers.",
+        epilog="Exit status: 0 success, 2 invalid parameters, 1 internal failure.",
+    )
+    calibrate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/calibration"),
+        help="folder for calibration runs (default: reports/calibration)",
+    )
+    calibrate.add_argument(
+        "--replicates",
+        type=_at_least(2),
+        default=200,
+        metavar="N",
+        help="simulated studies per condition (default 200). Each null, confounded and effect "
+        "condition gets N, the reverse-causation condition N/2 and each of the six cells of "
+        "the power grid 0.3 N. The Monte-Carlo band of a false-positive rate at 5%% is about "
+        "±1.96·√(0.05·0.95/N): ±3.0 points at N = 200, ±6.0 at 50. Run time grows "
+        "linearly with N: about 7 minutes at 200 on 2 cores, 2 minutes at 50",
+    )
+    calibrate.add_argument(
+        "--workers",
+        type=_at_least(1),
+        default=2,
+        help="processes running replicates side by side (default 2, one per core)",
+    )
+    calibrate.add_argument(
+        "--seed",
+        type=int,
+        default=20240331,
+        help="base seed; each replicate's seed is derived from it, the condition's name and "
+        "the replicate's number (default 20240331)",
+    )
+    calibrate.set_defaults(run=_calibrate)
     return parser
 
 

@@ -334,3 +334,150 @@ def estimates_with_intervals(
     sns.despine(ax=axes, left=True)
     figure.tight_layout()
     return figure
+
+
+NAIVE_COLOUR = "#c2571a"  # the naive analysis, beside ours (ACCENT)
+
+
+def calibration_rates(
+    summary: pd.DataFrame,
+    conditions: list[str],
+    labels: dict[str, str],
+    measure: str = "rejection",
+    nominal: float = 0.05,
+) -> plt.Figure:
+    """Monte-Carlo rates with their Wilson 95% bands, one panel per condition, ours vs naive.
+
+    ``summary`` is ``analysis.calibration.summarise``'s table; ``measure`` is ``rejection``
+    (false-positive rate) or ``coverage``. The dashed line is the nominal rate and the grey
+    strip the range a perfectly calibrated method would show 95% of the time with that many
+    replicates (``nominal ± 1.96 √(nominal (1 − nominal) / R)``).
+    """
+    rate = "rejection_rate" if measure == "rejection" else "coverage"
+    shown = summary[summary["condition"].isin(conditions)].dropna(subset=[rate])
+    estimands = list(dict.fromkeys(shown.sort_values("naive", kind="stable")["estimand"]))
+    figure, axes = plt.subplots(
+        1,
+        len(conditions),
+        figsize=(4.6 * len(conditions) + 2.6, 0.48 * len(estimands) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    for axis, condition in zip(axes[0], conditions, strict=True):
+        rows = shown[shown["condition"] == condition].set_index("estimand")
+        replicates = int(rows["replicates"].max()) if len(rows) else 0
+        if replicates:
+            half = 1.959964 * np.sqrt(nominal * (1 - nominal) / replicates)
+            strip = (100 * max(nominal - half, 0), 100 * min(nominal + half, 1))
+            axis.axvspan(*strip, color=SUPPRESSED)
+        axis.axvline(100 * nominal, color=MUTED, linestyle="--", linewidth=1)
+        for y, estimand in enumerate(estimands):
+            if estimand not in rows.index:
+                continue
+            row = rows.loc[estimand]
+            colour = NAIVE_COLOUR if row["naive"] else ACCENT
+            value, low, high = (100 * row[c] for c in (rate, f"{measure}_low", f"{measure}_high"))
+            axis.errorbar(
+                value,
+                y,
+                xerr=[[max(value - low, 0)], [max(high - value, 0)]],  # rounding at 0% or 100%
+                fmt="s" if row["naive"] else "o",
+                color=colour,
+                ecolor=colour,
+                capsize=3,
+                markersize=6,
+            )
+            axis.annotate(
+                f"{value:.1f}%",
+                (high, y),
+                xytext=(5, -3),
+                textcoords="offset points",
+                fontsize=8,
+                color=MUTED,
+            )
+        axis.set_yticks(range(len(estimands)), [labels.get(e, e) for e in estimands])
+        label = rows["label"].iloc[0] if len(rows) else condition
+        axis.set_title(f"{label} (R = {replicates})", fontsize=10, fontweight="normal")
+        axis.set_xlabel(
+            "Share of studies called significant (%)"
+            if measure == "rejection"
+            else "Share of 95% intervals containing the truth (%)"
+        )
+        low_limit = 0 if measure == "rejection" else min(50, 100 * shown[f"{measure}_low"].min())
+        high_limit = (
+            max(20, 100 * shown[f"{measure}_high"].max() + 8) if measure == "rejection" else 103
+        )
+        axis.set_xlim(low_limit, high_limit)
+        axis.grid(axis="y", visible=False)
+        sns.despine(ax=axis, left=True)
+    axes[0, 0].invert_yaxis()  # once: the panels share their y axis
+    what = "False-positive rate" if measure == "rejection" else "Coverage of 95% intervals"
+    figure.suptitle(
+        f"{what}: ours (blue dots) vs the naive analysis (orange squares), "
+        f"with Monte-Carlo 95% bands; dashed = nominal {nominal:.0%}",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+        fontweight="bold",
+    )
+    figure.tight_layout()
+    return figure
+
+
+def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
+    """Power against the number of units, one line per number of waves, Wilson 95% bands.
+
+    ``power`` is ``analysis.calibration.power_table``: ``estimand, n_units, n_waves,
+    replicates, rejection_rate, rejection_low, rejection_high``.
+    """
+    estimands = list(dict.fromkeys(power["estimand"]))
+    figure, axes = plt.subplots(
+        1, len(estimands), figsize=(4.2 * len(estimands), 4.0), sharey=True, squeeze=False
+    )
+    waves = sorted(power["n_waves"].unique())
+    picks = np.linspace(1, len(QUARTILE_COLOURS) - 1, len(waves)).round().astype(int)
+    colours = dict(zip(waves, [QUARTILE_COLOURS[i] for i in picks], strict=True))
+    for axis, estimand in zip(axes[0], estimands, strict=True):
+        rows = power[power["estimand"] == estimand]
+        for wave, group in rows.groupby("n_waves"):
+            group = group.sort_values("n_units")
+            axis.plot(
+                group["n_units"],
+                100 * group["rejection_rate"],
+                marker="o",
+                color=colours[wave],
+                linewidth=2,
+                label=f"{wave} waves",
+            )
+            axis.fill_between(
+                group["n_units"],
+                100 * group["rejection_low"],
+                100 * group["rejection_high"],
+                color=colours[wave],
+                alpha=0.18,
+                linewidth=0,
+            )
+        axis.axhline(80, color=MUTED, linestyle=":", linewidth=1)
+        axis.set_ylim(0, 100)
+        axis.set_xscale("log")
+        units = sorted(rows["n_units"].unique())
+        axis.set_xticks(units, [str(u) for u in units])
+        axis.minorticks_off()
+        axis.set_xlabel("Units in the organisation")
+        axis.set_title(
+            f"{labels.get(estimand, estimand)}\n(R = {int(rows['replicates'].min())} per point)",
+            fontsize=10,
+            fontweight="normal",
+        )
+        sns.despine(ax=axis)
+    axes[0, 0].set_ylabel("Chance of detecting the effect (%)")
+    axes[0, -1].legend(title="Survey waves", frameon=False)
+    figure.suptitle(
+        "Power against units and waves at the generator's default effects (dotted: 80%)",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+        fontweight="bold",
+    )
+    figure.tight_layout()
+    return figure
