@@ -144,7 +144,11 @@ def _hazard_jackknife(
         inside = cell_group != g
         x_g = x[inside]
         mu = exposure[inside] * np.exp(x_g @ params)
-        step = np.linalg.solve(retention.information(x_g, mu), x_g.T @ (events[inside] - mu))
+        # least squares, not solve: deleting a group can empty a level of a small study's wave
+        # or region (a zero row and column), which leaves the engagement step determined
+        step = np.linalg.lstsq(
+            retention.information(x_g, mu), x_g.T @ (events[inside] - mu), rcond=None
+        )[0]
         estimates[g] = params[1] + step[1]
     return estimates, k
 
