@@ -166,15 +166,9 @@ def naive_churn_hazard(dataset, panel: pd.DataFrame, as_of) -> dict:
     from analysis import linkage, retention
 
     units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"])
-    episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    episodes["unit_id"] = episodes["unit_id"].astype("string")
-    episodes = retention.attach_unit_covariates(episodes, units, ["engagement_index", "region"])
-    dummies = [
-        pd.get_dummies(episodes[c].astype("string"), prefix=c, drop_first=True, dtype=float)
-        for c in ("region", "wave")
-    ]
-    predictors = pd.concat([episodes[["engagement_index"]], *dummies], axis=1)
-    params, _ = retention.cox_cluster_robust(episodes, predictors, episodes["unit_id"])
+    params, _, episodes = retention.customer_level_cox(
+        dataset.customers, units, as_of, "engagement_index"
+    )
     return {"log_hazard_ratio_per_index_point": float(params[0]), "episodes": len(episodes)}
 
 

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.linkage import ESTIMATE_COLUMNS
 from analysis.metrics import DETRACTOR_MAX, PROMOTER_MIN, wilson_interval
 from analysis.parameters import Parameters
 from analysis.synth import StudyDesign
@@ -78,7 +79,7 @@ LABELS = {
     "nps_on_engagement": "NPS per SD of engagement (next quarter)",
     "nps_on_engagement_within": "… within units over time",
     "engagement_on_prior_nps": "Reverse check: engagement per +10 prior NPS",
-    "churn_hazard_on_engagement": "Churn hazard ratio per SD (Cox)",
+    "churn_hazard_on_engagement": "Churn hazard ratio per SD",
     "nps_quartile_gap": "NPS gap, top − bottom quartile",
     "retention_quartile_gap": "Retention gap, top − bottom quartile",
     "naive_nps_on_engagement": "Naive: customer-level OLS, same quarter",
@@ -88,21 +89,13 @@ REPLICATE_COLUMNS = (
     "condition",
     "replicate",
     "seed",
-    "estimand",
-    "term",
-    "estimate",
-    "std_error",
-    "conf_low",
-    "conf_high",
-    "p_value",
-    "n_obs",
-    "n_units",
+    *(c for c in ESTIMATE_COLUMNS if c != "method"),
     "truth",
     "failure",
 )
 
 # The base design: big enough for cluster-robust errors (about 96 customer-facing units), small
-# enough that one replicate (generate + every estimand) takes about 2 s, most of it the Cox fit.
+# enough that one replicate (generate + every estimand) takes under a second on one core.
 BASE_DESIGN = StudyDesign(n_units=120, n_waves=4)
 
 
@@ -138,9 +131,8 @@ def default_conditions(base: StudyDesign = BASE_DESIGN) -> tuple[Condition, ...]
 
     Null conditions get the full replicate count (their rates are the headline), the reverse
     condition half, and each cell of the power grid 0.3 of it (60 at the default 200: a power
-    band of at most ±13 points, enough to read a curve). The grid fits the NPS estimands only:
-    with the Cox fit the grid would cost about four times as much, and churn power is shown at
-    the base design (the ``effect`` condition).
+    band of at most ±13 points, enough to read a curve). Every condition fits every estimand,
+    the churn hazard included (``churn=False`` is for quick looks in tests).
     """
     conditions = [
         Condition(
@@ -173,7 +165,6 @@ def default_conditions(base: StudyDesign = BASE_DESIGN) -> tuple[Condition, ...]
                     replace(base, n_units=units, n_waves=waves),
                     f"{units} units, {waves} waves",
                     share=0.3,
-                    churn=False,
                 )
             )
     return tuple(conditions)
@@ -835,9 +826,12 @@ def power_sentence(power: pd.DataFrame, estimand: str = "nps_on_engagement") -> 
         return "No power grid was run."
     rows = rows.assign(size=rows["n_units"] * rows["n_waves"]).sort_values("size")
     small, large = rows.iloc[0], rows.iloc[-1]
+    effect = {
+        "churn_hazard_on_engagement": "a churn hazard ratio of 0.88 per SD of engagement",
+    }.get(estimand, "4 NPS points per SD of engagement")
     return (
-        f"With the generator's default effect (4 NPS points per SD of engagement), the main "
-        f"model detected it in {_percent(small['rejection_rate'])} of studies with "
+        f"{LABELS.get(estimand, estimand)}: with the generator's default effect ({effect}), "
+        f"it was detected in {_percent(small['rejection_rate'])} of studies with "
         f"{int(small['n_units'])} units and {int(small['n_waves'])} waves "
         f"(band {_band(small['rejection_low'], small['rejection_high'])}), and in "
         f"{_percent(large['rejection_rate'])} with {int(large['n_units'])} units and "

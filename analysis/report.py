@@ -287,18 +287,14 @@ def build_report(
     started = time.monotonic()
     progress(f"Validating {data_dir}")
     dataset = load_dataset(data_dir)
-    out_root.mkdir(parents=True, exist_ok=True)
-    run_id = _new_run_id(out_root)
     run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    staging = out_root / f".partial-{run_id}"
-    staging.mkdir()
-    manifest = build_manifest(data_dir, dataset.files, parameters, run_id, run_at)
-    notebook_parameters = {
-        "data_dir": str(data_dir),
-        "output_dir": str(staging / "results"),
-        **parameters.to_notebook(),
-    }
-    try:
+    with staged_run(out_root) as (staging, run_id):
+        manifest = build_manifest(data_dir, dataset.files, parameters, run_id, run_at)
+        notebook_parameters = {
+            "data_dir": str(data_dir),
+            "output_dir": str(staging / "results"),
+            **parameters.to_notebook(),
+        }
         from analysis.estimate import estimate_all
 
         def estimate_progress(message: str) -> None:
@@ -332,18 +328,7 @@ def build_report(
         (staging / "manifest.json").write_text(
             json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
         )
-    except BaseException as error:
-        failed = out_root / f".failed-{run_id}"
-        os.replace(staging, failed)
-        if isinstance(error, ReportError):
-            partial = failed / error.notebook.relative_to(staging) if error.notebook else failed
-            raise ReportError(
-                f"{error}\nPartial executed notebook: {partial}\nThe previous report is unchanged."
-            ) from None
-        raise
     final = out_root / run_id
-    os.replace(staging, final)
-    _point_latest(out_root, run_id)
     progress(f"Report ready in {time.monotonic() - started:.1f} s: {final / 'index.html'}")
     return final
 
@@ -358,8 +343,8 @@ def staged_run(out_root: Path | str) -> Iterator[tuple[Path, str]]:
 
     On success the folder becomes ``<run-id>/`` and ``latest`` points to it (an atomic rename
     and an atomic symlink swap). On any failure it is kept as ``.failed-<run-id>`` and nothing
-    else under ``out_root`` changes, so a previous good run stays published. This is the
-    publishing rule of ``build_report``, for other kinds of run.
+    else under ``out_root`` changes, so a previous good run stays published. Every report is
+    published this way: ``build_report`` and the calibration study's.
     """
     out_root = Path(out_root).resolve()
     out_root.mkdir(parents=True, exist_ok=True)

@@ -238,15 +238,9 @@ def test_cells_give_the_customer_level_cox_hazard_ratio(churn_study):
 
     dataset, panel, units, as_of = churn_study
     row, cells = churn_hazard_on_engagement(dataset, panel, as_of, ("region",), 0.95)
-    episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    episodes["unit_id"] = episodes["unit_id"].astype("string")
-    episodes = retention.attach_unit_covariates(episodes, units, ["engagement_sd", "region"])
-    dummies = [
-        pd.get_dummies(episodes[c].astype("string"), prefix=c, drop_first=True, dtype=float)
-        for c in ("region", "wave")
-    ]
-    predictors = pd.concat([episodes[["engagement_sd"]], *dummies], axis=1)
-    cox, cov = retention.cox_cluster_robust(episodes, predictors, episodes["unit_id"])
+    cox, cov, episodes = retention.customer_level_cox(
+        dataset.customers, units, as_of, "engagement_sd"
+    )
     cox_se = np.sqrt(cov[0, 0])
     assert np.log(row["estimate"]) == pytest.approx(cox[0], abs=0.25 * cox_se)
     assert row["std_error"] == pytest.approx(cox_se, rel=0.25)
