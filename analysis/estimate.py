@@ -92,9 +92,9 @@ def churn_hazard_on_engagement(
     design = retention.hazard_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
-    fit = retention.poisson_cluster_robust(events, exposure, design, cells["unit_id"])
-    replicates, k = _hazard_jackknife(units, cells, design, fit.params, covariates)
-    log_hr, se = float(fit.params[1]), linkage.jackknife_se(replicates)
+    params = retention.poisson_fit(events, exposure, design.to_numpy(float))
+    replicates, k = _hazard_jackknife(units, cells, design, params, covariates)
+    log_hr, se = float(params[1]), linkage.jackknife_se(replicates)
     t = stats.t.ppf(0.5 + confidence / 2, k - 1)
     row = {
         "estimand": "churn_hazard_on_engagement",

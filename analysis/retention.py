@@ -204,38 +204,30 @@ def information(design: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PoissonFit:
-    """A piecewise-exponential fit with what its cluster-robust inference needs."""
+    """A piecewise-exponential fit with what a cluster bootstrap over units needs."""
 
     params: np.ndarray
-    cov: np.ndarray  # cluster-robust sandwich
     information: np.ndarray  # Xᵀ diag(μ) X at the estimate
     cluster_scores: np.ndarray  # Σ over each cluster's cells of x (events − μ), one row each
-    names: list[str]
 
 
-def poisson_cluster_robust(
+def poisson_with_cluster_scores(
     events: np.ndarray, exposure: np.ndarray, design: pd.DataFrame, cluster: pd.Series
 ) -> PoissonFit:
-    """Poisson fit with the cluster-robust sandwich covariance.
+    """Poisson fit, its information ``I = Xᵀ diag(μ) X`` and each cluster's summed score ``U_g``.
 
-    ``cov = I⁻¹ (Σ_g U_g U_gᵀ) I⁻¹ · G/(G − 1)`` with ``I = Xᵀ diag(μ) X`` and ``U_g`` the
-    score summed over cluster *g*'s cells (Liang & Zeger, 1986, *Biometrika* 73(1); the
-    ``G/(G − 1)`` small-sample factor as in Stata's CR1). Cells of one unit share the unit's
-    customers, so they are not treated as independent.
+    Cells of one unit share the unit's customers, so resampling and influence work on whole
+    units: ``U_g`` is what a unit contributes to the score equations at the estimate.
     """
     x = design.to_numpy(float)
     params = poisson_fit(events, exposure, x)
     mu = exposure * np.exp(x @ params)
-    fisher = information(x, mu)
     codes = pd.factorize(cluster)[0]
     residual = events - mu
     scores = np.column_stack(
         [np.bincount(codes, x[:, j] * residual, codes.max() + 1) for j in range(x.shape[1])]
     )
-    inverse = np.linalg.inv(fisher)
-    g = scores.shape[0]
-    cov = inverse @ (scores.T @ scores) @ inverse * g / (g - 1)
-    return PoissonFit(params, cov, fisher, scores, list(design.columns))
+    return PoissonFit(params, information(x, mu), scores)
 
 
 def hazard_design(cells: pd.DataFrame, columns: Sequence[str], covariates: Sequence[str]):
@@ -279,7 +271,7 @@ def mediated_share(
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
     fits = [
-        poisson_cluster_robust(
+        poisson_with_cluster_scores(
             events, exposure, hazard_design(cells, columns, covariates), cells["unit_id"]
         )
         for columns in ([exposure_column], [exposure_column, mediator_column])
