@@ -32,6 +32,8 @@ class Parameters:
     seed: int = 20240331
     bootstrap_draws: int = 2000
     covariates: tuple[str, ...] = field(default=("region",))
+    # Laplace-noise budget of each published employee-derived figure (analysis.privacy).
+    privacy_epsilon: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
