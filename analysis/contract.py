@@ -116,6 +116,19 @@ POINTS_OF_CONNECTION = (
     "poc_authenticity",
 )
 
+# The analysis knows what each scale means, so an instrument may only use these names; item
+# names are free. engagement is the one scale every estimand needs.
+SCALE_NAMES = (
+    "engagement",
+    "internal_communication",
+    "brand_alignment",
+    "points_of_connection",
+    "employee_effort",
+    "enps",
+    "communication_effort",
+)
+REQUIRED_SCALE = "engagement"
+
 DEFAULT_INSTRUMENT = Instrument(
     (
         Scale("engagement", tuple(f"eng_{i}" for i in range(1, 6)), 1, 5, favourable=4),

@@ -25,6 +25,8 @@ import yaml
 
 from analysis.contract import (
     DEFAULT_INSTRUMENT,
+    REQUIRED_SCALE,
+    SCALE_NAMES,
     TABLE_NAMES,
     TABLES_LINKED_TO_UNITS,
     ColumnSpec,
@@ -148,9 +150,45 @@ def load_instrument(directory: Path) -> tuple[Instrument, list[Problem]]:
                     "low < high; 'reverse' may only name its own items",
                 )
             )
+    problems += _instrument_name_problems(entries)
     if problems:
         return DEFAULT_INSTRUMENT, problems
     return Instrument(tuple(scales)), []
+
+
+def _instrument_name_problems(entries: dict) -> list[Problem]:
+    """Scale names the analysis knows, engagement present, no item in two places (contract v2)."""
+    problems = []
+    unknown = [str(name) for name in entries if name not in SCALE_NAMES]
+    if unknown:
+        problems.append(
+            Problem(
+                INSTRUMENT_FILE,
+                None,
+                f"unknown scale name{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(n) for n in unknown)}: the scale names are fixed "
+                f"({', '.join(SCALE_NAMES)}); item names are free",
+            )
+        )
+    if REQUIRED_SCALE not in entries:
+        problems.append(
+            Problem(
+                INSTRUMENT_FILE,
+                None,
+                f"has no {REQUIRED_SCALE!r} scale: every estimand needs it; name the scale "
+                f"whose items measure engagement {REQUIRED_SCALE!r}",
+            )
+        )
+    listed: dict[str, list[str]] = {}
+    for name, entry in entries.items():
+        items = entry.get("items") if isinstance(entry, dict) else None
+        for item in items if isinstance(items, list) else ():
+            listed.setdefault(str(item), []).append(str(name))
+    twice = {item: names for item, names in listed.items() if len(names) > 1}
+    if twice:
+        shown = "; ".join(f"{item!r} in {', '.join(names)}" for item, names in twice.items())
+        problems.append(Problem(INSTRUMENT_FILE, None, f"an item may be listed once only: {shown}"))
+    return problems
 
 
 # --------------------------------------------------------------------------------------------

@@ -345,3 +345,20 @@ def test_written_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
         "Leeds",
     ]
     assert list(read_back["estimate"]) == [-1.5, 2.0, 3.0, -4.0, 5.0]  # numbers untouched
+
+
+def test_instrument_scale_names_are_the_contracts_and_each_item_is_listed_once(small_study):
+    """A renamed engagement scale used to pass validation and crash estimate (exit 1)."""
+    (small_study / "instrument.yaml").write_text(
+        "scales:\n"
+        "  engaged:\n    items: [eng_1, eng_2]\n    range: [1, 5]\n"
+        "  internal_communication:\n    items: [comm_1, eng_2]\n    range: [1, 5]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(small_study)
+    message = str(caught.value)
+    assert "unknown scale name 'engaged'" in message
+    assert "has no 'engagement' scale" in message
+    assert "'eng_2' in engaged, internal_communication" in message
+    assert len(caught.value.problems) == 3
