@@ -4,6 +4,15 @@ SHELL := /bin/bash
 
 PYTHON  ?= python3
 UV_VERSION := 0.13.9
+# SHA-256 of the uv $(UV_VERSION) wheels on PyPI (pip checks them: --require-hashes): Linux
+# x86_64 (glibc and musl), Linux aarch64, macOS x86_64 and arm64, Windows x86_64.
+UV_SHA256 := \
+	d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19 \
+	2c45530751517d6c3bbc69a19473f6effe47cce047bede01ffd8af7ea7b36b25 \
+	5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe \
+	c16ed11e013557536b3e60065f1b912f6407bd6518e041b961e23ef9e6b4fbf5 \
+	66c512266d633bef48384a1f53003f41f2a8e7b36fe6e7fbfd3e0fd52d96fa63 \
+	6a44b2ed8111d2f60d2b92627c5dccda3f7ed7570b18ce115e569cd68c28246b
 VENV    := .venv
 BIN     := $(VENV)/bin
 KERNEL  := inside-out
@@ -20,18 +29,23 @@ export PYTHONDONTWRITEBYTECODE :=
 
 INSTALLED := $(VENV)/.installed-$(KERNEL)
 
+# Paths may hold spaces or quotes: every path reaches the shell as one single-quoted word.
+q = '$(subst ','\'',$(1))'
+
 ## Show this help
 .PHONY: help
 help:
 	@awk '/^## /{doc=substr($$0,4); next} /^\.PHONY/{next} /^[a-zA-Z_-]+:/{if (doc != "") {split($$1,t,":"); printf "  make %-9s %s\n", t[1], doc}} {doc=""}' $(MAKEFILE_LIST)
 	@echo
-	@echo "  Variables: DATA=$(DATA)  PARAMS=$(PARAMS)  OUT=$(OUT)  SEED=$(SEED)"
+	@echo "  Variables:" DATA=$(call q,$(DATA)) PARAMS=$(call q,$(PARAMS)) OUT=$(call q,$(OUT)) SEED=$(call q,$(SEED))
 	@echo "  Quick start:  make report   then   make test"
 
 $(INSTALLED): pyproject.toml uv.lock
 	@echo "==> Creating $(VENV) and installing the locked environment (uv.lock)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "uv==$(UV_VERSION) $(addprefix --hash=sha256:,$(UV_SHA256))" > $(VENV)/uv-requirement.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--only-binary :all: --no-deps -r $(VENV)/uv-requirement.txt
 	@$(BIN)/uv sync --frozen --inexact --extra dev --quiet
 	@$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
 		--display-name "Inside Out (Python 3)" > /dev/null
@@ -43,7 +57,7 @@ install: $(INSTALLED)
 
 data/sample/.complete: | $(INSTALLED)
 	@echo "==> Generating the synthetic sample study in data/sample (seed $(SEED))"
-	@$(BIN)/python -m analysis synth --out data/sample --seed $(SEED)
+	@$(BIN)/python -m analysis synth --out data/sample --seed $(call q,$(SEED))
 	@touch $@
 
 ## Generate the synthetic sample study in data/sample (if absent)
@@ -53,22 +67,30 @@ data: data/sample/.complete
 ## Execute the notebooks on DATA with papermill and render HTML under reports/
 .PHONY: report
 report: $(INSTALLED) $(if $(filter data/sample,$(DATA)),data/sample/.complete)
-	@$(BIN)/python -m analysis report --data $(DATA) --out $(OUT) $(if $(PARAMS),--params $(PARAMS))
+	@$(BIN)/python -m analysis report --data $(call q,$(DATA)) --out $(call q,$(OUT)) \
+		$(if $(PARAMS),--params $(call q,$(PARAMS)))
 
 ## Calibration study: our tests vs a naive analysis on simulated data (REPLICATES=200)
 .PHONY: validate
 validate: $(INSTALLED)
-	@$(BIN)/python -m analysis calibrate --out $(OUT)/calibration $(if $(REPLICATES),--replicates $(REPLICATES))
+	@$(BIN)/python -m analysis calibrate --out $(call q,$(OUT)/calibration) \
+		$(if $(REPLICATES),--replicates $(call q,$(REPLICATES)))
 
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
 test: $(INSTALLED) browser data/sample/.complete
 	@$(BIN)/python -m pytest
 
+## Fuzz the command line afresh: hostile parameters, instruments, datasets (EXAMPLES=300)
+.PHONY: fuzz
+fuzz: $(INSTALLED)
+	@HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(call q,$(or $(EXAMPLES),300)) \
+		$(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
+
 ## Time estimate and report on three study sizes, up to 10M answers (SIZES="small medium large")
 .PHONY: bench
 bench: $(INSTALLED)
-	@$(BIN)/python -m analysis.benchmark --out $(OUT)/benchmark $(if $(SIZES),--sizes $(SIZES))
+	@$(BIN)/python -m analysis.benchmark --out $(call q,$(OUT)/benchmark) $(if $(SIZES),--sizes $(SIZES))
 
 ## Install Debian's chromium for the browser tests, if it is missing
 .PHONY: browser
@@ -84,6 +106,16 @@ browser:
 lab: $(INSTALLED) data/sample/.complete
 	@$(BIN)/jupyter lab notebooks/
 
+## Regenerate environment.yml's pins from uv.lock (after changing the dependencies)
+.PHONY: pins
+pins: $(INSTALLED)
+	@{ sed '/^  - pip:$$/q' environment.yml; \
+	   $(BIN)/uv export --frozen --extra dev --no-hashes --no-emit-project --no-header \
+	     --no-annotate --format requirements-txt | sed 's/.*/      - "&"/'; \
+	   echo '      - "-e .[dev]"'; } > environment.yml.new
+	@mv environment.yml.new environment.yml
+	@echo "==> environment.yml pins what uv.lock pins"
+
 ## Check style with ruff
 .PHONY: lint
 lint: $(INSTALLED)
@@ -93,5 +125,6 @@ lint: $(INSTALLED)
 ## Remove the environment, generated data (sample, bench) and reports
 .PHONY: clean
 clean:
-	rm -rf $(VENV) data/sample data/bench reports/* .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/sample data/bench reports/* reports/.inside-out reports/.failed-* \
+		reports/.partial-* .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

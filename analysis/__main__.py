@@ -1,6 +1,9 @@
 """Command line: ``python -m analysis {validate,synth,estimate,report,calibrate} …``.
 
-Exit status: 0 success, 2 invalid input (data or parameters), 1 an internal failure.
+Exit status: 0 success; 1 an internal failure (a bug, or a notebook that failed); 2 invalid
+input (data, parameters, or an output folder the kit may not write: see ``analysis.folders``);
+3 the disk refused a write (full, read-only, not permitted); 130 interrupted by Ctrl-C (143 by
+SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from pathlib import Path
 
 from analysis import __version__
 
-EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_ENVIRONMENT = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + the signal's number, as shells report
+EXIT_STATUS = (
+    "Exit status: 0 success, 1 internal failure, 2 invalid data, parameters or output folder, "
+    "3 disk full, read-only or not writable, 130 interrupted (Ctrl-C)."
+)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -30,6 +38,9 @@ def _given(value: float | None, default: float) -> float:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from analysis.folders import check_replaceable
+
+    check_replaceable(args.out, "dataset")  # before any work: a refused folder costs nothing
     from analysis.io import write_tables
     from analysis.synth import StudyDesign, generate, truth_json
 
@@ -62,6 +73,7 @@ def _synth(args: argparse.Namespace) -> int:
         args.out,
         file_format=args.format,
         extra_files={"truth.json": truth_json(study)},
+        kind="dataset",
     )
     counts = study.truth["counts"]
     print(
@@ -73,6 +85,9 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from analysis.folders import check_run_root
+
+    check_run_root(args.out, "reports", inputs=[args.data])  # refused in a second, not after
     from analysis.parameters import load_parameters
     from analysis.report import build_report
 
@@ -86,6 +101,10 @@ def _estimate(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from analysis.folders import check_replaceable
+
+    # the output folder first: a refused one must cost nothing and create nothing
+    check_replaceable(args.out, "results", inputs=[args.data])
     from analysis.estimate import estimate_all
     from analysis.io import load_dataset, write_tables
     from analysis.parameters import load_parameters
@@ -112,6 +131,7 @@ def _estimate(args: argparse.Namespace) -> int:
         results.tables(),
         args.out,
         extra_files={"manifest.json": json.dumps(manifest, indent=2) + "\n"},
+        kind="results",
     )
     progress(f"wrote {args.out}/estimates.csv, drivers.csv, unit_wave.csv, manifest.json")
     return EXIT_OK
@@ -146,6 +166,18 @@ def _at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+PARAMS_HELP = (
+    "parameters YAML; every key is optional (default in brackets): min_group_size "
+    "3 to 1,000 [5]; outcome_window_days 1 to 3,660 and within the data's span [91]; "
+    "as_of a date YYYY-MM-DD from the first survey wave to 31 days after the latest "
+    "date in the data [that latest date]; alpha 0.001 to 0.5 with at most three decimals "
+    "[0.05]; seed 0 to 2**32 - 1 [20240331]; bootstrap_draws 10 to 100,000 [2000]; covariates "
+    "a list of distinct columns of units that group units, not identifiers [region]; "
+    "privacy_epsilon 0.01 to 100 [2.0]. Every problem is reported at once (exit 2); "
+    "see 'Parameters' in README.md"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analysis.synth import StudyDesign
 
@@ -153,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m analysis",
         description="Inside Out: does internal engagement show up in customer NPS and retention?",
-        epilog="Exit status: 0 success, 2 invalid data or parameters, 1 internal failure.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"inside-out {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -183,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         "files. Default effect sizes follow Harter, Schmidt & Hayes (2002) and "
         "Gallup's Q12 meta-analysis (see analysis/synth.py).",
     )
-    synth.add_argument("--out", type=Path, required=True, help="directory to write (replaced)")
+    synth.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder to write: new, empty, or one synth wrote before (then replaced)",
+    )
     synth.add_argument("--seed", type=int, default=d.seed, help="random seed")
     synth.add_argument(
         "--format", choices=("csv", "parquet"), default="csv", help="file format of the tables"
@@ -281,8 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit every linkage model and write the result tables",
         description="Validate DATA, fit every estimand and write OUT/estimates.csv, "
         "OUT/drivers.csv, OUT/unit_wave.csv (small groups suppressed) and "
-        "OUT/manifest.json, without running notebooks. OUT is replaced only when "
-        "everything has been computed.",
+        "OUT/manifest.json, without running notebooks. OUT must be new, empty, or a "
+        "folder estimate wrote before (its .inside-out marker says so); it is replaced "
+        "atomically, only when everything has been computed. Any other folder, the dataset "
+        "and the working folder are refused before any work starts.",
     )
     estimate.add_argument(
         "--data",
@@ -290,8 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("data/sample"),
         help="dataset directory (default: data/sample)",
     )
-    estimate.add_argument("--out", type=Path, required=True, help="folder for the results")
-    estimate.add_argument("--params", type=Path, default=None, help="parameters YAML")
+    estimate.add_argument(
+        "--out", type=Path, required=True, help="folder for the results (new, empty or the kit's)"
+    )
+    estimate.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help=PARAMS_HELP,
+    )
     estimate.set_defaults(run=_estimate)
 
     report = commands.add_parser(
@@ -299,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the notebooks and render the HTML report",
         description="Validate DATA, execute the notebooks with papermill and render "
         "self-contained HTML under OUT/<run-id>/, with OUT/latest pointing to it. "
-        "A failed run leaves the previous report untouched.",
+        "A failed run leaves the previous report untouched. OUT must be new, empty or a "
+        "reports folder Inside Out wrote.",
     )
     report.add_argument(
         "--data",
@@ -314,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--params",
         type=Path,
         default=None,
-        help="parameters YAML (keys: min_group_size, outcome_window_days, "
-        "as_of, alpha, seed, bootstrap_draws, covariates)",
+        help=PARAMS_HELP,
     )
     report.set_defaults(run=_report)
 
@@ -334,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
         "executed\nnotebook and manifest.json; OUT/latest points to it. A failed run leaves "
         "the previous\nreport untouched. The same --replicates and --seed give the same "
         "numbers.",
-        epilog="Exit status: 0 success, 2 invalid parameters, 1 internal failure.",
+        epilog=EXIT_STATUS,
     )
     calibrate.add_argument(
         "--out",
@@ -370,29 +416,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum, frame) -> None:
+    from analysis.folders import Terminated
+
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    from analysis.io import DatasetError
-    from analysis.linkage import EstimationError
-    from analysis.parameters import ParameterError
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    handles_signals = threading.current_thread() is threading.main_thread()
+    if handles_signals:
+        signal.signal(signal.SIGTERM, _raise_terminated)  # cleaned up like Ctrl-C
+    try:
+        return _run(argv)
+    except KeyboardInterrupt as interruption:  # also while importing, before _run's handlers
+        from analysis.folders import Terminated
+
+        terminated = isinstance(interruption, Terminated)
+        print(
+            f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}): stopped, and no "
+            "half-written output was left behind",
+            file=sys.stderr,
+        )
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+INVALID_INPUT = (
+    ("analysis.io", "DatasetError"),
+    ("analysis.parameters", "ParameterError"),
+    ("analysis.linkage", "EstimationError"),
+    ("analysis.folders", "OutputError"),
+)
+
+
+def _invalid_input(error: Exception) -> bool:
+    """An error of the user's input: data, parameters, output folder (exit status 2).
+
+    Looked up among the modules already imported, so that a refusal made before the heavy
+    imports (pandas, statsmodels) is also reported before them, in a fraction of a second.
+    """
+    return any(
+        isinstance(error, getattr(sys.modules[module], name))
+        for module, name in INVALID_INPUT
+        if module in sys.modules
+    )
+
+
+def _run(argv: list[str] | None) -> int:
+    from analysis.folders import StorageError, is_storage_error, storage_error
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, ParameterError, EstimationError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    except Exception as error:  # the promise is an exit status and a message, not a traceback
-        # analysis.report imports nbformat (seconds); only a command that used it can raise it
-        report = sys.modules.get("analysis.report")
-        if report is not None and isinstance(error, report.ReportError):
+    except Exception as error:
+        if _invalid_input(error):
             print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(
-            f"internal error: {type(error).__name__}: {error}\n"
-            "This is a bug in Inside Out; please report it with the command you ran.",
-            file=sys.stderr,
-        )
+            return EXIT_INVALID
+        if isinstance(error, StorageError) or is_storage_error(error):
+            if not isinstance(error, StorageError):  # full or read-only, met elsewhere
+                error = storage_error(error, error.filename or ".")
+            print(f"error: {error.strerror}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        return _internal_error(error)
+
+
+def _internal_error(error: Exception) -> int:
+    """The promise is an exit status and a message, not a traceback."""
+    # analysis.report imports nbformat (seconds); only a command that used it can raise it
+    report = sys.modules.get("analysis.report")
+    if report is not None and isinstance(error, report.ReportError):
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    print(
+        f"internal error: {type(error).__name__}: {error}\n"
+        "This is a bug in Inside Out; please report it with the command you ran.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ runs, each in its own process so that its peak memory is its own:
   the split episodes with Lin–Wei clustered errors). The naive Cox is stopped at a time limit,
   recorded as ``timeout``; its ratio is then a lower bound.
 
+Beside the three sizes, two shapes that users reach and that once did not finish (issue 10):
+**many waves** (1,000 quarterly waves of 60 units) and **many small units** (100,000 units of
+one to four people, so every unit-wave is too small to show). Each is timed (``estimate``) at
+an eighth, a quarter, a half and all of its waves or units, with the data per wave or per unit
+held fixed, so that the growth shows: ``benchmark_scaling.csv`` gives each point's time, the
+marginal seconds per added wave or per thousand added units, and the growth exponent (the
+log–log slope over the points; 1 is linear, and fixed costs such as imports pull it below 1).
+
 Peak memory is the maximum resident set size of the step's process (``wait4``); for ``report``
 that is its largest process, the orchestrator or one notebook kernel. Results go to
 ``benchmark.csv``, ``benchmark.png`` and ``machine.json`` under ``--out``. Timings on a shared
@@ -23,12 +31,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +57,65 @@ SIZES = {
     ),
     "tiny": StudyDesign(seed=4, n_units=60, n_waves=4, median_unit_size=12),
 }
+# The shapes of issue 10, each a full case plus the fractions of it that show the growth. Many
+# waves: 1,000 quarters (1776–2025, within the dates pandas can hold) of 60 units, customers
+# joining throughout so that every wave has about as many (some 780 staff answers and 2,100
+# customer answers per wave; 0.8 and 2.1 million in all). Many units: 100,000 units of one to
+# four people (three in four of one), below the default min_group_size of five, so every
+# unit-wave is suppressed and the quartile estimands have nothing to stand on.
+SCALE_CASES = {
+    "many-waves": (
+        "waves",
+        StudyDesign(
+            seed=5,
+            n_units=60,
+            n_waves=1_000,
+            first_wave="1776-03-31",
+            share_customers_before_first_wave=0.02,
+            customers_per_employee=290.0,
+        ),
+    ),
+    "many-units": (
+        "units",
+        StudyDesign(
+            seed=6,
+            n_units=100_000,
+            median_unit_size=1.0,
+            unit_size_spread=0.6,
+            min_unit_size=1,
+            max_unit_size=4,
+        ),
+    ),
+    # the same shapes a hundred times smaller, for the tests
+    "tiny-waves": ("waves", StudyDesign(seed=7, n_units=20, n_waves=24, first_wave="2000-03-31")),
+    "tiny-units": (
+        "units",
+        StudyDesign(seed=8, n_units=400, median_unit_size=1.0, min_unit_size=1, max_unit_size=4),
+    ),
+}
+GROWTH_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+SIZES |= {name: design for name, (_, design) in SCALE_CASES.items()}
+
+
+def scaled_design(name: str, fraction: float) -> StudyDesign:
+    """``fraction`` of scale case ``name``: its waves or units, the data per wave or unit kept.
+
+    Customers of the many-waves case join throughout the study, so their number is scaled with
+    the waves to keep the customers (and answers) per wave the same.
+    """
+    axis, design = SCALE_CASES[name]
+    if fraction == 1.0:
+        return design
+    if axis == "waves":
+        waves = max(2, round(design.n_waves * fraction))
+        return replace(
+            design,
+            n_waves=waves,
+            customers_per_employee=design.customers_per_employee * waves / design.n_waves,
+        )
+    return replace(design, n_units=max(20, round(design.n_units * fraction)))
+
+
 TARGETS = {"estimate": (120.0, 4 * 1024**3)}  # the largest study: 2 minutes, 4 GiB
 
 
@@ -55,7 +123,7 @@ TARGETS = {"estimate": (120.0, 4 * 1024**3)}  # the largest study: 2 minutes, 4 
 class Measured:
     seconds: float
     peak_bytes: int
-    status: str  # "ok", "timeout" or "failed"
+    status: str  # "ok", "timeout", "refused" (exit 2) or "failed"
     inner: dict  # timings a step reports about itself
 
 
@@ -73,7 +141,8 @@ def run_measured(command: list[str], timeout: float | None) -> Measured:
     usage = _children_peak_bytes()
     if process.returncode != 0:
         print(stderr[-2000:], file=sys.stderr)
-        return Measured(seconds, usage, "failed", {})
+        # exit 2 is a clear refusal (invalid or too thin data), not a crash
+        return Measured(seconds, usage, "refused" if process.returncode == 2 else "failed", {})
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     inner = json.loads(last) if last.startswith("{") else {}
     return Measured(seconds, usage, "ok", inner)
@@ -260,20 +329,22 @@ def describe_machine() -> dict:
     }
 
 
-def ensure_study(name: str, root: Path) -> tuple[Path, dict]:
-    """Generate the study of size ``name`` under ``root`` unless the same design is there."""
+def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tuple[Path, dict]:
+    """Generate the study of size ``name`` (or ``design``, in folder ``name``) under ``root``
+    unless the same design is there."""
     from dataclasses import asdict
 
     from analysis.io import write_tables
     from analysis.synth import generate, truth_json
 
-    design = SIZES[name]
+    design = SIZES[name] if design is None else design
     directory = root / name
     truth_file = directory / "truth.json"
     if truth_file.exists():
         truth = json.loads(truth_file.read_text())
         if truth["design"] == json.loads(json.dumps(asdict(design.effective()))):
-            return directory, truth["counts"] | {"generate_seconds": None}
+            counts = truth["counts"] | {"waves": len(truth["waves"])}
+            return directory, counts | {"generate_seconds": None}
     started = time.monotonic()
     study = generate(design)
     write_tables(
@@ -282,17 +353,93 @@ def ensure_study(name: str, root: Path) -> tuple[Path, dict]:
         file_format="parquet",
         extra_files={"truth.json": truth_json(study)},
     )
-    return directory, study.truth["counts"] | {"generate_seconds": time.monotonic() - started}
+    counts = study.truth["counts"] | {"waves": len(study.truth["waves"])}
+    return directory, counts | {"generate_seconds": time.monotonic() - started}
+
+
+def run_scaling(name: str, data_root: Path, out: Path, growth: bool = True) -> list[dict]:
+    """``estimate`` on scale case ``name`` at each of ``GROWTH_FRACTIONS`` (or only in full).
+
+    One row per point: the study's counts, generation and ``estimate`` time, peak memory,
+    status, and how many estimands came out as numbers and how many as "not estimable" rows
+    (a clear result where the data cannot support one).
+    """
+    axis, _ = SCALE_CASES[name]
+    rows = []
+    for fraction in GROWTH_FRACTIONS if growth else (1.0,):
+        design = scaled_design(name, fraction)
+        size = design.n_waves if axis == "waves" else design.n_units
+        folder = name if fraction == 1.0 else f"{name}-{size}"
+        print(f"==> {name}: {size:,} {axis}: generating the study", file=sys.stderr, flush=True)
+        directory, counts = ensure_study(folder, data_root, design)
+        results = out / "runs" / folder / "results"
+        command = [sys.executable, "-m", "analysis", "estimate", "--data", str(directory)]
+        print(f"==> {name}: {size:,} {axis}: estimate", file=sys.stderr, flush=True)
+        measured = measure([*command, "--out", str(results)])
+        print(f"    {measured.status} in {measured.seconds:.1f} s", file=sys.stderr)
+        estimated = not_estimable = np.nan
+        if measured.status == "ok" and (results / "estimates.csv").exists():
+            estimates = pd.read_csv(results / "estimates.csv")
+            not_estimable = int(estimates["method"].str.startswith("not estimable").sum())
+            estimated = int(estimates["estimate"].notna().sum())
+        rows.append(
+            {
+                "case": name,
+                "axis": axis,
+                "fraction": fraction,
+                "waves": counts["waves"],
+                "units": counts["units"],
+                "employee_responses": counts["employee_responses"],
+                "customers": counts["customers"],
+                "nps_responses": counts["nps_responses"],
+                "generate_seconds": counts["generate_seconds"],
+                "seconds": measured.seconds,
+                "peak_mib": measured.peak_bytes / 1024**2 if measured.peak_bytes else None,
+                "status": measured.status,
+                "estimands_estimated": estimated,
+                "estimands_not_estimable": not_estimable,
+            }
+        )
+    return growth_table(pd.DataFrame(rows)).to_dict("records")
+
+
+def growth_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Add how time grows with the case's axis to each point of one scale case.
+
+    ``seconds_per_step``: time per wave, or per thousand units; ``marginal_seconds_per_step``:
+    the extra time per added wave (or thousand units) since the previous point, which stays
+    flat when growth is linear; ``growth_exponent``: the slope of log time on log size over
+    the finished points (1 is linear; fixed costs such as start-up pull it below 1).
+    """
+    points = points.sort_values("fraction").reset_index(drop=True)
+    size = points["waves"] if points["axis"].iloc[0] == "waves" else points["units"] / 1000
+    points["seconds_per_step"] = points["seconds"] / size
+    points["marginal_seconds_per_step"] = points["seconds"].diff() / size.diff()
+    ok = points["status"] == "ok"
+    exponent = np.nan
+    if ok.sum() >= 2 and size[ok].nunique() >= 2:
+        exponent = float(np.polyfit(np.log(size[ok]), np.log(points.loc[ok, "seconds"]), 1)[0])
+    points["growth_exponent"] = exponent
+    return points
 
 
 def run_benchmark(
-    sizes: list[str], data_root: Path, out: Path, naive_timeout: float, report: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sizes: list[str],
+    data_root: Path,
+    out: Path,
+    naive_timeout: float,
+    report: bool,
+    growth: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every step for every size; writes ``benchmark.csv``, ``benchmark_ratios.csv``,
-    ``benchmark.png`` and ``machine.json`` to ``out/results`` (one directory, all or nothing)."""
-    rows = []
+    ``benchmark_scaling.csv`` (the scale cases), ``benchmark.png`` and ``machine.json`` to
+    ``out/results`` (one directory, all or nothing)."""
+    rows, scaling_rows = [], []
     python = sys.executable
     for name in sizes:
+        if name in SCALE_CASES:
+            scaling_rows += run_scaling(name, data_root, out, growth)
+            continue
         print(f"==> {name}: generating the study", file=sys.stderr, flush=True)
         directory, counts = ensure_study(name, data_root)
         size = {
@@ -334,23 +481,68 @@ def run_benchmark(
                 }
             )
             print(f"    {measured.status} in {measured.seconds:.1f} s", file=sys.stderr)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TABLE_COLUMNS))
     table["status"] = table["status"].fillna("ok")
     ratios = naive_ratios(table)
+    scaling = pd.DataFrame(scaling_rows, columns=SCALING_COLUMNS)
+    import io
+
     from analysis.io import write_tables
 
-    results = write_tables(
-        {"benchmark": table, "benchmark_ratios": ratios},
-        out / "results",
-        extra_files={"machine.json": json.dumps(describe_machine(), indent=2) + "\n"},
+    figure = io.BytesIO()  # written with the tables: the folder's marker lists every file
+    benchmark_figure(table, ratios, scaling).savefig(
+        figure, format="png", dpi=110, bbox_inches="tight"
     )
-    benchmark_figure(table, ratios).savefig(results / "benchmark.png", dpi=110, bbox_inches="tight")
-    return table, ratios
+    write_tables(
+        {"benchmark": table, "benchmark_ratios": ratios, "benchmark_scaling": scaling},
+        out / "results",
+        extra_files={
+            "machine.json": json.dumps(describe_machine(), indent=2) + "\n",
+            "benchmark.png": figure.getvalue(),
+        },
+    )
+    return table, ratios, scaling
+
+
+TABLE_COLUMNS = (
+    "size",
+    "units",
+    "employee_responses",
+    "customers",
+    "nps_responses",
+    "step",
+    "seconds",
+    "peak_mib",
+    "status",
+)
+SCALING_COLUMNS = (
+    "case",
+    "axis",
+    "fraction",
+    "waves",
+    "units",
+    "employee_responses",
+    "customers",
+    "nps_responses",
+    "generate_seconds",
+    "seconds",
+    "peak_mib",
+    "status",
+    "estimands_estimated",
+    "estimands_not_estimable",
+    "seconds_per_step",
+    "marginal_seconds_per_step",
+    "growth_exponent",
+)
 
 
 def naive_ratios(table: pd.DataFrame) -> pd.DataFrame:
     """Naive model time over ours, per size and estimand (a lower bound where naive timed out)."""
     rows = []
+    columns = ["size", "nps_responses", "estimand", "ours_seconds", "naive_seconds"]
+    columns += ["naive_status", "ratio", "ratio_is_lower_bound"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
     for size, group in table.groupby("size", sort=False):
         by_step = group.set_index("step")
         if "ours" not in by_step.index:
@@ -377,11 +569,14 @@ def naive_ratios(table: pd.DataFrame) -> pd.DataFrame:
                     "ratio_is_lower_bound": bool(timed_out),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
-def benchmark_figure(table: pd.DataFrame, ratios: pd.DataFrame):
-    """Wall time per step against study size (log–log), and the naive-to-ours ratios."""
+def benchmark_figure(
+    table: pd.DataFrame, ratios: pd.DataFrame, scaling: pd.DataFrame | None = None
+):
+    """Wall time per step against study size (log–log), and the naive-to-ours ratios; for the
+    scale cases, ``estimate`` time against waves and against units (a row of its own)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,7 +585,34 @@ def benchmark_figure(table: pd.DataFrame, ratios: pd.DataFrame):
     from analysis.figures import use_house_style
 
     use_house_style()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    standard = not table[table["step"] != "generate"].empty
+    cases = [] if scaling is None or scaling.empty else list(dict.fromkeys(scaling["case"]))
+    rows = int(standard) + (len(cases) + 1) // 2 or 1
+    figure, axes = plt.subplots(rows, 2, figsize=(11, 4.2 * rows), squeeze=False)
+    if standard:
+        standard_panels(axes[0][0], axes[0][1], table, ratios)
+    panels = [axis for row in axes[int(standard) :] for axis in row]
+    for axis, case in zip(panels, cases, strict=False):
+        scaling_panel(axis, scaling[scaling["case"] == case])
+    for axis in panels[len(cases) :] if cases or not standard else []:
+        axis.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def _plain_log_ticks(axis) -> None:
+    """Tick labels as plain numbers: the house style draws text literally (no mathtext), which
+    would print matplotlib's default log labels as ``$\\mathdefault{10^{3}}$``."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    for ticks in (axis.xaxis, axis.yaxis):
+        ticks.set_major_formatter(plain)
+        ticks.set_minor_formatter(NullFormatter())
+
+
+def standard_panels(left, right, table: pd.DataFrame, ratios: pd.DataFrame) -> None:
+    """The three sizes: wall time per step against NPS answers, and naive ÷ ours."""
     for step, group in table[table["step"] != "generate"].groupby("step", sort=False):
         group = group.sort_values("nps_responses")
         marker = ["o" if s == "ok" else "^" for s in group["status"]]
@@ -411,6 +633,7 @@ def benchmark_figure(table: pd.DataFrame, ratios: pd.DataFrame):
     left.set(xscale="log", yscale="log", xlabel="customer NPS answers", ylabel="wall time (s)")
     left.set_title("Wall time by study size (▲ stopped at the limit)", fontsize=11)
     left.legend(frameon=False, fontsize=8)
+    _plain_log_ticks(left)
     if not ratios.empty:
         labels = [f"{r.size}\n{r.estimand.split('_on_')[0]}" for r in ratios.itertuples()]
         bars = right.bar(range(len(ratios)), ratios["ratio"], color="#4c72b0")
@@ -429,22 +652,57 @@ def benchmark_figure(table: pd.DataFrame, ratios: pd.DataFrame):
             )
         right.set(ylabel="naive time ÷ our time")
         right.set_title("Naive ÷ ours (hatched: at least)", fontsize=11)
-    figure.tight_layout()
-    return figure
+
+
+def scaling_panel(axis, points: pd.DataFrame) -> None:
+    """``estimate`` time against waves or units, log–log, with the line of linear growth."""
+    points = points.sort_values("fraction")
+    by_waves = points["axis"].iloc[0] == "waves"
+    size = points["waves"] if by_waves else points["units"]
+    ok = points["status"] == "ok"
+    axis.plot(size, points["seconds"], color="#4c72b0", linewidth=1.5)
+    axis.scatter(size[ok], points.loc[ok, "seconds"], color="#4c72b0", s=28, zorder=3)
+    axis.scatter(size[~ok], points.loc[~ok, "seconds"], color="#c44e52", marker="x", s=40)
+    if ok.any():  # linear growth through the largest finished point
+        largest = size[ok].idxmax()
+        reference = points.loc[largest, "seconds"] * size / size[largest]
+        axis.plot(size, reference, color="grey", linestyle=":", linewidth=1, label="linear")
+        axis.legend(frameon=False, fontsize=8, loc="upper left")
+    exponent = points["growth_exponent"].iloc[0]
+    full = points.iloc[-1]
+    label = "waves" if by_waves else "units"
+    axis.set(xscale="log", yscale="log", xlabel=label, ylabel="estimate wall time (s)")
+    from matplotlib.ticker import LogLocator
+
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    _plain_log_ticks(axis)
+    axis.set_xticks(size.to_numpy(float))
+    axis.set_title(
+        f"{full['case']}: {size.iloc[-1]:,} {label} in {full['seconds']:.0f} s "
+        f"(growth exponent {exponent:.2f})"
+        if math.isfinite(exponent)
+        else f"{full['case']}: {full['status']}",
+        fontsize=11,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m analysis.benchmark",
         description="Time and measure the memory of estimate and report on synthetic studies "
-        "of three sizes, beside customer-level (naive) versions of two estimands. Sizes: "
+        "of three sizes, beside customer-level (naive) versions of two estimands, and of "
+        "estimate on two shapes at four sizes each, to show its growth. Sizes: "
         "small ≈ 60,000 NPS answers; medium ≈ 1 million answers and 100,000 customers; "
         "large = 20,000 units, ≈ 1.7 million employee answers, ≈ 1 million customers, "
-        "≈ 10 million answers.",
+        "≈ 10 million answers. Shapes: many-waves = 1,000 waves of 60 units; many-units = "
+        "100,000 units of one to four people (every unit-wave suppressed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--sizes", nargs="+", default=["small", "medium", "large"], choices=sorted(SIZES)
+        "--sizes",
+        nargs="+",
+        default=["small", "medium", "large", "many-waves", "many-units"],
+        choices=sorted(SIZES),
     )
     parser.add_argument("--data-root", type=Path, default=Path("data/bench"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark"))
@@ -455,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which a naive step is stopped (its ratio becomes a lower bound)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip timing the report")
+    parser.add_argument(
+        "--no-growth",
+        action="store_true",
+        help="time the many-waves and many-units shapes in full only, not at 1/8, 1/4 and 1/2",
+    )
     return parser
 
 
@@ -465,13 +728,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["estimands"]:
         return _estimands_main(argv[1:])
     args = build_parser().parse_args(argv)
-    table, ratios = run_benchmark(
-        args.sizes, args.data_root, args.out, args.naive_timeout, not args.no_report
+    table, ratios, scaling = run_benchmark(
+        args.sizes,
+        args.data_root,
+        args.out,
+        args.naive_timeout,
+        not args.no_report,
+        growth=not args.no_growth,
     )
     summary = table[table["step"] != "generate"][
         ["size", "nps_responses", "step", "seconds", "peak_mib", "status"]
     ]
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    if not summary.empty:
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    for _, points in scaling.groupby("case", sort=False):
+        print(scaling_summary(points))
     if not ratios.empty:
         print(ratios.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
     largest = table[(table["size"] == "large") & (table["step"] == "estimate")]
@@ -483,9 +754,37 @@ def main(argv: list[str] | None = None) -> int:
             f"largest estimate: {seconds:.0f} s, {peak / 1024**3:.2f} GiB peak: {verdict} the "
             f"targets ({limit_s:.0f} s, {limit_b / 1024**3:.0f} GiB)"
         )
-    print(f"wrote {args.out / 'results'}: benchmark.csv, benchmark_ratios.csv, benchmark.png, "
-          "machine.json")  # fmt: skip
+    print(f"wrote {args.out / 'results'}: benchmark.csv, benchmark_ratios.csv, "
+          "benchmark_scaling.csv, benchmark.png, machine.json")  # fmt: skip
     return 0
+
+
+def scaling_summary(points: pd.DataFrame) -> str:
+    """One scale case in a few lines: each point's time and the growth."""
+    points = points.sort_values("fraction")
+    by_waves = points["axis"].iloc[0] == "waves"
+    unit = "wave" if by_waves else "1,000 units"
+    lines = []
+    for point in points.itertuples():
+        size = f"{point.waves:,} waves" if by_waves else f"{point.units:,} units"
+        peak = f", {point.peak_mib:,.0f} MiB peak" if pd.notna(point.peak_mib) else ""
+        result = ""
+        if pd.notna(point.estimands_estimated):
+            result = (
+                f"; {point.estimands_estimated:.0f} estimands estimated, "
+                f"{point.estimands_not_estimable:.0f} not estimable"
+            )
+        lines.append(
+            f"{point.case}, {size}: {point.status} in {point.seconds:,.1f} s{peak}{result}"
+        )
+    marginal = points["marginal_seconds_per_step"].dropna()
+    exponent = points["growth_exponent"].iloc[0]
+    if len(marginal):
+        lines.append(
+            f"{points['case'].iloc[0]}: {marginal.iloc[-1]:.3g} s per added {unit} at the top; "
+            f"growth exponent {exponent:.2f} (1 = linear)"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

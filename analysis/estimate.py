@@ -3,10 +3,13 @@
 Pure: a validated ``Dataset`` and ``Parameters`` in, tidy tables out. ``analysis.io`` writes them.
 
 ``estimates`` has one row per estimand with the columns ``estimand, term, estimate, std_error,
-conf_low, conf_high, p_value, n_obs, n_units, method`` and ``p_adjusted`` (Holm, see
-``with_holm``). Hazard ratios are reported exponentiated
+conf_low, conf_high, p_value, n_obs, n_units, method``, ``p_adjusted`` (Holm, see
+``with_holm``) and ``INFLUENCE_COLUMNS`` (does leaving out one unit flip the finding? see
+``one_unit_fragility``). Hazard ratios are reported exponentiated
 (``estimate``, ``conf_low``, ``conf_high``) with ``std_error`` on the log scale, as R's broom does
-with ``exponentiate = TRUE``.
+with ``exponentiate = TRUE``. The estimates are exact; the employee figures of the display
+tables (``unit_wave``, the quartile means) are released with Laplace noise
+(``released_unit_wave``, ``released_quartiles``, ``analysis.privacy``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from analysis.io import Dataset
 from analysis.linkage import ESTIMATE_COLUMNS, EstimationError
 from analysis.metrics import clustered_mean_difference
 from analysis.panel import default_as_of, unit_wave_panel
-from analysis.parameters import Parameters
+from analysis.parameters import Parameters, check_parameters
+from analysis.privacy import Release, release_for
 
 SCALE_INDEX_SUFFIX = "_index"
 # Cluster-robust errors rest on the number of units; below about ten they are unreliable
@@ -52,7 +56,7 @@ class Results:
 def calibrated_engagement_sd(panel: pd.DataFrame, covariates) -> pd.Series:
     """Each customer-facing unit-wave's calibrated engagement, in SD of the true index."""
     rows = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"])
-    design = linkage.covariate_design(rows, covariates)
+    design = linkage.absorbed_design(rows, covariates)
     calibrated, _ = linkage.calibrate(
         rows["engagement_index"],
         rows["engagement_noise_var"],
@@ -62,8 +66,91 @@ def calibrated_engagement_sd(panel: pd.DataFrame, covariates) -> pd.Series:
     return calibrated / linkage.true_index_sd(rows)
 
 
+@dataclass
+class ChurnModel:
+    """The fitted churn model's pieces, shared by its row, mediation and the influence check."""
+
+    units: pd.DataFrame  # customer-facing unit-waves with engagement_sd and unit_wave_row
+    episodes: pd.DataFrame
+    cells: pd.DataFrame  # unit × wave × tenure-band cells with engagement_sd
+    design: linkage.Design  # waves absorbed; dense column 0 is engagement_sd
+    params: np.ndarray  # the dense columns' coefficients: params[0] is the log hazard ratio
+    replicates: np.ndarray | None = None  # the jackknife's, once churn_hazard_on_engagement ran
+    wave_effects: np.ndarray | None = None  # the absorbed waves' log baselines
+
+
+@dataclass
+class Jackknife:
+    """A delete-a-group jackknife's replicates and each unit's group."""
+
+    replicates: np.ndarray
+    group: pd.Series  # group number by unit_id
+
+
+def nps_on_engagement_with_jackknife(
+    panel: pd.DataFrame, covariates, confidence: float
+) -> tuple[dict, Jackknife]:
+    """``linkage.nps_on_engagement``'s row, and its jackknife replicates for the influence check.
+
+    The same steps as ``linkage.nps_on_engagement`` (which stays the reference; the tests check
+    that both give the same row), keeping the replicates instead of only their spread.
+    """
+    rows = linkage.customer_facing_rows(panel)
+    rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
+    slope = linkage._nps_slope(rows, covariates)
+    group, k = linkage.jackknife_groups(rows["unit_id"])
+    replicates = np.array([linkage._nps_slope(rows[group != g], covariates) for g in range(k)])
+    used = [c for c in covariates if c in rows.columns]
+    row = linkage._row(
+        "nps_on_engagement",
+        "engagement_sd",
+        slope,
+        linkage.jackknife_se(replicates),
+        k - 1,
+        len(rows),
+        int(rows["unit_id"].nunique()),
+        "WLS (inverse-variance weights), wave FE"
+        + "".join(f" + {c}" for c in used)
+        + f", calibrated engagement, SE by delete-a-group jackknife over units ({k} groups)",
+        confidence,
+    )
+    return row, Jackknife(replicates, _unit_groups(rows["unit_id"], group))
+
+
+def _unit_groups(unit_ids: pd.Series, group: np.ndarray) -> pd.Series:
+    frame = pd.DataFrame({"unit_id": unit_ids.astype("string").to_numpy(), "group": group})
+    return frame.drop_duplicates("unit_id").set_index("unit_id")["group"]
+
+
+def churn_model(
+    dataset: Dataset, panel: pd.DataFrame, as_of: pd.Timestamp, covariates
+) -> ChurnModel:
+    """Fit the churn model of ``churn_hazard_on_engagement`` (no standard error)."""
+    units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"]).copy()
+    units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
+    units["unit_wave_row"] = np.arange(len(units))
+    unit_covariates = [c for c in covariates if c in units.columns]
+    episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
+    cells = retention.hazard_cells(episodes)
+    cells["unit_id"] = cells["unit_id"].astype("string")
+    cells = retention.attach_unit_covariates(
+        cells, units, ["engagement_sd", "unit_wave_row", *unit_covariates]
+    )
+    # wave effects absorbed, not spelled out: a thousand waves cost no more than eight
+    design = retention.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
+    events = cells["events"].to_numpy(float)
+    exposure = cells["exposure"].to_numpy(float) / 365.25
+    params, wave_effects = retention.poisson_fit_absorbed(events, exposure, design)
+    return ChurnModel(units, episodes, cells, design, params, wave_effects=wave_effects)
+
+
 def churn_hazard_on_engagement(
-    dataset: Dataset, panel: pd.DataFrame, as_of: pd.Timestamp, covariates, confidence: float
+    dataset: Dataset,
+    panel: pd.DataFrame,
+    as_of: pd.Timestamp,
+    covariates,
+    confidence: float,
+    model: ChurnModel | None = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Hazard ratio of churn per +1 SD of the unit's engagement, engagement updated each wave.
 
@@ -78,23 +165,14 @@ def churn_hazard_on_engagement(
     found the cluster-robust sandwich about 17% too small with units of very different sizes.
 
     Returns the tidy row and the hazard cells with ``engagement_sd`` (reused for mediation).
+    ``model`` is ``churn_model``'s fit when the caller already has it.
     """
-    units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"]).copy()
-    units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
-    units["unit_wave_row"] = np.arange(len(units))
-    unit_covariates = [c for c in covariates if c in units.columns]
-    episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    cells = retention.hazard_cells(episodes)
-    cells["unit_id"] = cells["unit_id"].astype("string")
-    cells = retention.attach_unit_covariates(
-        cells, units, ["engagement_sd", "unit_wave_row", *unit_covariates]
-    )
-    design = retention.hazard_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
-    events = cells["events"].to_numpy(float)
-    exposure = cells["exposure"].to_numpy(float) / 365.25
-    params = retention.poisson_fit(events, exposure, design.to_numpy(float))
-    replicates, k = _hazard_jackknife(units, cells, design, params, covariates)
-    log_hr, se = float(params[1]), linkage.jackknife_se(replicates)
+    if model is None:
+        model = churn_model(dataset, panel, as_of, covariates)
+    units, cells, design, params = model.units, model.cells, model.design, model.params
+    replicates, k = _hazard_jackknife(units, cells, design, params, covariates, model.wave_effects)
+    model.replicates = replicates
+    log_hr, se = float(params[0]), linkage.jackknife_se(replicates)
     t = stats.t.ppf(0.5 + confidence / 2, k - 1)
     row = {
         "estimand": "churn_hazard_on_engagement",
@@ -104,7 +182,7 @@ def churn_hazard_on_engagement(
         "conf_low": float(np.exp(log_hr - t * se)),
         "conf_high": float(np.exp(log_hr + t * se)),
         "p_value": float(2 * stats.t.sf(abs(log_hr) / se, k - 1)),
-        "n_obs": _customers_in(episodes, units),
+        "n_obs": _customers_in(model.episodes, units),
         "n_units": int(cells["unit_id"].nunique()),
         "method": "proportional hazards, piecewise-exponential baseline in tenure (8 bands), "
         "wave FE + covariates, engagement updated at each wave, delayed entry at the first "
@@ -117,9 +195,10 @@ def churn_hazard_on_engagement(
 def _hazard_jackknife(
     units: pd.DataFrame,
     cells: pd.DataFrame,
-    design: pd.DataFrame,
+    design: pd.DataFrame | linkage.Design,
     params: np.ndarray,
     covariates,
+    wave_effects: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """The engagement log hazard ratio without each jackknife group of units.
 
@@ -127,11 +206,30 @@ def _hazard_jackknife(
     from the full-sample estimate on their cells (score and information recomputed there). A
     deleted group is a fiftieth of the data, so one step lands far closer to the refitted
     value than the spread of the replicates (checked against full refits in
-    tests/test_linkage.py).
+    tests/test_linkage.py). With ``design`` a ``linkage.Design`` (``churn_model``'s, waves
+    absorbed, engagement in column 0, ``wave_effects`` the waves' fitted effects) the step is
+    the same, taken by ``retention.absorbed_newton_step``; a spelled-out design (constant,
+    engagement, …) is still accepted (tests/test_scale.py checks that both agree).
     """
     group, k = linkage.jackknife_groups(units["unit_id"])
     row = cells["unit_wave_row"].to_numpy()
     cell_group = group[row]
+    events = cells["events"].to_numpy(float)
+    exposure = cells["exposure"].to_numpy(float) / 365.25
+    if isinstance(design, linkage.Design):
+        x = design.dense.copy()
+        offset = wave_effects[design.groups]
+        estimates = np.empty(k)
+        for g in range(k):
+            kept = group != g
+            engagement = np.zeros(len(units))
+            engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
+            x[:, 0] = engagement[row]
+            mu = exposure * np.exp(x @ params + offset)
+            moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
+            step = retention.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
+            estimates[g] = params[0] + step[0]
+        return estimates, k
     x = design.to_numpy(float, copy=True)
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
@@ -178,6 +276,37 @@ def retention_quartile_gap(
     Quartiles as for ``nps_quartile_gap``; customers active on a wave date count for their unit's
     quartile at that wave if twelve months have passed by ``as_of``. SE clustered by unit.
     """
+    try:
+        groups = _retention_quartile_groups(dataset, panel, min_group_size, as_of)
+    except EstimationError as error:  # no unit-wave large enough to show
+        return _missing_row("retention_quartile_gap", "top_minus_bottom_pp", str(error))
+    if groups is None:
+        return _missing_row(
+            "retention_quartile_gap",
+            "top_minus_bottom_pp",
+            "no wave is twelve months before the end of observation",
+        )
+    top, bottom = groups
+    gap = clustered_mean_difference(top, bottom, confidence).to_dict()
+    if pd.isna(gap["std_error"]):
+        return _missing_row(
+            "retention_quartile_gap",
+            "top_minus_bottom_pp",
+            "the top and bottom quartiles hold fewer than two units",
+        )
+    return {
+        "estimand": "retention_quartile_gap",
+        "term": "top_minus_bottom_pp",
+        **gap,
+        "method": "difference in 12-month retention (percentage points), top vs bottom "
+        "engagement quartile of unit-waves, SE clustered by unit",
+    }
+
+
+def _retention_quartile_groups(
+    dataset: Dataset, panel: pd.DataFrame, min_group_size: int, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Per-unit ``total`` (100 × retained) and ``n`` (at risk) in the top and bottom quartile."""
     eligible = linkage.quartile_unit_waves(panel, min_group_size)
     retained = retention.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
     merged = eligible[["unit_id", "wave", "quartile"]].merge(retained, on=["unit_id", "wave"])
@@ -191,19 +320,8 @@ def retention_quartile_gap(
 
     top, bottom = per_unit(4), per_unit(1)
     if len(top) + len(bottom) < 2 or top["n"].sum() == 0 or bottom["n"].sum() == 0:
-        return _missing_row(
-            "retention_quartile_gap",
-            "top_minus_bottom_pp",
-            "no wave is twelve months before the end of observation",
-        )
-    gap = clustered_mean_difference(top, bottom, confidence).to_dict()
-    return {
-        "estimand": "retention_quartile_gap",
-        "term": "top_minus_bottom_pp",
-        **gap,
-        "method": "difference in 12-month retention (percentage points), top vs bottom "
-        "engagement quartile of unit-waves, SE clustered by unit",
-    }
+        return None
+    return top, bottom
 
 
 def _missing_row(estimand: str, term: str, reason: str) -> dict:
@@ -230,14 +348,7 @@ def nps_mediated_share(
     wave), calibrated for its sampling error and scaled per 10 points. ``cells`` are the hazard
     cells of ``churn_hazard_on_engagement``.
     """
-    rows = linkage.customer_facing_rows(panel)
-    rows = rows[rows["n_responses"] > 0]
-    design = linkage.covariate_design(rows, covariates)
-    noise = linkage.nps_noise_var(rows["promoters"], rows["detractors"], rows["n_responses"])
-    calibrated, _ = linkage.calibrate(rows["nps"], noise, design, rows["n_responses"].astype(float))
-    mediator = rows[["unit_id", "wave"]].assign(nps_10=calibrated / 10)
-    with_mediator = cells.merge(mediator, on=["unit_id", "wave"], how="inner")
-    unit_covariates = [c for c in covariates if c in with_mediator.columns]
+    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
     return retention.mediated_share(
         with_mediator,
         "engagement_sd",
@@ -247,6 +358,18 @@ def nps_mediated_share(
         seed=parameters.seed,
         confidence=parameters.confidence,
     )
+
+
+def _mediation_cells(panel: pd.DataFrame, cells: pd.DataFrame, covariates):
+    """The hazard cells with the calibrated mediator ``nps_10``, and the unit covariates."""
+    rows = linkage.customer_facing_rows(panel)
+    rows = rows[rows["n_responses"] > 0]
+    design = linkage.absorbed_design(rows, covariates)
+    noise = linkage.nps_noise_var(rows["promoters"], rows["detractors"], rows["n_responses"])
+    calibrated, _ = linkage.calibrate(rows["nps"], noise, design, rows["n_responses"].astype(float))
+    mediator = rows[["unit_id", "wave"]].assign(nps_10=calibrated / 10)
+    with_mediator = cells.merge(mediator, on=["unit_id", "wave"], how="inner")
+    return with_mediator, [c for c in covariates if c in with_mediator.columns]
 
 
 def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -269,6 +392,15 @@ def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
     return result
 
 
+def pooled_within_variance(panel: pd.DataFrame, min_group_size: int) -> tuple[float, int]:
+    """The within-unit-wave variance of engagement pooled over unit-waves of at least
+    ``min_group_size`` people, and its degrees of freedom ``Σ (n − 1)`` over them."""
+    large = panel["n_respondents"] >= min_group_size
+    degrees = int((panel.loc[large, "n_respondents"] - 1).sum())
+    pooled = panel.loc[large, "engagement_within_ss"].sum() / degrees if degrees > 0 else np.nan
+    return float(pooled), degrees
+
+
 def published_noise_var(panel: pd.DataFrame, min_group_size: int) -> pd.Series:
     """``s²/n`` with ``s²`` pooled only over unit-waves of at least ``min_group_size`` people.
 
@@ -276,11 +408,9 @@ def published_noise_var(panel: pd.DataFrame, min_group_size: int) -> pd.Series:
     published, that pooled variance would let two reports that differ by one small unit be
     subtracted to recover the small unit's sum of squares. Pooled over large cells only, the
     published figure changes with a unit's answers only where that unit's cell is itself
-    large enough to show.
+    large enough to show. (Before release, ``released_unit_wave`` adds noise to ``s²``.)
     """
-    large = panel["n_respondents"] >= min_group_size
-    degrees = (panel.loc[large, "n_respondents"] - 1).sum()
-    pooled = panel.loc[large, "engagement_within_ss"].sum() / degrees if degrees > 0 else np.nan
+    pooled, _ = pooled_within_variance(panel, min_group_size)
     return pooled / panel["n_respondents"].where(panel["n_respondents"] > 0)
 
 
@@ -332,6 +462,93 @@ def suppressed_unit_wave(panel: pd.DataFrame, scale_columns, min_group_size: int
     return table
 
 
+def released_unit_wave(
+    table: pd.DataFrame, panel: pd.DataFrame, min_group_size: int, release: Release
+) -> pd.DataFrame:
+    """The suppressed unit × wave table with every employee-derived value released with noise.
+
+    ``table`` is ``suppressed_unit_wave``'s (exact values, small groups hidden). Each shown
+    ``<scale>_index`` (0–100, one person's score moves a mean of ``n`` by at most ``100/n``)
+    gets Laplace noise of scale ``b = 100 / (n ε)`` with ``n`` that scale's respondents
+    (``analysis.privacy.laplace_mechanism``). The pooled within-unit-wave variance ``s²`` behind
+    ``engagement_noise_var`` is released once, with ``b = 100² / (df ε)`` (one response moves a
+    sum of squares by less than ``100²``; ``df = Σ (n − 1)`` over the pooled unit-waves, a
+    count), and floored at zero. ``engagement_noise_var`` then becomes the whole variance of the
+    published index about the unit-wave's true mean: ``s̃² / n + 2 b²``, sampling plus release
+    noise, so that every interval, test and shrinkage computed from the table (``analysis.
+    internal``) counts the noise. Hidden values stay missing; counts and customer NPS are not
+    employee answers and stay exact. The noise draws come from ``release`` (the data's secret
+    and the parameters) and each figure's name, ``("unit_wave", column, unit_id, wave)``.
+    """
+    from analysis.privacy import laplace_mechanism, mean_sensitivity
+
+    result = table.copy()
+    units = result["unit_id"].astype("string").to_numpy(dtype=object, na_value="\0missing")
+    waves = pd.to_datetime(result["wave"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    shown_engagement = result["engagement_index"].notna().to_numpy()
+    n = result["n_respondents"].to_numpy(dtype="float64")
+    pooled, degrees = pooled_within_variance(panel, min_group_size)
+    released_pool, _ = laplace_mechanism(
+        [pooled],
+        [100.0**2 / degrees if degrees > 0 else np.nan],
+        [("unit_wave", "engagement_pooled_within_variance")],
+        release,
+    )
+    pooled_noisy = max(float(released_pool[0]), 0.0) if np.isfinite(released_pool[0]) else np.nan
+    for column in [c for c in result.columns if c.endswith(SCALE_INDEX_SUFFIX)]:
+        count = (
+            "n_respondents"
+            if column == "engagement_index"
+            else column.removesuffix(SCALE_INDEX_SUFFIX) + "_respondents"
+        )
+        counts = result[count].to_numpy(dtype="float64")
+        figures = [("unit_wave", column, u, w) for u, w in zip(units, waves, strict=True)]
+        noisy, noise_var = laplace_mechanism(
+            result[column].to_numpy(dtype="float64"),
+            mean_sensitivity(100.0, counts),
+            figures,
+            release,
+        )
+        result[column] = noisy
+        if column == "engagement_index":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sampling = np.where(n > 0, pooled_noisy / n, np.nan)
+            result["engagement_noise_var"] = np.where(
+                shown_engagement, sampling + noise_var, np.nan
+            )
+    return result
+
+
+def released_quartiles(
+    quartiles: pd.DataFrame, panel: pd.DataFrame, min_group_size: int, release: Release
+) -> pd.DataFrame:
+    """The quartile table with ``mean_engagement_index`` released with Laplace noise.
+
+    A quartile's mean engagement is the plain mean of its ``K`` unit-waves' indices. Quartiles
+    are blocks of the sorted indices, and sorting moves no value further than the change that
+    caused it (it is 1-Lipschitz in the L1 norm), so replacing one response, which moves one
+    unit-wave's index by at most ``100 / n_min`` (``n_min``: the fewest respondents of any
+    unit-wave in the quartiles, a count), moves the four quartile sums by at most that much in
+    total. Noise of scale ``b_q = 100 / (n_min K_q ε)`` on each quartile's mean makes the four
+    together ε-differentially private. Which quartile a unit-wave falls in is not protected
+    (see README, "Privacy"); customer NPS and counts stay exact.
+    """
+    from analysis.privacy import laplace_mechanism
+
+    if quartiles.empty or "mean_engagement_index" not in quartiles:
+        return quartiles
+    eligible = linkage.quartile_unit_waves(panel, min_group_size)
+    n_min = float(eligible["n_respondents"].min())
+    sizes = quartiles["n_unit_waves"].to_numpy(dtype="float64")
+    noisy, _ = laplace_mechanism(
+        quartiles["mean_engagement_index"].to_numpy(dtype="float64"),
+        100.0 / (n_min * sizes),
+        [("quartiles", "mean_engagement_index", int(q)) for q in quartiles["quartile"]],
+        release,
+    )
+    return quartiles.assign(mean_engagement_index=noisy)
+
+
 def estimate_all(
     dataset: Dataset, parameters: Parameters, progress: Callable[[str], None] = lambda _: None
 ) -> Results:
@@ -345,19 +562,12 @@ def estimate_all(
     ]
     if empty:
         raise EstimationError(f"nothing to estimate from: {', '.join(empty)} has no rows")
+    # Covariates, as_of and the window against the data, every problem at once, before any work
+    check_parameters(dataset, parameters)
     as_of = pd.Timestamp(parameters.as_of) if parameters.as_of else default_as_of(dataset)
     covariates = parameters.covariates
     confidence = parameters.confidence
     progress("building the unit × wave panel")
-    # region is the contract's optional default; any other name must be a column of units
-    unknown = [c for c in covariates if c not in dataset.units.columns and c != "region"]
-    if unknown:
-        from analysis.parameters import ParameterError
-
-        raise ParameterError(
-            f"covariates: {', '.join(unknown)} not a column of {dataset.files['units'].name}; "
-            f"its columns are {', '.join(dataset.units.columns)}"
-        )
     panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of, covariates)
     usable = linkage.customer_facing_rows(panel)
     usable = usable[(usable["n_responses"] > 0) & usable["engagement_index"].notna()]
@@ -374,24 +584,36 @@ def estimate_all(
             "relate NPS to engagement"
         )
     progress("engagement → NPS models")
+    engagement_row, engagement_jackknife = nps_on_engagement_with_jackknife(
+        panel, covariates, confidence
+    )
     rows = [
-        linkage.nps_on_engagement(panel, covariates, confidence=confidence),
+        engagement_row,
         linkage.nps_on_engagement_within(panel, confidence=confidence),
         linkage.engagement_on_prior_nps(panel, covariates, confidence=confidence),
     ]
     progress("churn hazard (time-varying engagement, unit × wave × tenure cells)")
-    churn, cells = churn_hazard_on_engagement(dataset, panel, as_of, covariates, confidence)
+    churn_fit = churn_model(dataset, panel, as_of, covariates)
+    churn, cells = churn_hazard_on_engagement(
+        dataset, panel, as_of, covariates, confidence, model=churn_fit
+    )
     rows.append(churn)
-    quartiles = linkage.nps_by_engagement_quartile(panel, parameters.min_group_size, confidence)
-    gap = linkage.nps_quartile_gap(panel, parameters.min_group_size, confidence).iloc[0]
-    rows.append(
-        {
+    # quartiles need unit-waves large enough to show; without them, a "not estimable" row
+    quartiles = pd.DataFrame(columns=list(linkage.QUARTILE_COLUMNS))
+    try:
+        quartiles = linkage.nps_by_engagement_quartile(panel, parameters.min_group_size, confidence)
+        gap = linkage.nps_quartile_gap(panel, parameters.min_group_size, confidence).iloc[0]
+        if pd.isna(gap["std_error"]):
+            raise EstimationError("the top and bottom quartiles hold fewer than two units")
+        gap_row = {
             "estimand": "nps_quartile_gap",
             **gap.to_dict(),
             "method": "difference in NPS points, top vs bottom engagement quartile of "
             "unit-waves, SE clustered by unit",
         }
-    )
+    except EstimationError as error:
+        gap_row = _missing_row("nps_quartile_gap", "nps_quartile_gap", str(error))
+    rows.append(gap_row)
     rows.append(
         retention_quartile_gap(dataset, panel, parameters.min_group_size, as_of, confidence)
     )
@@ -400,6 +622,26 @@ def estimate_all(
     rows.append(power.mde_row(rows[0], parameters.alpha))
     estimates = pd.DataFrame(rows)[list(ESTIMATE_COLUMNS)]
     estimates = with_holm(estimates.astype({"n_obs": "int64", "n_units": "int64"}))
+    progress("influence of single units on each finding")
+    leave_out = leave_one_unit_out(dataset, panel, parameters, as_of, churn_fit)
+    jackknives = {
+        "nps_on_engagement": engagement_jackknife,
+        "churn_hazard_on_engagement": Jackknife(
+            churn_fit.replicates,
+            _unit_groups(
+                churn_fit.units["unit_id"], linkage.jackknife_groups(churn_fit.units["unit_id"])[0]
+            ),
+        ),
+    }
+    estimates = one_unit_fragility(
+        estimates,
+        leave_out,
+        parameters.alpha,
+        jackknives,
+        refit=lambda unit, names: refit_without(
+            unit, names, dataset, panel, parameters, as_of, churn_fit
+        ),
+    )
 
     progress(f"driver importance ({parameters.bootstrap_draws} bootstrap draws)")
     predictors = [
@@ -419,5 +661,793 @@ def estimate_all(
         alpha=parameters.alpha,
     )
 
-    unit_wave = suppressed_unit_wave(panel, predictors, parameters.min_group_size)
+    progress(f"releasing the employee figures (Laplace noise, ε = {parameters.privacy_epsilon:g})")
+    release = release_for(dataset, parameters)
+    unit_wave = released_unit_wave(
+        suppressed_unit_wave(panel, predictors, parameters.min_group_size),
+        panel,
+        parameters.min_group_size,
+        release,
+    )
+    quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
     return Results(estimates, drivers, unit_wave, quartiles, panel)
+
+
+# --------------------------------------------------------------------------------------------
+# Does a finding rest on one unit?
+
+#: Columns the influence check adds to ``estimates`` (after ``p_adjusted``).
+INFLUENCE_COLUMNS = ("fragile_to_one_unit", "n_units_flip_significance", "n_units_flip_sign")
+
+
+def leave_one_unit_out(
+    dataset: Dataset,
+    panel: pd.DataFrame,
+    parameters: Parameters,
+    as_of: pd.Timestamp,
+    churn: ChurnModel,
+) -> pd.DataFrame:
+    """Each tested estimand recomputed without each unit, by a one-step approximation.
+
+    Returns one row per unit of the panel (shown or suppressed, indexed by ``unit_id``) and one
+    column per estimand with a test: its estimate without that unit, on the scale of
+    ``estimates.csv`` (the churn column is the log hazard ratio). A unit an estimand does not
+    use leaves it unchanged.
+
+    Refitting every estimand without every unit would cost units × estimands fits (hours for
+    twenty thousand units). Instead each estimator is linearised in its final stage, with the
+    nuisance parts (covariate and wave effects, regression calibration, precision weights)
+    held at their full-sample values:
+
+    * **weighted least squares** (``nps_on_engagement``, ``engagement_on_prior_nps``): with
+      ``x̃``, ``ỹ`` the regressor and outcome after partialling out every other column
+      (Frisch–Waugh–Lovell) and ``e = ỹ − β x̃``, the slope without unit ``u`` is exactly
+      ``β − Σ_u w x̃ e / (Σ w x̃² − Σ_u w x̃²)`` for those residuals;
+    * **ratios of unit sums** (``nps_on_engagement_within``): ``(A − a_u) / (B − b_u)``;
+    * **Poisson hazard models** (``churn_hazard_on_engagement``, both models of
+      ``nps_mediated_share``): one Newton step from the full-sample fit on the data without
+      the unit, on the efficient score of the engagement coefficient: ``θ − Ũ_u / (Ĩ − Ĩ_u)``
+      with ``Ũ_u`` the unit's share of the score and ``Ĩ − Ĩ_u`` the information left, nuisance
+      parameters profiled to first order (as the jackknife of ``_hazard_jackknife`` steps once);
+    * **quartile gaps**: the pooled means of the top and bottom quartile without the unit's
+      answers or customers, the quartile of every other unit-wave held fixed.
+
+    "Per SD of engagement" divides by the SD of the true index, which the unit also moves:
+    that SD is recomputed exactly without the unit (from sums). Every approximation is checked
+    against exact refits on a small study in tests/test_influence.py.
+    """
+    units = pd.Index(np.sort(panel["unit_id"].astype("string").unique()), name="unit_id")
+    covariates = parameters.covariates
+    facing = linkage.customer_facing_rows(panel)
+    index_rows = facing.dropna(subset=["engagement_index"])
+    columns = {
+        "nps_on_engagement": _loo_nps_on_engagement(facing, covariates, units),
+        "nps_on_engagement_within": _loo_within(facing, index_rows, units),
+        "engagement_on_prior_nps": _loo_reverse(facing, index_rows, covariates, units),
+        "churn_hazard_on_engagement": _loo_churn(churn, index_rows, units),
+        "nps_quartile_gap": _loo_nps_quartile_gap(panel, parameters.min_group_size, units),
+        "retention_quartile_gap": _loo_retention_gap(
+            dataset, panel, parameters.min_group_size, as_of, units
+        ),
+        "nps_mediated_share": _loo_mediated_share(panel, churn.cells, covariates, units),
+    }
+    return pd.DataFrame(columns, index=units)
+
+
+#: Exact refits per estimand that confirm or correct the approximation (``one_unit_fragility``;
+#: one beyond two thousand units, where a refit takes seconds and one unit weighs little)
+REFITS_PER_ESTIMAND = 3
+
+
+def one_unit_fragility(
+    estimates: pd.DataFrame,
+    leave_out: pd.DataFrame,
+    alpha: float,
+    jackknives: dict[str, Jackknife] | None = None,
+    refit: Callable[[str, list[str]], dict[str, tuple[float, float]]] | None = None,
+) -> pd.DataFrame:
+    """Add ``INFLUENCE_COLUMNS``: does leaving out one unit flip a finding?
+
+    For each unit ``u`` every tested estimand's test is redone without ``u``: its estimate
+    ``θ_u`` from ``leave_one_unit_out``, and its standard error approximated from the same
+    leave-one-out changes ``δ_g = θ_g − θ``. Cluster-robust and bootstrap variances over units
+    are, to first order, ``Σ_g δ_g²``; leaving ``u`` out removes its term, so
+    ``SE_u ≈ SE √(1 − δ_u² / Σ_g δ_g²)`` (no less than ``SE / √G``). For the estimands whose SE
+    is a delete-a-group jackknife (``jackknives``: the replicates ``θ_k`` and each unit's
+    group), every replicate but the one that already lacks ``u`` moves by ``δ_u``, and ``SE_u``
+    is the jackknife SE of the moved replicates. This matters: a unit extreme enough to move an
+    estimate also inflates its standard error, so keeping the full-sample SE would miss the
+    very case this check is for, a hidden unit that masks a finding.
+
+    Those approximations are checked where they matter: with ``refit`` (``unit, estimands →
+    {estimand: (estimate on the test scale, p-value)}``, the estimators themselves rerun
+    without the unit), the ``REFITS_PER_ESTIMAND`` units with the largest share ``δ_u² / Σ δ²``
+    among those whose approximate Holm-adjusted p-value lies within a factor of ten of
+    ``alpha`` or that flip the finding are refitted exactly, and their exact results replace
+    the approximation. So every reported flip of an estimand is confirmed by a refit unless
+    more than that many units flip it, and a unit that masks a finding by inflating its
+    standard error is refitted rather than guessed at. The test statistic
+    becomes ``T_u = T · (θ_u / θ) / (SE_u / SE)``, with ``T`` read back from the published
+    p-value under the estimand's own reference distribution (Student's t with the df of its
+    test: ``K − 1`` for a jackknife over ``K`` groups, units − 1 for a cluster-robust SE; the
+    normal for the bootstrap of the mediated share). Holm's adjustment is then redone
+    over the family without ``u``. A finding **flips** when its Holm-adjusted significance
+    (``p_adjusted < alpha``) or the sign of its estimate (of the log hazard ratio, for the
+    hazard ratio) differs from the published one.
+
+    ``n_units_flip_significance`` and ``n_units_flip_sign`` count the units that flip it.
+    ``fragile_to_one_unit`` is true when one unit flips its significance, or the sign of a
+    significant estimate: the direction of an estimate that is not significant is not a
+    finding, and near zero any unit may turn it (that still shows in ``n_units_flip_sign``).
+    The mediated share is judged only when the churn hazard ratio it divides is significant,
+    as the report reads it (near a zero total effect the share is unstable). Rows without a
+    test (the minimum detectable effect) get zero and false. No unit is named anywhere: the
+    counts are all that is kept.
+    """
+    result = estimates.copy()
+    for column in INFLUENCE_COLUMNS[1:]:
+        result[column] = 0
+    result[INFLUENCE_COLUMNS[0]] = False
+    tested = [
+        i
+        for i, row in result.iterrows()
+        if pd.notna(row["p_value"])
+        and pd.notna(row["estimate"])
+        and row["estimand"] in leave_out.columns
+    ]
+    if not tested or leave_out.empty:
+        return result[[*estimates.columns, *INFLUENCE_COLUMNS]]
+    names = [result.at[i, "estimand"] for i in tested]
+    theta = np.array(
+        [_test_scale(n, result.at[i, "estimate"]) for i, n in zip(tested, names, strict=True)]
+    )
+    p_full = result.loc[tested, "p_value"].to_numpy(dtype=float)
+    tested_units = result.loc[tested, "n_units"].to_numpy(dtype=float)
+    significant = result.loc[tested, "p_adjusted"].to_numpy(dtype=float) < alpha
+    without = leave_out[names].to_numpy(dtype=float, copy=True)
+    p_without = np.empty_like(without)
+    shares = np.zeros_like(without)  # how much each unit could move each test
+    jackknives = jackknives or {}
+    for j, name in enumerate(names):
+        change = without[:, j] - theta[j]
+        used = np.isfinite(change) & (change != 0)
+        if name in jackknives:
+            jackknife = jackknives[name]
+            df = len(jackknife.replicates) - 1
+            se_ratio = _jackknife_se_ratio(jackknife, leave_out.index, change)
+        else:
+            df = np.inf if name == "nps_mediated_share" else max(int(tested_units[j]) - 1, 1)
+            spread = float(np.sum(change[used] ** 2))
+            share = np.zeros(len(change))
+            if spread > 0:
+                share[used] = change[used] ** 2 / spread
+            se_ratio = np.sqrt(np.maximum(1 - share, 1 / max(int(used.sum()), 1)))
+        reference = stats.norm if not np.isfinite(df) else stats.t(df)
+        statistic = reference.isf(p_full[j] / 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(without[:, j] / theta[j]) / se_ratio if theta[j] != 0 else np.nan
+        p_j = np.minimum(2 * reference.sf(statistic * ratio), 1.0)
+        p_j = np.where(np.isnan(without[:, j]), 1.0, p_j)  # not estimable: not significant
+        p_without[:, j] = np.where(without[:, j] == theta[j], p_full[j], p_j)
+        # how far the unit moves the test: its share of the variance, and of the estimate
+        shares[:, j] = 1 - se_ratio**2 + (change / theta[j]) ** 2 if theta[j] else 0.0
+    adjusted = _holm_rows(p_without)
+    flips_significance = (adjusted < alpha) != significant[None, :]
+    flips_sign = (np.sign(without) != np.sign(theta)[None, :]) & ~np.isnan(without)
+    if refit is not None:
+        chosen: dict[int, list[int]] = {}
+        for j in range(len(names)):
+            with np.errstate(divide="ignore"):
+                near = np.abs(np.log(adjusted[:, j] / alpha)) < np.log(10)
+            flipping = flips_significance[:, j] | (flips_sign[:, j] & significant[j])
+            candidates = np.flatnonzero((near | flipping) & np.isfinite(shares[:, j]))
+            order = candidates[np.argsort(-shares[candidates, j], kind="stable")]
+            for u in order[: REFITS_PER_ESTIMAND if len(leave_out) <= 2000 else 1]:
+                chosen.setdefault(int(u), []).append(j)
+        for u, columns in chosen.items():
+            exact = refit(str(leave_out.index[u]), [names[j] for j in columns])
+            for j in columns:
+                estimate_u, p_u = exact.get(names[j], (np.nan, np.nan))
+                without[u, j] = estimate_u
+                p_without[u, j] = p_u if np.isfinite(p_u) else 1.0
+        if chosen:
+            adjusted = _holm_rows(p_without)
+            flips_significance = (adjusted < alpha) != significant[None, :]
+            flips_sign = (np.sign(without) != np.sign(theta)[None, :]) & ~np.isnan(without)
+    judged = {
+        n: n != "nps_mediated_share" or bool(significant[names.index("churn_hazard_on_engagement")])
+        if "churn_hazard_on_engagement" in names
+        else n != "nps_mediated_share"
+        for n in names
+    }
+    for j, i in enumerate(tested):
+        result.at[i, "n_units_flip_significance"] = int(flips_significance[:, j].sum())
+        result.at[i, "n_units_flip_sign"] = int(flips_sign[:, j].sum())
+        result.at[i, "fragile_to_one_unit"] = judged[names[j]] and bool(
+            flips_significance[:, j].any() or (significant[j] and flips_sign[:, j].any())
+        )
+    result = result.astype(
+        {
+            "fragile_to_one_unit": bool,
+            "n_units_flip_significance": "int64",
+            "n_units_flip_sign": "int64",
+        }
+    )
+    return result[[*estimates.columns, *INFLUENCE_COLUMNS]]
+
+
+def refit_without(
+    unit: str,
+    names: list[str],
+    dataset: Dataset,
+    panel: pd.DataFrame,
+    parameters: Parameters,
+    as_of: pd.Timestamp,
+    churn: ChurnModel,
+) -> dict[str, tuple[float, float]]:
+    """Each named estimand refitted without ``unit``: ``{estimand: (estimate, p-value)}``.
+
+    The estimators themselves, standard errors included, on the panel without the unit's rows
+    (the panel is not rebuilt: its pooled within-unit variance keeps the unit's share, a
+    negligible difference). The churn model reuses the hazard cells of the other units and
+    recalibrates their engagement. The estimate is on the test's scale (log hazard ratio).
+    """
+    covariates, confidence = parameters.covariates, parameters.confidence
+    rest = panel[panel["unit_id"].astype("string") != unit]
+    results: dict[str, tuple[float, float]] = {}
+    model = None
+    if {"churn_hazard_on_engagement", "nps_mediated_share"} & set(names):
+        units = churn.units[churn.units["unit_id"].astype("string") != unit].copy()
+        units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
+        renumber = pd.Series(np.arange(len(units)), index=units["unit_wave_row"].to_numpy())
+        units["unit_wave_row"] = np.arange(len(units))
+        cells = churn.cells[churn.cells["unit_id"].astype("string") != unit].copy()
+        cells["engagement_sd"] = units["engagement_sd"].to_numpy()[
+            renumber.loc[cells["unit_wave_row"].to_numpy()].to_numpy()
+        ]
+        cells["unit_wave_row"] = renumber.loc[cells["unit_wave_row"].to_numpy()].to_numpy()
+        cells = cells.reset_index(drop=True)
+        unit_covariates = [c for c in covariates if c in units.columns]
+        design = retention.hazard_absorbed_design(
+            cells, ["engagement_sd"], [*unit_covariates, "wave"]
+        )
+        params, wave_effects = retention.poisson_fit_absorbed(
+            cells["events"].to_numpy(float), cells["exposure"].to_numpy(float) / 365.25, design
+        )
+        model = ChurnModel(units, churn.episodes, cells, design, params, wave_effects=wave_effects)
+    for name in names:
+        try:
+            if name == "nps_on_engagement":
+                row = nps_on_engagement_with_jackknife(rest, covariates, confidence)[0]
+            elif name == "nps_on_engagement_within":
+                row = linkage.nps_on_engagement_within(rest, confidence=confidence)
+            elif name == "engagement_on_prior_nps":
+                row = linkage.engagement_on_prior_nps(rest, covariates, confidence=confidence)
+            elif name == "churn_hazard_on_engagement":
+                row = churn_hazard_on_engagement(
+                    dataset, rest, as_of, covariates, confidence, model=model
+                )[0]
+            elif name == "nps_quartile_gap":
+                row = linkage.nps_quartile_gap(rest, parameters.min_group_size, confidence)
+                row = row.iloc[0].to_dict()
+            elif name == "retention_quartile_gap":
+                row = retention_quartile_gap(
+                    dataset, rest, parameters.min_group_size, as_of, confidence
+                )
+            elif name == "nps_mediated_share":
+                row = nps_mediated_share(rest, model.cells, covariates, parameters)
+            else:
+                continue
+        except (EstimationError, np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+            results[name] = (np.nan, np.nan)
+            continue
+        results[name] = (_test_scale(name, row["estimate"]), float(row["p_value"]))
+    return results
+
+
+def _jackknife_se_ratio(jackknife: Jackknife, units: pd.Index, change: np.ndarray) -> np.ndarray:
+    """Each unit's jackknife SE without it over the published one (1 where it is not used).
+
+    Without unit ``u``, every replicate but that of ``u``'s group (which already lacks ``u``)
+    moves by ``u``'s leave-one-out change ``δ_u``; the SE is recomputed from the moved
+    replicates (``linkage.jackknife_se``).
+    """
+    replicates = np.asarray(jackknife.replicates, dtype=float)
+    k = len(replicates)
+    full = linkage.jackknife_se(replicates)
+    group = jackknife.group.reindex(units).to_numpy(dtype=float)
+    ratio = np.ones(len(units))
+    inside = np.isfinite(group) & np.isfinite(change) & (full > 0)
+    if not inside.any():
+        return ratio
+    moved = replicates[None, :] + change[inside, None]
+    rows = np.arange(int(inside.sum()))
+    moved[rows, group[inside].astype(int)] = replicates[group[inside].astype(int)]
+    spread = np.sqrt((k - 1) / k * ((moved - moved.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))
+    ratio[inside] = np.maximum(spread / full, 1 / np.sqrt(k))
+    return ratio
+
+
+def _test_scale(estimand: str, estimate: float) -> float:
+    """The estimate on the scale its test uses: the log for a hazard ratio."""
+    return float(np.log(estimate)) if estimand == "churn_hazard_on_engagement" else float(estimate)
+
+
+def _holm_rows(p_values: np.ndarray) -> np.ndarray:
+    """Holm's adjustment of each row: ``max_{j ≤ i} min(1, (m − j) p_(j))`` in sorted order."""
+    m = p_values.shape[1]
+    order = np.argsort(p_values, axis=1, kind="stable")
+    ordered = np.take_along_axis(p_values, order, axis=1)
+    adjusted = np.minimum(np.maximum.accumulate((m - np.arange(m)) * ordered, axis=1), 1.0)
+    result = np.empty_like(adjusted)
+    np.put_along_axis(result, order, adjusted, axis=1)
+    return result
+
+
+def _codes(unit_ids: pd.Series, units: pd.Index) -> np.ndarray:
+    return units.get_indexer(unit_ids.astype("string"))
+
+
+def _residualise(
+    values: np.ndarray, design: np.ndarray | linkage.Design, weights: np.ndarray
+) -> np.ndarray:
+    """Weighted least-squares residuals of ``values`` (one or more columns) on ``design``."""
+    if isinstance(design, linkage.Design):  # waves absorbed: rows × dense columns², not × waves²
+        return design.fit(np.zeros((len(design), 0)), values, weights)[2]
+    root = np.sqrt(weights)
+    scaled = values * (root[:, None] if values.ndim == 2 else root)
+    coef, *_ = np.linalg.lstsq(design * root[:, None], scaled, rcond=None)
+    return values - design @ coef
+
+
+def _slope_without(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, codes: np.ndarray, n_units: int
+) -> tuple[float, np.ndarray]:
+    """A partialled one-regressor WLS slope, and it without each unit (residuals held)."""
+    total = float(np.sum(w * x * x))
+    slope = float(np.sum(w * x * y) / total)
+    residual = y - slope * x
+    own = np.bincount(codes, w * x * residual, n_units)
+    own_information = np.bincount(codes, w * x * x, n_units)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return slope, slope - own / (total - own_information)
+
+
+def _sd_ratio(rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
+    """``linkage.true_index_sd`` without each unit, over its value on all ``rows``."""
+    x = rows["engagement_index"].to_numpy(dtype=float)
+    v = rows["engagement_noise_var"].to_numpy(dtype=float)
+    codes = _codes(rows["unit_id"], units)
+    n_units = len(units)
+
+    def sd(count, first, second, noise):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = (second - first**2 / count) / (count - 1)
+            return np.sqrt(np.maximum(observed - noise / count, 0.05 * observed))
+
+    full = sd(len(x), x.sum(), (x**2).sum(), v.sum())
+    without = sd(
+        len(x) - np.bincount(codes, minlength=n_units),
+        x.sum() - np.bincount(codes, x, n_units),
+        (x**2).sum() - np.bincount(codes, x**2, n_units),
+        v.sum() - np.bincount(codes, v, n_units),
+    )
+    return without / full
+
+
+#: Units × rows recomputed with the calibration re-estimated (``_loo_nps_on_engagement``,
+#: ``_loo_reverse``): every unit of a study up to about two thousand units, beyond that the
+#: units whose first-order influence is largest (at least fifty).
+RECALIBRATION_BUDGET = 20_000_000
+
+
+class _Partial:
+    """Weighted residuals on a fixed design, in the ``√w``-scaled space (projection cached)."""
+
+    def __init__(self, design: np.ndarray | linkage.Design, weights: np.ndarray):
+        self.root = np.sqrt(weights)
+        self.design, self.weights = design, weights
+        if isinstance(design, linkage.Design):  # waves absorbed: no rows × waves basis
+            return
+        scaled = design * self.root[:, None]
+        basis, triangle = np.linalg.qr(scaled)
+        diagonal = np.abs(np.diag(triangle))
+        if (diagonal <= diagonal.max(initial=0) * 1e-10).any():  # a level without rows
+            u, singular, _ = np.linalg.svd(scaled, full_matrices=False)
+            basis = u[:, singular > singular.max(initial=0) * 1e-10]
+        self.basis = basis
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """``√w``-scaled residuals of ``values`` (rows on axis ``-2`` or a vector)."""
+        vector = values.ndim == 1
+        if isinstance(self.design, linkage.Design):
+            stacked = np.moveaxis(values[:, None] if vector else values, -2, 0)
+            shape = stacked.shape
+            flat = _residualise(stacked.reshape(shape[0], -1), self.design, self.weights)
+            residual = np.moveaxis(flat.reshape(shape), 0, -2) * self.root[:, None]
+            return residual[:, 0] if vector else residual
+        scaled = (values[:, None] if vector else values) * self.root[:, None]
+        residual = scaled - self.basis @ (self.basis.T @ scaled)
+        return residual[:, 0] if vector else residual
+
+
+def _screened(change: np.ndarray, present: np.ndarray, n_rows: int) -> np.ndarray:
+    """The units to recompute: all present ones, or the most influential within the budget."""
+    candidates = np.flatnonzero(present)
+    limit = max(50, RECALIBRATION_BUDGET // max(n_rows, 1))
+    if len(candidates) <= limit:
+        return candidates
+    size = np.nan_to_num(np.abs(change[candidates]), nan=np.inf)
+    return candidates[np.argsort(-size, kind="stable")[:limit]]
+
+
+def _unit_rows(codes: np.ndarray, chosen: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], chosen, side="left")
+    stops = np.searchsorted(codes[order], chosen, side="right")
+    return {u: order[a:b] for u, a, b in zip(chosen, starts, stops, strict=True)}
+
+
+def _chunks(chosen: np.ndarray, n_rows: int):
+    size = max(1, 2_000_000 // max(n_rows, 1))
+    for start in range(0, len(chosen), size):
+        yield chosen[start : start + size]
+
+
+def _loo_nps_on_engagement(facing: pd.DataFrame, covariates, units: pd.Index) -> np.ndarray:
+    """``linkage.nps_on_engagement`` without each unit.
+
+    First order for every unit (``_slope_without``); then, for the units ``_screened``
+    selects, the regression calibration of engagement is re-estimated without the unit
+    (its signal variance from sums), every row recalibrated and the slope refitted on the
+    remaining rows. Covariate and wave effects and the precision weights stay fixed.
+    """
+    rows = facing[(facing["n_responses"] > 0) & facing["engagement_index"].notna()]
+    sd_true = linkage.true_index_sd(rows)
+    design = linkage.absorbed_design(rows, covariates)
+    weights = linkage.nps_precision_weights(rows, design)
+    calibrated, _ = linkage.calibrate(
+        rows["engagement_index"], rows["engagement_noise_var"], design, weights
+    )
+    x_design, w = design, weights.to_numpy(float)
+    codes = _codes(rows["unit_id"], units)
+    n_units = len(units)
+    x = _residualise(calibrated.to_numpy(float) / sd_true, x_design, w)
+    y = _residualise(rows["nps"].to_numpy(float), x_design, w)
+    _, without = _slope_without(x, y, w, codes, n_units)
+    # linkage.calibrate, step by step: λ_i = signal / (signal + v_i) on the residuals r
+    noise = rows["engagement_noise_var"].to_numpy(float)
+    residual = _residualise(rows["engagement_index"].to_numpy(float), x_design, w)
+    weight_sum = w.sum()
+    total, mean_noise = np.sum(w * residual**2) / weight_sum, np.sum(w * noise) / weight_sum
+    own_weight = np.bincount(codes, w, n_units)
+    own_total = np.bincount(codes, w * residual**2, n_units)
+    own_noise = np.bincount(codes, w * noise, n_units)
+    present = own_weight > 0
+    chosen = _screened(without - np.sum(w * x * y) / np.sum(w * x * x), present, len(rows))
+    partial = _Partial(x_design, w)
+    target = partial(rows["nps"].to_numpy(float))
+    members = _unit_rows(codes, chosen)
+    for chunk in _chunks(chosen, len(rows)):
+        left = weight_sum - own_weight[chunk]
+        total_u = (total * weight_sum - own_total[chunk]) / left
+        signal = np.maximum(
+            total_u - (mean_noise * weight_sum - own_noise[chunk]) / left, 0.05 * total_u
+        )
+        column = signal[:, None] / (signal[:, None] + noise[None, :]) * residual[None, :]
+        column = partial(column[:, :, None])[:, :, 0]  # (units, rows)
+        for k, u in enumerate(chunk):
+            mine = members[u]
+            xx = column[k] @ column[k] - column[k, mine] @ column[k, mine]
+            xy = column[k] @ target - column[k, mine] @ target[mine]
+            without[u] = xy / xx * sd_true  # per SD; the SD's own change is applied below
+    return without * _sd_ratio(rows, units)
+
+
+def _loo_within(facing: pd.DataFrame, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
+    """The steps of ``linkage.nps_on_engagement_within`` up to its per-unit sums."""
+    rows = facing[
+        (facing["n_responses"] > 0)
+        & facing["engagement_half_a"].notna()
+        & facing["engagement_half_b"].notna()
+    ]
+    rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
+    weights = linkage.nps_precision_weights(
+        rows, linkage.absorbed_design(rows, ()), within_unit=True
+    )
+    measures = ["nps", "engagement_index", "engagement_half_a", "engagement_half_b"]
+    w = weights.to_numpy(float)
+    cleaned = linkage.two_way_residuals(  # unit and wave effects, as linkage's estimator
+        rows[measures].to_numpy(float),
+        pd.factorize(rows["unit_id"])[0],
+        pd.factorize(rows["wave"])[0],
+        w,
+    )
+    codes = _codes(rows["unit_id"], units)
+    a = np.bincount(codes, w * cleaned[:, 0] * cleaned[:, 1], len(units))
+    b = np.bincount(codes, w * cleaned[:, 2] * cleaned[:, 3], len(units))
+    sd_true = linkage.true_index_sd(index_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (a.sum() - a) / (b.sum() - b)
+    return slope * sd_true * _sd_ratio(index_rows, units)
+
+
+def _loo_reverse(
+    facing: pd.DataFrame, index_rows: pd.DataFrame, covariates, units: pd.Index
+) -> np.ndarray:
+    """``linkage.engagement_on_prior_nps`` without each unit, calibration included.
+
+    The reverse model's two predictors are calibrated jointly (``linkage.calibrate_jointly``)
+    with a signal covariance ``Σ_T`` estimated from every row; where the signal is small next to
+    the noise (the lag of half a small unit), one unit can move ``Σ_T`` and through it the
+    estimate far more than through its own rows, and not linearly. So: the deletion formula for
+    the final least squares plus the first-order change through ``Σ_T`` for every unit
+    (the calibrated values move by ``(I − G_i) dΣ (Σ_T + V_i)⁻¹ r_i``, ``G_i = Σ_T (Σ_T +
+    V_i)⁻¹``, and the coefficient by ``A⁻¹ (Dᵀ W e − Zᵀ W D β)`` for a change ``D`` of the
+    regressors ``Z``), then, for the units ``_screened`` selects, ``Σ_T`` re-estimated without
+    the unit, every row recalibrated and the coefficient refitted on the remaining rows.
+    Covariate and wave effects stay fixed.
+    """
+    eligible = facing[facing["prior_n_responses"] > 0]
+    orientations = []
+    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
+        part = eligible[
+            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
+        ]
+        orientations.append(
+            part.assign(
+                outcome=part[f"engagement_half_{outcome_half}"],
+                outcome_n=part[f"n_half_{outcome_half}"],
+                lag=part[f"engagement_half_{lag_half}_lag"],
+                lag_noise=part["engagement_noise_var_lag"]
+                * part["n_respondents_lag"]
+                / part[f"n_half_{lag_half}_lag"],
+            )
+        )
+    rows = pd.concat(orientations, ignore_index=True)
+    if rows.empty:
+        return np.full(len(units), np.nan)
+    sd_true = linkage.true_index_sd(index_rows)
+    w = rows["outcome_n"].to_numpy(float)
+    # waves absorbed: every column below is demeaned within wave (Frisch–Waugh–Lovell)
+    x_design = linkage.absorbed_design(rows, covariates)
+    observed = rows[["lag", "prior_nps"]].to_numpy(float)
+    noise = np.column_stack(
+        [
+            rows["lag_noise"].to_numpy(float),
+            linkage.nps_noise_var(
+                rows["prior_promoters"], rows["prior_detractors"], rows["prior_n_responses"]
+            ).to_numpy(float),
+        ]
+    )
+    # linkage.calibrate_jointly, step by step
+    residual = _residualise(observed, x_design, w)
+    fitted = observed - residual
+    weight_sum = w.sum()
+    total = (residual * w[:, None]).T @ residual / weight_sum
+    mean_noise = (noise * w[:, None]).sum(axis=0) / weight_sum
+    signal = _floored_signal(total, mean_noise)
+    inverse = np.linalg.inv(signal[None, :, :] + noise[:, :, None] * np.eye(2)[None, :, :])
+    gain = signal[None, :, :] @ inverse  # G_i = Σ_T (Σ_T + V_i)⁻¹
+    calibrated = fitted + np.einsum("ijk,ik->ij", gain, residual)
+    scale = np.array([1 / sd_true, 1 / 10])  # lag in SD of engagement, prior NPS per 10 points
+    z = x_design.demean(
+        np.column_stack([calibrated[:, 1] * scale[1], calibrated[:, 0] * scale[0], x_design.dense]),
+        w,
+    )
+    y = x_design.demean(rows["outcome"].to_numpy(float) / sd_true, w)
+    information = (z * w[:, None]).T @ z
+    beta = np.linalg.lstsq(information, (z * w[:, None]).T @ y, rcond=None)[0]
+    error = y - z @ beta
+    # derivative of β[0] along each direction of a symmetric dΣ: (1,1), (2,2), (1,2)
+    complement = np.eye(2)[None, :, :] - gain
+    moved = inverse @ residual[:, :, None]  # (Σ_T + V_i)⁻¹ r_i
+    gradient = []
+    for direction in (np.diag([1.0, 0.0]), np.diag([0.0, 1.0]), np.array([[0, 1.0], [1.0, 0]])):
+        change = (complement @ direction[None, :, :] @ moved)[:, :, 0]
+        d = np.zeros_like(z)
+        d[:, 0], d[:, 1] = change[:, 1] * scale[1], change[:, 0] * scale[0]
+        d = x_design.demean(d, w)
+        step = np.linalg.lstsq(
+            information, (d * w[:, None]).T @ error - (z * w[:, None]).T @ (d @ beta), rcond=None
+        )[0]
+        gradient.append(step[0])
+    codes = _codes(rows["unit_id"], units)
+    n_units = len(units)
+    own_weight = np.bincount(codes, w, n_units)
+    own = np.stack(
+        [
+            np.stack(
+                [np.bincount(codes, w * residual[:, i] * residual[:, j], n_units) for j in (0, 1)],
+                axis=-1,
+            )
+            for i in (0, 1)
+        ],
+        axis=-2,
+    )  # (units, 2, 2)
+    own_noise = np.column_stack([np.bincount(codes, w * noise[:, i], n_units) for i in (0, 1)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = (weight_sum - own_weight)[:, None]
+        total_u = (total[None, :, :] * weight_sum - own) / left[:, :, None]
+        noise_u = (mean_noise[None, :] * weight_sum - own_noise) / left
+    change = total_u - total[None, :, :]
+    change[:, 0, 0] -= noise_u[:, 0] - mean_noise[0]
+    change[:, 1, 1] -= noise_u[:, 1] - mean_noise[1]
+    through_calibration = (
+        gradient[0] * change[:, 0, 0]
+        + gradient[1] * change[:, 1, 1]
+        + gradient[2] * change[:, 0, 1]
+    )
+    # the deletion formula for the final least squares, the other columns partialled out
+    x = _residualise(z[:, 0], z[:, 1:], w)
+    target = _residualise(y, z[:, 1:], w)
+    slope, without = _slope_without(x, target, w, codes, n_units)
+    without = without + through_calibration
+    # recalibrated without the unit, for the units that matter most
+    present = own_weight > 0
+    chosen = _screened(without - slope, present, len(rows))
+    partial = _Partial(x_design, w)
+    target = partial(y)
+    members = _unit_rows(codes, chosen)
+    for chunk in _chunks(chosen, len(rows)):
+        signal_u = np.stack([_floored_signal(total_u[u], noise_u[u]) for u in chunk])
+        moved_u = _gain_times(signal_u, noise, residual)
+        columns = partial(moved_u[:, :, ::-1] * scale[::-1][None, None, :])  # prior, lag
+        for k, u in enumerate(chunk):
+            mine = members[u]
+            a, b = columns[k], columns[k, mine]
+            coefficients = np.linalg.lstsq(
+                a.T @ a - b.T @ b, a.T @ target - b.T @ target[mine], rcond=None
+            )[0]
+            without[u] = coefficients[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return without / _sd_ratio(index_rows, units)
+
+
+def _gain_times(signal: np.ndarray, noise: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """``Σ (Σ + diag v_i)⁻¹ r_i`` for each row, with the 2 × 2 inverse written out.
+
+    ``signal`` is one ``Σ`` (2 × 2) or a stack of them (``c × 2 × 2``); the result has shape
+    ``rows × 2`` or ``c × rows × 2``.
+    """
+    stack = signal.ndim == 3
+    sig = signal if stack else signal[None]
+    a, b, d = sig[:, 0, 0][:, None], sig[:, 0, 1][:, None], sig[:, 1, 1][:, None]
+    first, second = a + noise[None, :, 0], d + noise[None, :, 1]
+    determinant = first * second - b**2
+    r0, r1 = residual[None, :, 0], residual[None, :, 1]
+    q0 = (second * r0 - b * r1) / determinant
+    q1 = (first * r1 - b * r0) / determinant
+    moved = np.stack([a * q0 + b * q1, b * q0 + d * q1], axis=-1)
+    return moved if stack else moved[0]
+
+
+def _floored_signal(total: np.ndarray, mean_noise: np.ndarray) -> np.ndarray:
+    """``Σ_R − diag(mean v)`` with its eigenvalues floored as ``linkage.calibrate_jointly``."""
+    eigenvalues, vectors = np.linalg.eigh(total - np.diag(mean_noise))
+    return vectors @ np.diag(np.maximum(eigenvalues, 0.05 * np.diag(total).min())) @ vectors.T
+
+
+def _loo_churn(churn: ChurnModel, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
+    cells = churn.cells
+    without = retention.poisson_without_units(
+        churn.design,
+        churn.params,
+        churn.wave_effects,
+        cells["events"].to_numpy(float),
+        cells["exposure"].to_numpy(float) / 365.25,
+        _codes(cells["unit_id"], units),
+        len(units),
+    )
+    # engagement_sd is calibrated engagement over the SD of the true index of these rows
+    return without * _sd_ratio(index_rows, units)
+
+
+def _quartile_gap_without(
+    eligible: pd.DataFrame, total: np.ndarray, n: np.ndarray, units: pd.Index
+) -> np.ndarray:
+    """Top- minus bottom-quartile pooled mean (``Σ total / Σ n``) without each unit, exactly.
+
+    ``eligible`` are the unit-waves of ``linkage.quartile_unit_waves`` (in its order), ``total``
+    and ``n`` each one's contribution. Without a unit, the others keep their order (ranks break
+    ties first-come) and the quartiles are cut again on ``M`` ranks as ``pd.qcut`` cuts them:
+    the bottom quartile is the first ``1 + ⌊(M − 1)/4⌋`` remaining unit-waves, the top one
+    the last ``M − 1 − ⌊3(M − 1)/4⌋``. Prefix sums over the sorted unit-waves give each
+    unit's gap in a few steps, whatever the number of units.
+    """
+    order = np.argsort(eligible["engagement_index"].to_numpy(float), kind="stable")
+    total, n = total[order], n[order]
+    codes = _codes(eligible["unit_id"], units)[order]
+    size = len(order)
+    prefix_total = np.concatenate([[0.0], np.cumsum(total)])
+    prefix_n = np.concatenate([[0.0], np.cumsum(n)])
+    result = np.full(len(units), np.nan)
+
+    def gap(removed: np.ndarray) -> float:
+        m = size - len(removed)
+        if m < 8:
+            return np.nan
+        top, bottom = m - 1 - (3 * (m - 1)) // 4, 1 + (m - 1) // 4
+        start = size - top
+        while True:  # the last `top` remaining positions begin at `start`
+            moved = size - top - int((removed >= start).sum())
+            if moved == start:
+                break
+            start = moved
+        stop = bottom
+        while True:  # the first `bottom` remaining positions end before `stop`
+            moved = bottom + int((removed < stop).sum())
+            if moved == stop:
+                break
+            stop = moved
+        upper, lower = removed[removed >= start], removed[removed < stop]
+        top_total = prefix_total[-1] - prefix_total[start] - total[upper].sum()
+        top_n = prefix_n[-1] - prefix_n[start] - n[upper].sum()
+        bottom_total = prefix_total[stop] - total[lower].sum()
+        bottom_n = prefix_n[stop] - n[lower].sum()
+        if top_n <= 0 or bottom_n <= 0:
+            return np.nan
+        return top_total / top_n - bottom_total / bottom_n
+
+    result[:] = gap(np.zeros(0, dtype=int))
+    positions = np.argsort(codes, kind="stable")
+    for unit, members in zip(*_groups_of(codes[positions], positions), strict=True):
+        if unit >= 0:
+            result[unit] = gap(np.sort(members))
+    return result
+
+
+def _groups_of(codes: np.ndarray, positions: np.ndarray):
+    """Split ``positions`` (sorted by ``codes``) into one array per code."""
+    if not len(codes):
+        return [], []
+    breaks = np.flatnonzero(np.diff(codes)) + 1
+    return codes[np.r_[0, breaks]], np.split(positions, breaks)
+
+
+def _loo_nps_quartile_gap(panel: pd.DataFrame, min_group_size: int, units: pd.Index):
+    try:
+        eligible = linkage.quartile_unit_waves(panel, min_group_size)
+    except EstimationError:
+        return np.full(len(units), np.nan)
+    promoters, detractors = eligible["promoters"], eligible["detractors"]
+    total = (100.0 * (promoters - detractors)).to_numpy(float)
+    n = (promoters + eligible["passives"] + detractors).to_numpy(float)
+    return _quartile_gap_without(eligible, total, n, units)
+
+
+def _loo_retention_gap(
+    dataset: Dataset, panel: pd.DataFrame, min_group_size: int, as_of, units: pd.Index
+):
+    try:
+        eligible = linkage.quartile_unit_waves(panel, min_group_size)
+    except EstimationError:
+        return np.full(len(units), np.nan)
+    retained = retention.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
+    if retained.empty:
+        return np.full(len(units), np.nan)
+    merged = eligible[["unit_id", "wave"]].merge(retained, on=["unit_id", "wave"], how="left")
+    at_risk = merged["at_risk"].fillna(0).to_numpy(float)
+    kept = merged["retained"].fillna(0).to_numpy(float)
+    return _quartile_gap_without(eligible, 100.0 * kept, at_risk, units)
+
+
+def _loo_mediated_share(panel: pd.DataFrame, cells: pd.DataFrame, covariates, units: pd.Index):
+    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
+    events = with_mediator["events"].to_numpy(float)
+    exposure = with_mediator["exposure"].to_numpy(float) / 365.25
+    codes = _codes(with_mediator["unit_id"], units)
+    effects = []
+    for columns in (["engagement_sd"], ["engagement_sd", "nps_10"]):
+        design = retention.hazard_absorbed_design(
+            with_mediator, columns, [*unit_covariates, "wave"]
+        )
+        params, wave_effects = retention.poisson_fit_absorbed(events, exposure, design)
+        effects.append(
+            retention.poisson_without_units(
+                design, params, wave_effects, events, exposure, codes, len(units)
+            )
+        )
+    total, direct = effects
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (total - direct) / total

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from analysis.narrative import level
+
 INK = "#1d2433"
 MUTED = "#5b6475"
 ACCENT = "#1f5f8b"
@@ -19,7 +21,12 @@ SUPPRESSED = "#e6e8ec"
 
 
 def use_house_style() -> None:
-    """Apply the house style to matplotlib and seaborn (call once per notebook)."""
+    """Apply the house style to matplotlib and seaborn (call once per notebook).
+
+    Text is drawn literally: no figure here uses a formula, and names from the data (units,
+    regions, items) may contain ``$``, which matplotlib would otherwise read as mathtext (a name
+    such as ``$\\frac`` stopped the figure, and with it the report).
+    """
     sns.set_theme(
         context="notebook",
         style="whitegrid",
@@ -38,6 +45,7 @@ def use_house_style() -> None:
             "savefig.dpi": 110,
             "figure.figsize": (8, 4.2),
             "font.family": "DejaVu Sans",
+            "text.parse_math": False,
         },
     )
 
@@ -78,7 +86,7 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     axes.set_ylim(table["conf_low"].min() - 0.15 * span, table["conf_high"].max() + 0.6 * span)
     axes.set_ylabel("Customer NPS (−100 to +100)")
     axes.set_xlabel("Unit engagement quartile in the survey wave before")
-    axes.set_title(f"Customer NPS by unit engagement quartile, with {confidence:.0%} intervals")
+    axes.set_title(f"Customer NPS by unit engagement quartile, with {level(confidence)} intervals")
     sns.despine(ax=axes, left=True)
     figure.tight_layout()
     return figure

@@ -7,12 +7,16 @@
   chance alone; small groups suppressed (``analysis.privacy``).
 * :func:`cell_significance` — which cells of a unit × wave heat map differ from their wave's
   mean by more than sampling noise, after a false-discovery-rate correction.
+* :func:`organisation_figures` — the organisation-wide employee figures of the
+  internal-measures page (points of connection, effort, eNPS), each item on its own count of
+  answers (:func:`shown_item_cells`) and released with Laplace noise (``analysis.privacy``).
 
 Pure functions on pandas frames; nothing here reads or writes files.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -158,7 +162,10 @@ def _verdict(icc1: float, icc2: float, median_rwg: float) -> str:
 
 
 def scale_reliability(
-    dataset: Dataset, confidence: float = 0.95, unit_wave: pd.DataFrame | None = None
+    dataset: Dataset,
+    confidence: float = 0.95,
+    unit_wave: pd.DataFrame | None = None,
+    min_group_size: int | None = None,
 ) -> pd.DataFrame:
     """Reliability of each scale and whether its unit-wave means may stand for the unit.
 
@@ -173,6 +180,10 @@ def scale_reliability(
         When given, each scale's statistics use only the responses of the unit-waves whose
         value of that scale is shown there (``shown_responses``): what a report publishes. A
         report must pass it; see Notes.
+    min_group_size : int, optional
+        With ``unit_wave``: alpha and r_wg work on the items themselves, so a unit-wave also
+        needs every item of the scale answered by enough people (``shown_item_cells``: each
+        item suppressed on its own count, with complementary suppression). A report passes it.
 
     Returns
     -------
@@ -220,11 +231,13 @@ def scale_reliability(
     all_responses = dataset.employee_survey
     rows = []
     for scale in dataset.instrument.scales:
-        survey = (
-            all_responses
-            if unit_wave is None
-            else shown_responses(all_responses, unit_wave, scale.name)
-        )
+        if unit_wave is None:
+            survey = all_responses
+        elif min_group_size is None:
+            survey = shown_responses(all_responses, unit_wave, scale.name)
+        else:
+            cells = shown_item_cells(all_responses, unit_wave, scale, min_group_size)
+            survey = all_responses[np.logical_and.reduce(list(cells.values()))]
         groups = survey.groupby(["unit_id", "wave"], sort=True).ngroup()
         items = _keyed_items(survey, scale)
         if len(scale.items) >= 2:
@@ -322,6 +335,300 @@ def shown_responses(
     return survey[mine.isin(keys)]
 
 
+#: Suppression patterns of item counts already computed (``shown_item_cells``), by layout and
+#: counts: the pattern depends on nothing else.
+_ITEM_PATTERNS: dict[bytes, np.ndarray] = {}
+
+
+def shown_item_cells(
+    survey: pd.DataFrame, unit_wave: pd.DataFrame, scale: Scale, min_group_size: int
+) -> dict[str, np.ndarray]:
+    """For each item of ``scale``: which responses may enter a published figure of that item.
+
+    Parameters
+    ----------
+    survey : DataFrame
+        ``employee_survey``.
+    unit_wave : DataFrame
+        The suppressed unit × wave display table of the same run.
+    scale : Scale
+        The instrument scale whose items are about to be summarised one by one.
+    min_group_size : int
+        The run's threshold.
+
+    Returns
+    -------
+    dict
+        Item name → boolean array over the rows of ``survey``: true for the responses of a
+        unit-wave that (a) shows the scale in ``unit_wave`` (``shown_responses``) and (b) has at
+        least ``min_group_size`` answers **to that item**, after complementary suppression over
+        the same totals as the unit × wave table (by wave, region and wave, and overall;
+        ``analysis.privacy.suppress``). The scale's own count is the number of people who
+        answered any of its items; an item can rest on fewer. Five respondents of whom one
+        answered an item would otherwise put that one answer into the item's figure, and two
+        reports, one with that unit and one without, would give it away by difference.
+    """
+    keys = ["unit_id", "wave"]
+    shown_scale = survey.index.isin(shown_responses(survey, unit_wave, scale.name).index)
+    cells = unit_wave[[c for c in ("unit_id", "region", "wave") if c in unit_wave.columns]]
+    cells = cells.astype({"unit_id": "string"}).assign(
+        wave=pd.to_datetime(cells["wave"]).astype("datetime64[ns]")
+    )
+    unit = survey["unit_id"].astype("string")
+    wave = pd.to_datetime(survey["wave"]).astype("datetime64[ns]")
+    counts = survey[list(scale.items)].notna().groupby([unit, wave], sort=True).sum()
+    counts.index = counts.index.set_names(keys)
+    table = cells.merge(
+        counts.add_suffix("__answers").reset_index(), on=keys, how="left"
+    ).reset_index(drop=True)
+    parents = [("wave",), ()] + ([("region", "wave")] if "region" in table.columns else [])
+    position = pd.MultiIndex.from_frame(table[keys]).get_indexer(
+        pd.MultiIndex.from_arrays([unit, wave])
+    )
+    layout = hashlib.sha256(
+        pd.util.hash_pandas_object(
+            table[[c for c in ("unit_id", "region", "wave") if c in table]], index=False
+        )
+        .to_numpy()
+        .tobytes()
+        + repr((parents, min_group_size)).encode()
+    ).digest()
+    result = {}
+    for item in scale.items:
+        count = f"{item}__answers"
+        table[count] = table[count].fillna(0).astype("int64")
+        # items answered alike share one pattern, within a call and across calls (a page asks
+        # for the same items' patterns for reliability and for the organisation's figures)
+        signature = layout + table[count].to_numpy().tobytes()
+        if signature not in _ITEM_PATTERNS:
+            hidden = suppress(
+                table.assign(_value=0.0),
+                count=count,
+                values=["_value"],
+                min_group_size=min_group_size,
+                parents=parents,
+            )[SUPPRESSED].to_numpy()
+            if len(_ITEM_PATTERNS) >= 256:
+                _ITEM_PATTERNS.pop(next(iter(_ITEM_PATTERNS)))
+            _ITEM_PATTERNS[signature] = ~hidden & (table[count].to_numpy() > 0)
+        shown_cell = _ITEM_PATTERNS[signature]
+        inside = position >= 0
+        shown = np.zeros(len(survey), dtype=bool)
+        shown[inside] = shown_cell[position[inside]]
+        result[item] = shown & shown_scale
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Organisation-wide figures of the internal-measures page, released with noise
+
+
+def organisation_statistics(
+    survey: pd.DataFrame, unit_wave: pd.DataFrame, instrument, min_group_size: int
+) -> dict[str, pd.DataFrame]:
+    """The exact statistics behind the organisation-wide figures, before any release.
+
+    Each item's answers come only from the unit-waves ``shown_item_cells`` allows. Returns
+    ``"scorecard"`` (one row per points-of-connection item: ``item, label, n, mean`` and
+    ``variance`` of its 0–100 score, ``favourable`` share 0 … 1), ``"effort"`` (one row: ``n,
+    mean, variance, share_easy`` on the item's own 1–7 scale) and ``"enps"`` (one row: ``n,
+    nps``, ``non_passive`` = share of promoters plus detractors), each present only when the
+    instrument has the scale. Never publish these: :func:`organisation_figures` releases them.
+    """
+    from analysis.metrics import POINT_OF_CONNECTION_LABELS, scale_scores
+
+    names = {s.name for s in instrument.scales}
+    result: dict[str, pd.DataFrame] = {}
+    if "points_of_connection" in names:
+        scale = instrument.scale("points_of_connection")
+        allowed = shown_item_cells(survey, unit_wave, scale, min_group_size)
+        rows = []
+        for item in scale.items:
+            single = Scale(
+                item,
+                (item,),
+                scale.low,
+                scale.high,
+                scale.favourable,
+                (item,) if item in scale.reverse else (),
+            )
+            scored = scale_scores(survey[allowed[item]], single)
+            score = scored["score"].dropna().to_numpy(dtype=float)
+            favourable = scored["favourable"].dropna()
+            rows.append(
+                {
+                    "item": item,
+                    "label": POINT_OF_CONNECTION_LABELS.get(item, item),
+                    "n": len(score),
+                    "mean": float(score.mean()) if len(score) else np.nan,
+                    "variance": float(score.var(ddof=1)) if len(score) > 1 else np.nan,
+                    "favourable": float(favourable.mean()) if len(favourable) else np.nan,
+                }
+            )
+        result["scorecard"] = pd.DataFrame(rows)
+    for name, item in (("employee_effort", "ees"), ("enps", "enps")):
+        if name not in names or item not in instrument.scale(name).items:
+            continue
+        scale = instrument.scale(name)
+        allowed = shown_item_cells(survey, unit_wave, scale, min_group_size)[item]
+        answers = survey.loc[allowed, item].dropna().to_numpy(dtype=float)
+        n = len(answers)
+        if name == "employee_effort":
+            threshold = scale.favourable if scale.favourable is not None else 6
+            row = {
+                "n": n,
+                "mean": float(answers.mean()) if n else np.nan,
+                "variance": float(answers.var(ddof=1)) if n > 1 else np.nan,
+                "share_easy": float((answers >= threshold).mean()) if n else np.nan,
+                "low": scale.low,
+                "high": scale.high,
+            }
+        else:
+            promoters, detractors = (answers >= 9).mean(), (answers <= 6).mean()
+            row = {
+                "n": n,
+                "nps": float(100 * (promoters - detractors)) if n else np.nan,
+                "non_passive": float(promoters + detractors) if n else np.nan,
+            }
+        result["effort" if name == "employee_effort" else "enps"] = pd.DataFrame([row])
+    return result
+
+
+def organisation_figures(
+    dataset: Dataset, unit_wave: pd.DataFrame, parameters, release=None
+) -> dict[str, pd.DataFrame | pd.Series]:
+    """The organisation-wide employee figures of the internal-measures page, as released.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The validated dataset (its secret seeds the noise).
+    unit_wave : DataFrame
+        The suppressed unit × wave table of the same run (``results["unit_wave"]``).
+    parameters : Parameters
+        The run's parameters: ``min_group_size``, ``alpha`` and ``privacy_epsilon``.
+    release : analysis.privacy.Release, optional
+        Defaults to ``analysis.privacy.release_for(dataset, parameters)``, the run's own.
+
+    Returns
+    -------
+    dict
+        ``"scorecard"``: the points-of-connection items with the columns of
+        ``analysis.metrics.points_of_connection_scorecard``; ``"effort"``: a Series with the
+        fields of ``analysis.metrics.effort_score``; ``"enps"``: a Series ``nps, std_error,
+        conf_low, conf_high, n`` (no category counts: they would give the exact score away).
+        Each key only when the instrument has the scale and someone's answers are shown.
+
+    Notes
+    -----
+    Every mean, share and variance is released by the Laplace mechanism
+    (``analysis.privacy.laplace_mechanism``) with its sensitivity to one response, ``n`` the
+    published count of answers: a 0–100 mean ``100/n``, its variance ``100²/n``; the effort
+    mean ``(high − low)/n``, its variance ``(high − low)²/n``, the share easy ``1/n``; eNPS
+    ``200/n`` and the share of non-passives (for its standard error) ``1/n``; a share
+    favourable ``100/n`` percentage points. Intervals come from the released values only and
+    add the noise variance ``2b²``. With thousands of answers the noise is a few hundredths of
+    a point; against a reader who holds two reports that differ by one person, ``n₂ m̃₂ −
+    n₁ m̃₁`` is that person's answer plus noise of scale ``range/ε`` (README, "Privacy").
+    """
+    from analysis.metrics import SCORECARD_COLUMNS, wilson_interval
+    from analysis.privacy import (
+        laplace_mechanism,
+        mean_sensitivity,
+        release_for,
+        variance_sensitivity,
+        widened_interval,
+    )
+
+    release = release or release_for(dataset, parameters)
+    confidence = parameters.confidence
+    statistics = organisation_statistics(
+        dataset.employee_survey, unit_wave, dataset.instrument, parameters.min_group_size
+    )
+    figures: dict[str, pd.DataFrame | pd.Series] = {}
+
+    def noisy(value, sensitivity, name):
+        released, variance = laplace_mechanism([value], [sensitivity], [name], release)
+        return float(released[0]), float(variance[0])
+
+    def mean_with_interval(name, n, mean, variance, value_range, bounds):
+        mean_noisy, mean_noise = noisy(mean, mean_sensitivity(value_range, n), (*name, "mean"))
+        var_noisy, _ = noisy(variance, variance_sensitivity(value_range, n), (*name, "variance"))
+        var_noisy = (
+            min(max(var_noisy, 0.0), value_range**2 / 2) if np.isfinite(var_noisy) else np.nan
+        )
+        std_error = float(np.sqrt(var_noisy / n + mean_noise)) if n > 1 else np.nan
+        t = stats.t.ppf(0.5 + confidence / 2, n - 1) if n > 1 else np.nan
+        low = max(mean_noisy - t * std_error, bounds[0]) if n > 1 else np.nan
+        high = min(mean_noisy + t * std_error, bounds[1]) if n > 1 else np.nan
+        return {"mean": mean_noisy, "std_error": std_error, "conf_low": low, "conf_high": high}
+
+    def share_with_interval(name, n, share):
+        share_noisy, noise = noisy(share, mean_sensitivity(1.0, n), name)
+        if not (n and np.isfinite(share_noisy)):
+            return np.nan, np.nan, np.nan
+        centre = min(max(share_noisy, 0.0), 1.0)
+        low, high = wilson_interval(centre * n, n, confidence)
+        low, high = widened_interval(centre, low, high, noise, confidence)
+        return share_noisy, max(float(low), 0.0), min(float(high), 1.0)
+
+    if "scorecard" in statistics:
+        rows = []
+        for row in statistics["scorecard"].itertuples(index=False):
+            name = ("organisation", "points_of_connection", row.item)
+            summary = mean_with_interval(name, row.n, row.mean, row.variance, 100.0, (0.0, 100.0))
+            share, low, high = share_with_interval((*name, "favourable"), row.n, row.favourable)
+            rows.append(
+                {
+                    "item": row.item,
+                    "label": row.label,
+                    **summary,
+                    "pct_favourable": 100 * share,
+                    "pct_favourable_conf_low": 100 * low,
+                    "pct_favourable_conf_high": 100 * high,
+                    "n": int(row.n),
+                }
+            )
+        figures["scorecard"] = pd.DataFrame(rows, columns=list(SCORECARD_COLUMNS))
+    if "effort" in statistics and statistics["effort"].at[0, "n"] > 0:
+        row = statistics["effort"].iloc[0]
+        n, bounds = int(row["n"]), (float(row["low"]), float(row["high"]))
+        name = ("organisation", "employee_effort", "ees")
+        summary = mean_with_interval(
+            name, n, row["mean"], row["variance"], bounds[1] - bounds[0], bounds
+        )
+        share, low, high = share_with_interval((*name, "share_easy"), n, row["share_easy"])
+        figures["effort"] = pd.Series(
+            {
+                **summary,
+                "share_easy": share,
+                "share_easy_conf_low": low,
+                "share_easy_conf_high": high,
+                "n": n,
+            }
+        )
+    if "enps" in statistics and statistics["enps"].at[0, "n"] > 0:
+        row = statistics["enps"].iloc[0]
+        n = int(row["n"])
+        name = ("organisation", "enps", "enps")
+        score, noise = noisy(row["nps"], mean_sensitivity(200.0, n), (*name, "nps"))
+        non_passive, _ = noisy(row["non_passive"], mean_sensitivity(1.0, n), (*name, "non_passive"))
+        net = min(max(score / 100, -1.0), 1.0)
+        spread = max(min(max(non_passive, 0.0), 1.0) - net**2, 0.0)
+        std_error = float(np.sqrt(100**2 * spread / n + noise))
+        z = stats.norm.ppf(0.5 + confidence / 2)
+        figures["enps"] = pd.Series(
+            {
+                "nps": score,
+                "std_error": std_error,
+                "conf_low": max(score - z * std_error, -100.0),
+                "conf_high": min(score + z * std_error, 100.0),
+                "n": n,
+            }
+        )
+    return figures
+
+
 # --------------------------------------------------------------------------------------------
 # Empirical-Bayes unit engagement
 
@@ -391,7 +698,7 @@ def shrunken_unit_engagement(
     variance ``v_uw = s²/n_uw`` (``engagement_noise_var``)::
 
         x_u  = Σ_w n_uw x_uw / Σ_w n_uw                  raw mean
-        v_u  = 1 / Σ_w (1 / v_uw)                        its sampling variance (≈ s² / Σ n_uw)
+        v_u  = Σ_w n_uw² v_uw / (Σ_w n_uw)²              its variance (= s² / Σ n_uw)
         τ²   = max(0, Σ_u (x_u − x̄)² / (K − 1) − mean(v_u))   between-unit variance (moments)
         μ    = Σ_u W_u x_u / Σ_u W_u,   W_u = 1 / (v_u + τ²)
         B_u  = v_u / (v_u + τ²)
@@ -404,10 +711,14 @@ def shrunken_unit_engagement(
     ``v_u`` are equal. ``(1 − B_u) v_u`` is the posterior variance with ``μ`` and ``τ²`` known;
     the ``B_u² / Σ W`` term adds the uncertainty of the estimated ``μ``. The uncertainty in
     ``τ²`` is ignored, so intervals are a little narrow when there are few units (Morris, 1983,
-    §4). Because ``v_uw`` pools one within-group variance, the n-weighted raw mean is also the
-    inverse-variance-weighted one. ``v_u`` treats the responses of different waves as
-    independent; the same people answering again makes the waves' errors correlated, so
-    ``v_u`` is an approximation that understates the noise a little. The target ``θ_u`` is the
+    §4). With ``v_uw = s²/n_uw`` (one pooled within-group variance) the n-weighted raw mean is
+    also the inverse-variance-weighted one and ``v_u = s²/Σ n_uw``. The published unit × wave
+    table adds the release noise ``2b²`` to ``v_uw`` (``analysis.estimate.released_unit_wave``);
+    ``v_u`` above is then the variance of the n-weighted mean of noisy cells, so the noise
+    widens the intervals and strengthens the shrinkage of small units. ``v_u`` treats the
+    responses of different waves as independent; the same people answering again makes the
+    waves' errors correlated, so ``v_u`` is an approximation that understates the noise a
+    little. The target ``θ_u`` is the
     unit's mean over the waves it was surveyed, not a forecast.
 
     Why shrink: a unit's raw mean is noisy in proportion to ``1/n``; ranking raw means puts
@@ -439,17 +750,17 @@ def shrunken_unit_engagement(
     n = rows["n_respondents"].astype("float64")
     grouped = rows.assign(
         weighted=n * rows["engagement_index"],
-        precision=1.0 / rows["engagement_noise_var"],
+        weighted_variance=n**2 * rows["engagement_noise_var"],
         n=n,
     ).groupby("unit_id", sort=True)
     table = grouped.agg(
         n_waves=("engagement_index", "size"),
         n_responses=("n", "sum"),
         weighted=("weighted", "sum"),
-        precision=("precision", "sum"),
+        weighted_variance=("weighted_variance", "sum"),
     )
     raw = (table["weighted"] / table["n_responses"]).to_numpy()
-    v = 1.0 / table["precision"].to_numpy()
+    v = (table["weighted_variance"] / table["n_responses"] ** 2).to_numpy()
     k = len(raw)
     # One unit gives no between-unit spread: τ² = 0 leaves it at its own mean (μ = x_u).
     tau2 = max(0.0, float(np.var(raw, ddof=1) - v.mean())) if k >= 2 else 0.0
@@ -536,7 +847,9 @@ def cell_significance(
         z_i   = d_i / √var_i,    p_i = 2 (1 − Φ(|z_i|))
 
     With the pooled ``v_i = s²/n_i`` of the panel this is ``s² (1/n_i − 1/Σ n)``, slightly
-    less than ``v_i``. The p-values of all shown cells are adjusted together by
+    less than ``v_i``. In the published table ``v_i`` also holds the release noise ``2b²``
+    (``analysis.estimate.released_unit_wave``), independent between cells, so the test counts
+    it. The p-values of all shown cells are adjusted together by
     Benjamini–Hochberg (``analysis.drivers.benjamini_hochberg``; Benjamini & Hochberg, 1995,
     *JRSS B* 57(1), 289–300), and a cell is ``significant`` when its adjusted p-value is at most
     ``alpha``. The wave mean uses shown cells only, so nothing here depends on a hidden value.

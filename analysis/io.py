@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import shutil
-import tempfile
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,8 @@ import yaml
 
 from analysis.contract import (
     DEFAULT_INSTRUMENT,
+    EMPLOYEE_SURVEY_FIXED,
+    MAX_TEXT_LENGTH,
     REQUIRED_SCALE,
     SCALE_NAMES,
     TABLE_NAMES,
@@ -53,7 +53,10 @@ class Problem:
     count: int = 1
 
     def __str__(self) -> str:
-        where = self.file if self.column is None else f"{self.file}, column {self.column!r}"
+        column = self.column
+        if column is not None and len(column) > 60:  # a message must stay readable
+            column = column[:57] + "…"
+        where = self.file if column is None else f"{self.file}, column {column!r}"
         text = f"{where}: {self.rule}"
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:ROWS_SHOWN])
@@ -112,9 +115,15 @@ def load_instrument(directory: Path) -> tuple[Instrument, list[Problem]]:
     path = directory / INSTRUMENT_FILE
     if not path.exists():
         return DEFAULT_INSTRUMENT, []
+    if problem := not_a_file(path, "the instrument"):
+        return DEFAULT_INSTRUMENT, [problem]
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+    except OSError as error:
+        return DEFAULT_INSTRUMENT, [
+            Problem(INSTRUMENT_FILE, None, f"cannot be read ({error.strerror})")
+        ]
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
         return DEFAULT_INSTRUMENT, [Problem(INSTRUMENT_FILE, None, f"is not valid YAML ({error})")]
     problems: list[Problem] = []
     scales = []
@@ -150,7 +159,7 @@ def load_instrument(directory: Path) -> tuple[Instrument, list[Problem]]:
                     "low < high; 'reverse' may only name its own items",
                 )
             )
-    problems += _instrument_name_problems(entries)
+    problems += _instrument_name_problems(entries) + _item_name_problems(entries)
     if problems:
         return DEFAULT_INSTRUMENT, problems
     return Instrument(tuple(scales)), []
@@ -191,8 +200,83 @@ def _instrument_name_problems(entries: dict) -> list[Problem]:
     return problems
 
 
+def _item_name_problems(entries: dict) -> list[Problem]:
+    """Item names are survey columns: not blank, not the survey's own columns, not too long."""
+    fixed = [c.name for c in EMPLOYEE_SURVEY_FIXED]
+    blank, own, long = [], [], []
+    for name, entry in entries.items():
+        items = entry.get("items") if isinstance(entry, dict) else None
+        for item in items if isinstance(items, list) else ():
+            text = str(item)
+            if not text.strip():
+                blank.append(str(name))
+            elif text in fixed:
+                own.append(f"{text!r} in {name}")
+            elif len(text) > MAX_TEXT_LENGTH:
+                long.append(str(name))
+    problems = []
+    if blank:
+        problems.append(
+            Problem(
+                INSTRUMENT_FILE,
+                None,
+                f"an item name is blank in {', '.join(dict.fromkeys(blank))}: name the survey "
+                "column that holds the answers",
+            )
+        )
+    if own:
+        problems.append(
+            Problem(
+                INSTRUMENT_FILE,
+                None,
+                f"an item cannot be one of the survey's own columns ({', '.join(fixed)}): "
+                f"{'; '.join(own)}; name the column that holds the answers",
+            )
+        )
+    if long:
+        problems.append(
+            Problem(
+                INSTRUMENT_FILE,
+                None,
+                f"an item name is longer than {MAX_TEXT_LENGTH} characters in "
+                f"{', '.join(dict.fromkeys(long))}: shorten the survey column's name",
+            )
+        )
+    return problems
+
+
 # --------------------------------------------------------------------------------------------
 # Reading one table
+
+
+def not_a_file(path: Path, what: str = "the table") -> Problem | None:
+    """A problem if ``path`` is not a regular file (or a link to one).
+
+    Checked before anything is opened: a folder cannot be read, and opening a named pipe
+    (FIFO) with no writer, or reading a device such as ``/dev/zero``, would never end.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        return Problem(path.name, None, f"cannot be read ({error.strerror})")
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return Problem(
+        path.name,
+        None,
+        f"is {kind}, not a file, so it is not read: replace it with {what} as a regular file",
+    )
 
 
 def find_table_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
@@ -201,6 +285,10 @@ def find_table_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
     for name in TABLE_NAMES:
         candidates = [directory / f"{name}{ext}" for ext in (".csv", ".parquet")]
         present = [p for p in candidates if p.exists()]
+        unreadable = [problem for p in present if (problem := not_a_file(p))]
+        if unreadable:
+            problems += unreadable
+            continue
         if len(present) == 2:
             problems.append(
                 Problem(
@@ -219,12 +307,16 @@ def find_table_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
 
 def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
     """Read a table without interpreting it: CSV cells stay strings, so ``007`` stays ``007``."""
+    if problem := not_a_file(path):  # a folder, a FIFO or a device: never opened
+        return None, [problem]
     if path.suffix == ".parquet":
         try:
             frame = pd.read_parquet(path)
         except Exception as error:  # pyarrow raises several unrelated types
             return None, [Problem(path.name, None, f"cannot be read as Parquet ({error})")]
-        return frame.reset_index(drop=True), []
+        frame = frame.reset_index(drop=True)
+        long = [str(c) for c in frame.columns if len(str(c)) > MAX_TEXT_LENGTH]
+        return (None, [_long_column_name(path.name, long)]) if long else (frame, [])
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             header = next(csv.reader(handle), None)
@@ -232,10 +324,17 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
         return None, [
             Problem(path.name, None, f"is not UTF-8 text ({error.reason} at byte {error.start})")
         ]
-    except csv.Error as error:  # e.g. a header cell over the csv module's 128 KiB field limit
+    except csv.Error as error:
+        if "field limit" in str(error):  # a header cell over the csv module's 128 KiB limit
+            return None, [_long_column_name(path.name, [])]
         return None, [Problem(path.name, None, f"has a header row that is not CSV ({error})")]
+    except OSError as error:
+        return None, [Problem(path.name, None, f"cannot be read ({error.strerror})")]
     if not header:
         return None, [Problem(path.name, None, "is empty: it needs at least a header row")]
+    long = [c for c in header if len(c) > MAX_TEXT_LENGTH]
+    if long:
+        return None, [_long_column_name(path.name, long)]
     seen, duplicated = set(), []
     for column in header:
         if column in seen:
@@ -258,7 +357,19 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
         )
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as error:
         return None, [Problem(path.name, None, f"is not well-formed CSV ({error})")]
+    except OSError as error:
+        return None, [Problem(path.name, None, f"cannot be read ({error.strerror})")]
     return frame.reset_index(drop=True), []
+
+
+def _long_column_name(file: str, names: list[str]) -> Problem:
+    shown = f" (the first starts {names[0][:40]!r}…)" if names else ""
+    return Problem(
+        file,
+        None,
+        f"a column name is longer than the {MAX_TEXT_LENGTH}-character limit{shown}: "
+        "shorten the header row's names",
+    )
 
 
 def _rows(mask: pd.Series) -> tuple[tuple[int, ...], int]:
@@ -281,6 +392,17 @@ def _parse_column(
         if pd.api.types.is_float_dtype(values):  # Parquet ids stored as numbers
             values = values.astype("Int64")
         parsed = values.astype("str").where(present, None).astype("string")
+        lengths = parsed.str.len()
+        long = (lengths > MAX_TEXT_LENGTH).fillna(False)
+        if long.any():  # checked first, and the cells dropped: nothing else reads them
+            longest = int(lengths.max())
+            return parsed.mask(long, pd.NA), _problem(
+                file,
+                spec.name,
+                f"text is longer than the {MAX_TEXT_LENGTH}-character limit (the longest has "
+                f"{longest:,}); shorten it",
+                long,
+            )
         if spec.kind == "id":
             parsed = parsed.str.strip()
             blank = present & (parsed == "")
@@ -572,6 +694,9 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = out[column].map({True: "true", False: "false"})
         elif pd.api.types.is_object_dtype(out[column]) or pd.api.types.is_string_dtype(out[column]):
             out[column] = spreadsheet_safe(out[column])
+    # Headers are cells too: a column named after an instrument scale or a covariate must not
+    # run as a formula either. undo_spreadsheet_safe on the names recovers them on reading.
+    out.columns = list(spreadsheet_safe(pd.Series([str(c) for c in out.columns], dtype=object)))
     return out
 
 
@@ -580,31 +705,46 @@ def write_tables(
     directory: Path | str,
     *,
     file_format: str = "csv",
-    extra_files: dict[str, str] | None = None,
+    extra_files: dict[str, str | bytes] | None = None,
+    kind: str = "tables",
 ) -> Path:
-    """Write tables (and small text files) as one directory, all or nothing.
+    """Write tables (and small text or binary files) as one directory, all or nothing.
 
-    Used for generated datasets and for result folders alike.
+    Used for generated datasets (``kind="dataset"``) and for result folders (``"results"``).
 
-    Everything is written into a temporary sibling directory that replaces ``directory`` only
-    once complete, so an interrupted run never leaves a half-written dataset behind.
+    ``directory`` must be new, empty, or a folder this function wrote before as the same
+    ``kind`` and holding nothing else (``analysis.folders.check_replaceable``): a folder holding
+    a user's files is refused with ``analysis.folders.OutputError``, never deleted. Everything is
+    written into a hidden sibling directory, marked with ``.inside-out``, that replaces
+    ``directory`` only once complete, in one atomic exchange; an interrupted or failed run leaves
+    the previous folder as it was and no staging folder behind. A full or read-only disk raises
+    ``analysis.folders.StorageError``.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a dataset is meant to be shared
-    try:
-        for name, frame in tables.items():
-            if file_format == "parquet":
-                frame.to_parquet(staging / f"{name}.parquet", index=False)
-            else:
-                _csv_ready(frame).to_csv(staging / f"{name}.csv", index=False, lineterminator="\n")
-        for name, text in (extra_files or {}).items():
-            (staging / name).write_text(text, encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    from analysis import folders
+
+    directory = folders.check_replaceable(directory, kind)
+    with folders.writing(directory.parent):
+        staging = folders.new_staging(directory)
+        try:
+            names = []
+            for name, frame in tables.items():
+                if file_format == "parquet":
+                    frame.to_parquet(staging / f"{name}.parquet", index=False)
+                    names.append(f"{name}.parquet")
+                else:
+                    _csv_ready(frame).to_csv(
+                        staging / f"{name}.csv", index=False, lineterminator="\n"
+                    )
+                    names.append(f"{name}.csv")
+            for name, content in (extra_files or {}).items():
+                if isinstance(content, bytes):
+                    (staging / name).write_bytes(content)
+                else:
+                    (staging / name).write_text(content, encoding="utf-8")
+                names.append(name)
+            folders.write_marker(staging, kind, names)
+            folders.replace_folder(staging, directory)
+        except BaseException:
+            folders.discard(staging)
+            raise
     return directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,22 @@ class EstimationError(ValueError):
 
 
 QUARTILE_LABELS = ("Bottom quartile", "Second quartile", "Third quartile", "Top quartile")
+QUARTILE_COLUMNS = (
+    "quartile",
+    "label",
+    "n_units",
+    "n_unit_waves",
+    "n_respondents",
+    "mean_engagement_index",
+    "n_responses",
+    "promoters",
+    "passives",
+    "detractors",
+    "nps",
+    "std_error",
+    "conf_low",
+    "conf_high",
+)
 
 
 def engagement_quartiles(engagement_index: pd.Series) -> pd.Series:
@@ -101,7 +118,7 @@ def nps_by_engagement_quartile(
                 "conf_high": score["conf_high"],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(QUARTILE_COLUMNS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +144,9 @@ def covariate_design(
     """Intercept, wave fixed effects and categorical covariates as dummy columns (no patsy).
 
     A covariate named in the parameters but absent from the data is skipped (the contract makes
-    ``region`` optional); a covariate with one level adds nothing.
+    ``region`` optional); a covariate with one level adds nothing. This spells every wave out as
+    a column, so a fit costs rows × waves²; the models use ``absorbed_design``, the same column
+    space with the waves absorbed. Kept as the reference the absorbed fits are tested against.
     """
     parts = [pd.DataFrame({"const": 1.0}, index=panel.index)]
     names = (["wave"] if wave_effects else []) + [c for c in covariates if c in panel.columns]
@@ -138,17 +157,182 @@ def covariate_design(
     return pd.concat(parts, axis=1)
 
 
+def _dummies(panel: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """``covariate_design``'s dummy columns of ``names`` (first level dropped), as one array."""
+    parts = [
+        pd.get_dummies(
+            panel[name].astype("string").fillna("(missing)"),
+            prefix=name,
+            drop_first=True,
+            dtype=float,
+        ).to_numpy(float)
+        for name in names
+    ]
+    return np.column_stack(parts) if parts else np.zeros((len(panel), 0))
+
+
+@dataclass(frozen=True)
+class Design:
+    """A model's covariates with the wave fixed effects absorbed instead of spelled out.
+
+    ``covariate_design`` writes the covariates as a constant, a dummy column for every wave but
+    the first and the dummies of each categorical covariate: with a thousand waves, a thousand
+    columns, and each weighted least-squares fit then costs rows × waves². This holds the same
+    column space as ``groups`` (each row's wave, ``0 … n_groups − 1``; one group for all rows
+    when the model has no wave effects, which is the constant) and ``dense`` (the other dummy
+    columns, no constant). By the Frisch–Waugh–Lovell theorem, least squares on the columns
+    after demeaning each within its group (weighted) gives the same slopes, fitted values and
+    residuals as least squares on the spelled-out design (Davidson & MacKinnon, 2004,
+    *Econometric Theory and Methods*, §2.4), at a cost of rows × dense columns².
+    """
+
+    dense: np.ndarray  # rows × p: the covariate dummies, no constant
+    groups: np.ndarray  # each row's absorbed group (wave), 0 … n_groups − 1
+    n_groups: int
+    n_columns: int  # columns of the spelled-out design: 1 + (n_groups − 1) + p
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def demean(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``values`` (one column or several) less their weighted mean within each group."""
+        values = np.asarray(values, dtype=float)
+        total = np.bincount(self.groups, weights, self.n_groups)
+        safe = np.where(total > 0, total, 1.0)
+        columns = values[:, None] if values.ndim == 1 else values
+        k = columns.shape[1]
+        # every column's group sums in one pass: cell (group, column) of a flat bincount
+        cell = (self.groups[:, None] * k + np.arange(k)).ravel()
+        sums = np.bincount(cell, (weights[:, None] * columns).ravel(), self.n_groups * k)
+        result = columns - (sums.reshape(self.n_groups, k) / safe[:, None])[self.groups]
+        return result[:, 0] if values.ndim == 1 else result
+
+    def fit(
+        self, predictors: np.ndarray, values: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted least squares of ``values`` (one column or several) on ``predictors``
+        (rows × k) and this design.
+
+        Returns the coefficients of the predictors, then the dense columns (none for the
+        absorbed groups); the regressors after demeaning (rows × (k + p)); and the residuals.
+        """
+        predictors = np.asarray(predictors, dtype=float)
+        predictors = predictors[:, None] if predictors.ndim == 1 else predictors
+        x = self.demean(np.column_stack([predictors, self.dense]), weights)
+        y = self.demean(values, weights)
+        if x.shape[1] == 0:
+            return np.zeros((0, *y.shape[1:])), x, y
+        root = np.sqrt(weights)
+        scaled = y * (root[:, None] if y.ndim == 2 else root)
+        coef, *_ = np.linalg.lstsq(x * root[:, None], scaled, rcond=None)
+        return coef, x, y - x @ coef
+
+
+def absorbed_design(
+    panel: pd.DataFrame, covariates: Sequence[str] = ("region",), wave_effects: bool = True
+) -> Design:
+    """``covariate_design``'s column space with the wave effects absorbed (see ``Design``)."""
+    names = [c for c in covariates if c in panel.columns]
+    dense = _dummies(panel, names)
+    if wave_effects and len(panel):
+        groups, levels = pd.factorize(panel["wave"], sort=True)
+        n_groups = len(levels)
+    else:
+        groups, n_groups = np.zeros(len(panel), dtype=np.intp), 1
+    return Design(dense, groups, n_groups, n_groups + dense.shape[1])
+
+
 def _weighted_residuals(
-    values: np.ndarray, design: np.ndarray, weights: np.ndarray
+    values: np.ndarray, design: np.ndarray | pd.DataFrame | Design, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted values and residuals of weighted least squares of ``values`` on ``design``."""
+    if isinstance(design, Design):
+        _, _, residual = design.fit(np.zeros((len(design), 0)), values, weights)
+        return values - residual, residual
+    design = np.asarray(design, dtype=float)
     root = np.sqrt(weights)
     coef, *_ = np.linalg.lstsq(design * root[:, None], values * root, rcond=None)
     fitted = design @ coef
     return fitted, values - fitted
 
 
+def two_way_residuals(
+    values: np.ndarray,
+    units: np.ndarray,
+    waves: np.ndarray,
+    weights: np.ndarray,
+    tolerance: float = 1e-13,
+) -> np.ndarray:
+    """Residuals of weighted least squares of each column of ``values`` on unit and wave effects.
+
+    ``units`` and ``waves`` are integer codes (``0 … U − 1``, ``0 … T − 1``). The unit effects
+    are absorbed exactly (weighted demeaning within unit); the wave effects ``α`` then solve the
+    normal equations ``D̃ᵀ W D̃ α = D̃ᵀ W ỹ`` of the unit-demeaned wave indicators ``D̃`` by
+    conjugate gradients with a diagonal preconditioner, without forming ``D̃``: a step costs
+    one pass over the rows, where least squares on spelled-out wave indicators costs
+    rows × waves² (the approach of ``reghdfe`` and ``fixest``; Correia, 2017, "Linear models
+    with high-dimensional fixed effects: an efficient and feasible estimator"). The iteration
+    stops when the normal equations hold to ``tolerance`` relative to their right-hand side,
+    checked on the true residual, so the result is the least-squares residual to rounding.
+    """
+    values = np.asarray(values, dtype=float)
+    columns = values[:, None] if values.ndim == 1 else values
+    n_units = int(units.max()) + 1 if len(units) else 0
+    n_waves = int(waves.max()) + 1 if len(waves) else 0
+    unit_total = np.bincount(units, weights, n_units)
+    safe_total = np.where(unit_total > 0, unit_total, 1.0)
+
+    def within_unit(x: np.ndarray) -> np.ndarray:
+        return x - (np.bincount(units, weights * x, n_units) / safe_total)[units]
+
+    def normal(alpha: np.ndarray) -> np.ndarray:  # D̃ᵀ W D̃ α; D̃ᵀ W v = Σ_t w v for v ⊥ units
+        return np.bincount(waves, weights * within_unit(alpha[waves]), n_waves)
+
+    # Preconditioner: the diagonal of D̃ᵀ W D̃, Σ_t w − Σ_u c_ut² / W_u with c_ut the weight of
+    # unit u in wave t (from the occupied unit-wave cells only)
+    cell, inverse = np.unique(units.astype(np.int64) * max(n_waves, 1) + waves, return_inverse=True)
+    cell_weight = np.bincount(inverse.ravel(), weights, len(cell))
+    shared = cell_weight**2 / safe_total[cell // max(n_waves, 1)]
+    diagonal = np.bincount(waves, weights, n_waves) - np.bincount(
+        cell % max(n_waves, 1), shared, n_waves
+    )
+    diagonal = np.where(diagonal > 0, diagonal, 1.0)
+
+    result = np.empty_like(columns)
+    for j in range(columns.shape[1]):
+        y = within_unit(columns[:, j])
+        b = np.bincount(waves, weights * y, n_waves)
+        limit = tolerance * float(np.linalg.norm(b))
+        alpha = np.zeros(n_waves)
+        for _ in range(5):  # restarts from the true residual, should rounding stall the recursion
+            residual = b - normal(alpha)
+            if float(np.linalg.norm(residual)) <= limit:
+                break
+            z = residual / diagonal
+            direction = z.copy()
+            rz = float(residual @ z)
+            for _ in range(2 * n_waves + 10):
+                m_direction = normal(direction)
+                curvature = float(direction @ m_direction)
+                if curvature <= 0 or rz <= 0:
+                    break
+                step = rz / curvature
+                alpha += step * direction
+                residual -= step * m_direction
+                if float(np.linalg.norm(residual)) <= limit:
+                    break
+                z = residual / diagonal
+                rz, previous = float(residual @ z), rz
+                direction = z + (rz / previous) * direction
+        result[:, j] = y - within_unit(alpha[waves])
+    return result[:, 0] if values.ndim == 1 else result
+
+
 def calibrate(
-    values: pd.Series, noise_var: pd.Series, design: pd.DataFrame, weights: pd.Series | None = None
+    values: pd.Series,
+    noise_var: pd.Series,
+    design: pd.DataFrame | Design,
+    weights: pd.Series | None = None,
 ) -> tuple[pd.Series, float]:
     """Regression calibration of an error-prone unit mean (empirical-Bayes shrinkage).
 
@@ -165,9 +349,7 @@ def calibrate(
     samples (staff answers and customer answers).
     """
     w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
-    fitted, residual = _weighted_residuals(
-        values.to_numpy(dtype=float), design.to_numpy(dtype=float), w
-    )
+    fitted, residual = _weighted_residuals(values.to_numpy(dtype=float), design, w)
     noise = noise_var.to_numpy(dtype=float)
     total = float(np.average(residual**2, weights=w))
     signal = max(total - float(np.average(noise, weights=w)), 0.05 * total)
@@ -178,7 +360,7 @@ def calibrate(
 def calibrate_jointly(
     values: pd.DataFrame,
     noise_var: pd.DataFrame,
-    design: pd.DataFrame,
+    design: pd.DataFrame | Design,
     weights: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Regression calibration of several error-prone unit means at once.
@@ -194,11 +376,12 @@ def calibrate_jointly(
     information about last quarter's true engagement.
     """
     w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
-    x = design.to_numpy(dtype=float)
     fitted = np.empty(values.shape)
     residual = np.empty(values.shape)
     for j, column in enumerate(values.columns):
-        fitted[:, j], residual[:, j] = _weighted_residuals(values[column].to_numpy(float), x, w)
+        fitted[:, j], residual[:, j] = _weighted_residuals(
+            values[column].to_numpy(float), design, w
+        )
     noise = noise_var.to_numpy(dtype=float)
     total = (residual * w[:, None]).T @ residual / w.sum()
     signal = total - np.diag(np.average(noise, axis=0, weights=w))
@@ -230,7 +413,7 @@ def nps_noise_var(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -> 
 
 
 def nps_precision_weights(
-    rows: pd.DataFrame, design: pd.DataFrame, within_unit: bool = False
+    rows: pd.DataFrame, design: pd.DataFrame | Design, within_unit: bool = False
 ) -> pd.Series:
     """Inverse-variance weights for unit NPS: ``1 / (τ² + σ²_i)``.
 
@@ -247,20 +430,35 @@ def nps_precision_weights(
     if within_unit:  # τ² of change within units: demean first; demeaning removes 1/T of noise
         outcome = outcome - outcome.groupby(rows["unit_id"]).transform("mean")
         noise_share = 1 - 1 / rows.groupby("unit_id")["wave"].transform("size")
-    _, residual = _weighted_residuals(
-        outcome.to_numpy(float), design.to_numpy(float), np.ones(len(rows))
-    )
+    _, residual = _weighted_residuals(outcome.to_numpy(float), design, np.ones(len(rows)))
     between = max(float(np.mean(residual**2)) - float((sampling * noise_share).mean()), 1.0)
     return 1.0 / (between + sampling)
 
 
-def _cluster_fit(y: pd.Series, design: pd.DataFrame, weights: pd.Series, clusters: pd.Series):
-    import statsmodels.api as sm
+def _cluster_fit(
+    y: pd.Series, predictors: pd.DataFrame, design: Design, weights: pd.Series, clusters: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
+    """WLS of ``y`` on ``predictors`` and ``design``: the predictors' coefficients and CR1 SEs.
 
-    codes = pd.factorize(clusters)[0]
-    return sm.WLS(y.to_numpy(float), design.to_numpy(float), weights=weights.to_numpy(float)).fit(
-        cov_type="cluster", cov_kwds={"groups": codes}, use_t=True
+    The same numbers as ``statsmodels`` ``WLS(...).fit(cov_type="cluster")`` on the spelled-out
+    design: the sandwich ``B (Σ_g s_g s_gᵀ) B · G/(G − 1) · (N − 1)/(N − K)`` with ``s_g`` the
+    cluster sums of ``w x̃ e`` and ``K`` the spelled-out design's columns. By Frisch–Waugh–Lovell
+    the block of the predictors is the same whether the absorbed wave effects are spelled out
+    or partialled out, so it costs rows × (predictors + dense columns)².
+    """
+    w = weights.to_numpy(float)
+    k = predictors.shape[1]
+    coef, x, residual = design.fit(predictors.to_numpy(float), y.to_numpy(float), w)
+    codes, uniques = pd.factorize(clusters)
+    scores = x * (w * residual)[:, None]
+    per_cluster = np.column_stack(
+        [np.bincount(codes, scores[:, j], len(uniques)) for j in range(x.shape[1])]
     )
+    bread = np.linalg.pinv((x * w[:, None]).T @ x)
+    n, g, columns = len(y), len(uniques), k + design.n_columns
+    covariance = bread @ (per_cluster.T @ per_cluster) @ bread
+    covariance *= g / (g - 1) * (n - 1) / (n - columns)
+    return coef[:k], np.sqrt(np.diag(covariance)[:k])
 
 
 def _row(
@@ -287,6 +485,22 @@ def _row(
         "n_obs": n_obs,
         "n_units": n_units,
         "method": method,
+    }
+
+
+def not_estimable_row(estimand: str, term: str, reason: str) -> dict:
+    """The row of an estimand the data cannot support: no numbers, ``method`` says why."""
+    return {
+        "estimand": estimand,
+        "term": term,
+        "estimate": np.nan,
+        "std_error": np.nan,
+        "conf_low": np.nan,
+        "conf_high": np.nan,
+        "p_value": np.nan,
+        "n_obs": 0,
+        "n_units": 0,
+        "method": f"not estimable: {reason}",
     }
 
 
@@ -333,14 +547,14 @@ def jackknife_se(estimates: np.ndarray) -> float:
 def _nps_slope(rows: pd.DataFrame, covariates: Sequence[str]) -> float:
     """``nps_on_engagement``'s point estimate on ``rows`` (the whole pipeline)."""
     sd_true = true_index_sd(rows)
-    design = covariate_design(rows, covariates)
+    design = absorbed_design(rows, covariates)
     weights = nps_precision_weights(rows, design)
     calibrated, _ = calibrate(
         rows["engagement_index"], rows["engagement_noise_var"], design, weights
     )
-    x = np.column_stack([calibrated.to_numpy(float) / sd_true, design.to_numpy(float)])
-    root = np.sqrt(weights.to_numpy(float))
-    coef, *_ = np.linalg.lstsq(x * root[:, None], rows["nps"].to_numpy(float) * root, rcond=None)
+    coef, _, _ = design.fit(
+        calibrated.to_numpy(float) / sd_true, rows["nps"].to_numpy(float), weights.to_numpy(float)
+    )
     return float(coef[0])
 
 
@@ -407,21 +621,21 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
         & rows["engagement_half_b"].notna()
     ]
     rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
-    weights = nps_precision_weights(rows, covariate_design(rows, ()), within_unit=True)
+    if rows["unit_id"].nunique() < 2:
+        return not_estimable_row(
+            "nps_on_engagement_within",
+            "engagement_sd",
+            f"{rows['unit_id'].nunique()} customer-facing units have staff answers in both "
+            "fixed halves and customer answers in two or more waves (need 2)",
+        )
+    weights = nps_precision_weights(rows, absorbed_design(rows, ()), within_unit=True)
     groups = rows["unit_id"]
     measures = ["nps", "engagement_index", "engagement_half_a", "engagement_half_b"]
-    waves = covariate_design(rows, covariates=(), wave_effects=True).drop(columns="const")
-    columns = pd.concat([rows[measures], waves], axis=1).astype(float)
-    total = weights.groupby(groups).transform("sum")
-    demeaned = columns - columns.mul(weights, axis=0).groupby(groups).transform("sum").div(
-        total, axis=0
-    )
     w = weights.to_numpy(float)
-    wave_design = demeaned[waves.columns].to_numpy(float)
-    cleaned = {
-        name: _weighted_residuals(demeaned[name].to_numpy(float), wave_design, w)[1]
-        for name in measures
-    }
+    unit_codes = pd.factorize(groups)[0]
+    wave_codes = pd.factorize(rows["wave"])[0]
+    residuals = two_way_residuals(rows[measures].to_numpy(float), unit_codes, wave_codes, w)
+    cleaned = {name: residuals[:, j] for j, name in enumerate(measures)}
     unit = groups.to_numpy()
     a = pd.Series(w * cleaned["nps"] * cleaned["engagement_index"]).groupby(unit).sum()
     b = (
@@ -429,6 +643,12 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
         .groupby(unit)
         .sum()
     )
+    if b.sum() == 0:
+        return not_estimable_row(
+            "nps_on_engagement_within",
+            "engagement_sd",
+            "engagement does not change within any unit",
+        )
     slope = float(a.sum() / b.sum())
     g = len(a)
     std_error = float(np.sqrt(g / (g - 1) * np.sum(((a - slope * b) / b.sum()) ** 2)))
@@ -488,9 +708,16 @@ def engagement_on_prior_nps(
             )
         )  # pooled s²_w over the half's size
     rows = pd.concat(orientations, ignore_index=True)
+    if rows["unit_id"].nunique() < 2:
+        return not_estimable_row(
+            "engagement_on_prior_nps",
+            "prior_nps_per_10_points",
+            f"{rows['unit_id'].nunique()} customer-facing units have staff answers in one fixed "
+            "half, the other half's in the wave before and customer answers before it (need 2)",
+        )
     sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
     weights = rows["outcome_n"].astype(float)
-    design = covariate_design(rows, covariates)
+    design = absorbed_design(rows, covariates)
     noise = pd.DataFrame(
         {
             "lag": rows["lag_noise"],
@@ -504,16 +731,17 @@ def engagement_on_prior_nps(
         [
             (calibrated["prior_nps"] / 10).rename("prior_nps_10"),
             (calibrated["lag"] / sd_true).rename("engagement_lag_sd"),
-            design,
         ],
         axis=1,
     )
-    fit = _cluster_fit(rows["outcome"] / sd_true, predictors, weights, rows["unit_id"])
+    params, bse = _cluster_fit(
+        rows["outcome"] / sd_true, predictors, design, weights, rows["unit_id"]
+    )
     return _row(
         "engagement_on_prior_nps",
         "prior_nps_per_10_points",
-        float(fit.params[0]),
-        float(fit.bse[0]),
+        float(params[0]),
+        float(bse[0]),
         int(rows["unit_id"].nunique()) - 1,
         len(rows[["unit_id", "wave"]].drop_duplicates()),
         int(rows["unit_id"].nunique()),

@@ -160,7 +160,8 @@ def clustered_mean_difference(
 
     over the ``G`` clusters in either group (Cameron & Miller, 2015). t interval and two-sided
     p-value with ``G − 1`` df. Returns ``estimate, std_error, conf_low, conf_high, p_value,
-    n_obs, n_units``.
+    n_obs, n_units``; all but the counts are NaN when a group has no observations or there is
+    only one cluster (no variance can be estimated from one).
     """
 
     def influence(group: pd.DataFrame) -> tuple[float, pd.Series, float]:
@@ -168,6 +169,20 @@ def clustered_mean_difference(
         mean = float(group["total"].sum()) / n
         return mean, (group["total"] - mean * group["n"]) / n, n
 
+    n_a, n_b = float(first["n"].sum()), float(second["n"].sum())
+    clusters = len(first.index.union(second.index))
+    if n_a == 0 or n_b == 0 or clusters < 2:  # a side without data, or one cluster: no SE
+        return pd.Series(
+            {
+                "estimate": np.nan,
+                "std_error": np.nan,
+                "conf_low": np.nan,
+                "conf_high": np.nan,
+                "p_value": np.nan,
+                "n_obs": int(n_a + n_b),
+                "n_units": clusters,
+            }
+        )
     a, influence_a, n_a = influence(first)
     b, influence_b, n_b = influence(second)
     combined = influence_a.sub(influence_b, fill_value=0.0)

@@ -2,13 +2,57 @@
 
 Every sentence carries its number, its interval and its n, so the report never states a finding
 without saying how sure we are and how much data it rests on.
+
+Names from the data (units, regions, items) may contain any characters. They reach the page
+escaped and with the Unicode bidirectional controls removed (``BIDI_CONTROLS``: an override
+such as U+202E would otherwise reverse the text that follows it on the page), and they reach
+figures literally (``figure_text``). ``analysis.report.render_page`` removes the same controls
+from every finished page, so HTML made any other way (``DataFrame.to_html`` in a notebook,
+Markdown, printed text) is covered too.
 """
 
 from __future__ import annotations
 
 import html
 
+import matplotlib as mpl
 import pandas as pd
+
+# Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the left-to-right and
+# right-to-left marks (U+200E, U+200F) and the Arabic letter mark (U+061C): invisible
+# characters that reorder the text around them (the "Trojan Source" trick). Displayed names lose
+# them; a name in a right-to-left script still reads correctly, as each sits in its own cell.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+_NO_BIDI = str.maketrans(dict.fromkeys(BIDI_CONTROLS))
+
+
+def plain_text(text: object) -> str:
+    """Text as it may be shown: a string without bidirectional controls (``None`` is empty)."""
+    if text is None or (not isinstance(text, str) and pd.isna(text)):
+        return ""
+    return str(text).translate(_NO_BIDI)
+
+
+def html_table(table: pd.DataFrame, **options) -> str:
+    """A display table as escaped HTML, names made safe: the one way tables reach the page.
+
+    Every text cell and heading loses its bidirectional controls (``plain_text``) and is
+    escaped; ``options`` go to ``DataFrame.to_html`` (``float_format`` for instance).
+    """
+    shown = table.copy()
+    for column in shown.columns:
+        values = shown[column]
+        if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+            shown[column] = values.map(plain_text, na_action="ignore")
+    shown.columns = [plain_text(c) for c in shown.columns]
+    settings = {"index": False, "border": 0, "classes": "io-table", **options, "escape": True}
+    return shown.to_html(**settings)
+
+
+def level(confidence: float) -> str:
+    """A confidence level as a percentage that prints exactly: ``95%``, ``99.9%``."""
+    text = f"{100 * confidence:.1f}".removesuffix(".0")
+    return f"{text}%"
 
 
 def signed(value: float, digits: int = 1) -> str:
@@ -35,29 +79,34 @@ def quartile_table_html(table: pd.DataFrame, confidence: float = 0.95) -> str:
             "Mean engagement index (0–100)": table["mean_engagement_index"].map("{:.1f}".format),
             "Customer answers (n)": table["n_responses"].map("{:,}".format),
             "NPS": table["nps"].map(signed),
-            f"{confidence:.0%} interval": [
+            f"{level(confidence)} interval": [
                 interval(lo, hi)
                 for lo, hi in zip(table["conf_low"], table["conf_high"], strict=True)
             ],
         }
     )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+    return html_table(shown)
 
 
 def figure_text(values: pd.Series) -> pd.Series:
     """Names from the data made safe as figure labels: shown literally, never as mathtext.
 
     matplotlib reads text between two ``$`` as a formula, so a unit called ``Store $5 $\\frac$``
-    would stop a figure from rendering (``ParseSyntaxException``) and with it the report. An
-    escaped ``\\$`` is drawn as a dollar sign.
+    would stop a figure from rendering (``ParseSyntaxException``) and with it the report. The
+    house style (``figures.use_house_style``) turns formulas off altogether
+    (``text.parse_math``), and the names are left as they are; without it, ``$`` is escaped
+    as ``\\$``, which is drawn as a dollar sign. Bidirectional controls are removed.
     """
-    return values.astype("string").fillna("").str.replace("$", r"\$", regex=False)
+    text = values.map(plain_text, na_action="ignore").astype("string").fillna("")
+    if mpl.rcParams["text.parse_math"]:
+        text = text.str.replace("$", r"\$", regex=False)
+    return text
 
 
 def paragraph(text: str, css_class: str = "") -> str:
     """Escape text into an HTML paragraph (names in the data may contain any characters)."""
     attribute = f' class="{css_class}"' if css_class else ""
-    return f"<p{attribute}>{html.escape(text)}</p>"
+    return f"<p{attribute}>{html.escape(plain_text(text))}</p>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,14 +131,14 @@ def _ci(row: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
 
 def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """The findings as sentences, each with its number, 95% interval and n."""
-    level = f"{1 - alpha:.0%} CI"
+    ci = f"{level(1 - alpha)} CI"
     sentences = []
     row = _get(estimates, "nps_on_engagement")
     if row is not None:
         direction = "higher" if row["estimate"] >= 0 else "lower"
         sentences.append(
             f"Units one standard deviation higher in engagement had customer NPS "
-            f"{abs(row['estimate']):.1f} points {direction} in the following quarter ({level} "
+            f"{abs(row['estimate']):.1f} points {direction} in the following quarter ({ci} "
             f"{_ci(row)}; {int(row['n_units'])} units, {int(row['n_obs']):,} unit-quarters)."
         )
     row = _get(estimates, "churn_hazard_on_engagement")
@@ -99,7 +148,7 @@ def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]
         sentences.append(
             f"Customers of units one standard deviation higher in engagement had a "
             f"{abs(change):.0f}% {word} risk of leaving at any time (hazard ratio "
-            f"{row['estimate']:.2f}, {level} "
+            f"{row['estimate']:.2f}, {ci} "
             f"{row['conf_low']:.2f} to {row['conf_high']:.2f}; {int(row['n_obs']):,} customers "
             f"in {int(row['n_units'])} units)."
         )
@@ -108,12 +157,12 @@ def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]
     if nps_gap is not None:
         text = (
             f"Top-quartile units led bottom-quartile units by {signed(nps_gap['estimate'])} "
-            f"NPS points ({level} {_ci(nps_gap)}; {int(nps_gap['n_units'])} units)"
+            f"NPS points ({ci} {_ci(nps_gap)}; {int(nps_gap['n_units'])} units)"
         )
         if retention_gap is not None:
             text += (
                 f" and by {signed(retention_gap['estimate'])} percentage points in "
-                f"12-month customer retention ({level} {_ci(retention_gap)}; "
+                f"12-month customer retention ({ci} {_ci(retention_gap)}; "
                 f"{int(retention_gap['n_obs']):,} customer-waves)"
             )
         sentences.append(text + ".")
@@ -122,7 +171,7 @@ def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]
     if row is not None and churn is not None and _significant(churn, alpha):
         sentences.append(
             f"About {100 * row['estimate']:.0f}% of engagement's link with churn runs through "
-            f"customer NPS ({level} {100 * row['conf_low']:.0f}% to "
+            f"customer NPS ({ci} {100 * row['conf_low']:.0f}% to "
             f"{100 * row['conf_high']:.0f}%; {int(row['n_units'])} units)."
         )
     return sentences
@@ -204,7 +253,11 @@ CAVEATS = (
 
 def list_html(items: list[str], css_class: str = "") -> str:
     attribute = f' class="{css_class}"' if css_class else ""
-    return f"<ul{attribute}>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+    return (
+        f"<ul{attribute}>"
+        + "".join(f"<li>{html.escape(plain_text(i))}</li>" for i in items)
+        + "</ul>"
+    )
 
 
 SCALE_LABELS = {
@@ -253,7 +306,7 @@ def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
         {
             "Question": [ESTIMAND_LABELS[e][0] for e in rows["estimand"]],
             "Estimate": rows["estimate"].map("{:.2f}".format),
-            "95% interval": [
+            f"{level(1 - alpha)} interval": [
                 f"{lo:.2f} to {hi:.2f}"
                 for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)
             ],
@@ -263,7 +316,7 @@ def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
             "Method": rows["method"],
         }
     )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+    return html_table(shown)
 
 
 def _number(value: float, kind: str) -> str:
@@ -294,7 +347,7 @@ def coverage_table_html(coverage: pd.DataFrame) -> str:
             "Note": coverage["note"].fillna(""),
         }
     )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+    return html_table(shown)
 
 
 def reliability_table_html(reliability: pd.DataFrame) -> str:
@@ -331,4 +384,79 @@ def reliability_table_html(reliability: pd.DataFrame) -> str:
             "Verdict": reliability["verdict"],
         }
     )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+    return html_table(shown)
+
+
+# --------------------------------------------------------------------------------------------
+# Findings that rest on one unit (analysis.estimate.one_unit_fragility)
+
+FRAGILITY_SUBJECTS = {
+    "nps_on_engagement": "The link between engagement and the next quarter's customer NPS",
+    "nps_on_engagement_within": "The link between engagement and NPS within the same unit",
+    "engagement_on_prior_nps": "The reverse link, from customer NPS to later engagement",
+    "churn_hazard_on_engagement": "The link between engagement and customers' risk of leaving",
+    "nps_quartile_gap": "The NPS gap between the top and bottom engagement quartiles",
+    "retention_quartile_gap": "The retention gap between the top and bottom engagement quartiles",
+    "nps_mediated_share": "The share of the churn link that runs through NPS",
+}
+NO_FRAGILE_FINDING = (
+    "No finding changes its significance or its direction when any single unit is left out."
+)
+
+
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
+def fragility_sentences(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """One sentence per finding that leaving out a single unit would change; no unit is named.
+
+    Reads ``fragile_to_one_unit``, ``n_units_flip_significance`` and ``n_units_flip_sign`` of
+    ``estimates.csv``; an empty list when the columns are absent or nothing is fragile. The
+    unit is never named, shown or suppressed: a sentence naming a hidden unit would say that
+    its answers drive a headline.
+    """
+    if "fragile_to_one_unit" not in estimates:
+        return []
+    sentences = []
+    for _, row in estimates.iterrows():
+        subject = FRAGILITY_SUBJECTS.get(row["estimand"])
+        if subject is None or not _flag(row["fragile_to_one_unit"]):
+            continue
+        significance = int(row.get("n_units_flip_significance", 0) or 0)
+        sign = int(row.get("n_units_flip_sign", 0) or 0)
+        significant = _significant(row, alpha)
+        if significance:
+            which = "a single unit" if significance == 1 else f"any one of {significance} units"
+            if significant:
+                sentences.append(
+                    f"{subject} rests on {which}: without it, it would not be significant."
+                )
+            else:
+                sentences.append(
+                    f"{subject} is not significant, but leaving out {which} would make it so: "
+                    "treat it as unsettled either way."
+                )
+        if sign and significant:
+            which = "a single unit" if sign == 1 else f"any one of {sign} units"
+            sentences.append(
+                f"The direction of {subject[0].lower()}{subject[1:]} rests on {which}: "
+                "without it, the estimate would change sign."
+            )
+    return sentences
+
+
+def release_noise_sentence(epsilon: float, min_group_size: int) -> str:
+    """What the release noise on unit × wave figures means, in points, for two group sizes.
+
+    The noise on a 0–100 average of ``n`` answers is Laplace with scale ``100 / (n ε)``, so its
+    standard deviation is ``√2 · 100 / (n ε)`` (``analysis.privacy``).
+    """
+    sizes = sorted({min_group_size, max(4 * min_group_size, 20)})
+    spreads = [f"about ±{2**0.5 * 100 / (n * epsilon):.0f} points for {n}" for n in sizes]
+    return (
+        "Each unit's engagement in each wave is published with random noise, so that no "
+        "one's answers can be worked out by comparing two reports (differential privacy, "
+        f"ε = {epsilon:g}): one standard deviation of noise is {' and '.join(spreads)} "
+        "respondents. Intervals, the tests of each cell and the shrunken ranking include it."
+    )

@@ -108,33 +108,48 @@ def nps_counts_in_windows(
     ``unit_id, wave, promoters, passives, detractors, n_responses``. Windows that overlap (a
     window longer than the gap between waves) count a response in each.
     """
-    window = pd.Timedelta(days=window_days)
+    window = np.timedelta64(int(window_days), "D")
     score = customer_nps["likelihood_to_recommend"].to_numpy()
     category = np.where(score >= PROMOTER_MIN, 0, np.where(score <= DETRACTOR_MAX, 2, 1))
     # integer unit codes once: a string group-by per wave costs seconds at ten million answers
     codes, units = pd.factorize(customer_nps["unit_id"], sort=True)
-    cells = codes * 3 + category
     responded_on = customer_nps["responded_on"].to_numpy()
+    wave_values = np.sort(pd.unique(pd.Series(waves)))
     columns = ["unit_id", "wave", "promoters", "passives", "detractors"]
-    frames = []
-    for wave in np.sort(pd.unique(pd.Series(waves))):
-        start, end = (wave - window, wave) if before else (wave, wave + window)
-        end = min(end, as_of) if as_of is not None else end
-        inside = (responded_on > np.datetime64(start)) & (responded_on <= np.datetime64(end))
-        counts = np.bincount(cells[inside], minlength=3 * len(units)).reshape(-1, 3)
-        answered = counts.sum(axis=1) > 0
-        frames.append(
-            pd.DataFrame(
-                {
-                    "unit_id": units[answered],
-                    "wave": wave,
-                    "promoters": counts[answered, 0],
-                    "passives": counts[answered, 1],
-                    "detractors": counts[answered, 2],
-                }
-            )
-        )
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if len(wave_values) == 0:
+        result = pd.DataFrame(columns=columns)
+        result["n_responses"] = result[["promoters", "passives", "detractors"]].sum(axis=1)
+        return result
+    observed = np.ones(len(responded_on), dtype=bool)
+    if as_of is not None:
+        observed = responded_on <= np.datetime64(pd.Timestamp(as_of))
+    # The waves whose window holds an answer are a run of consecutive waves, found by binary
+    # search: after a wave, wave < answer ≤ wave + window; before it, wave − window < answer
+    # ≤ wave. The work is the number of (answer, window) pairs, not answers × waves.
+    if before:
+        first = np.searchsorted(wave_values, responded_on, side="left")
+        stop = np.searchsorted(wave_values, responded_on + window, side="left")
+    else:
+        first = np.searchsorted(wave_values, responded_on - window, side="left")
+        stop = np.searchsorted(wave_values, responded_on, side="left")
+    length = np.where(observed, np.maximum(stop - first, 0), 0)
+    who = np.repeat(np.arange(len(responded_on)), length)
+    k = np.repeat(first - np.cumsum(length) + length, length) + np.arange(len(who))
+    n_units = len(units)
+    cells, inverse = np.unique(k.astype(np.int64) * n_units + codes[who], return_inverse=True)
+    inverse = inverse.ravel()
+    counts = [
+        np.bincount(inverse, category[who] == c, len(cells)).astype("int64") for c in (0, 1, 2)
+    ]
+    result = pd.DataFrame(
+        {
+            "unit_id": units.take(cells % max(n_units, 1)),
+            "wave": wave_values[cells // max(n_units, 1)],
+            "promoters": counts[0],
+            "passives": counts[1],
+            "detractors": counts[2],
+        }
+    )
     result["n_responses"] = result[["promoters", "passives", "detractors"]].sum(axis=1)
     return result
 
@@ -163,26 +178,31 @@ def customers_at_waves(
     since = customers["since"].to_numpy()
     churned = customers["churned_on"].fillna(pd.Timestamp.max.normalize()).to_numpy()
     codes, units = pd.factorize(customers["unit_id"], sort=True)
-    frames = []
-    for wave in np.sort(pd.unique(pd.Series(waves))):
-        wave = pd.Timestamp(wave)
-        end = min(wave + window, as_of)
-        at_risk = (since <= wave.to_datetime64()) & (churned > wave.to_datetime64())
-        churn_in = at_risk & (churned <= end.to_datetime64())
-        stop = np.minimum(churned, end.to_datetime64())
-        days = np.where(at_risk, (stop - wave.to_datetime64()) / np.timedelta64(1, "D"), 0.0)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "unit_id": units,
-                    "customers_at_risk": np.bincount(codes, at_risk, len(units)).astype("int64"),
-                    "churned_in_window": np.bincount(codes, churn_in, len(units)).astype("int64"),
-                    "exposure_days": np.bincount(codes, np.clip(days, 0, None), len(units)),
-                    "wave": wave,
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    wave_index = pd.DatetimeIndex(np.sort(pd.unique(pd.Series(waves))))
+    wave_values = wave_index.to_numpy()
+    ends = np.minimum(wave_values + window.to_timedelta64(), pd.Timestamp(as_of).to_datetime64())
+    # A customer is at risk at the waves in [since, churned): a run of consecutive waves, found
+    # by binary search, so the work is the (customer, wave) pairs at risk, not customers × waves.
+    first = np.searchsorted(wave_values, since, side="left")
+    length = np.maximum(np.searchsorted(wave_values, churned, side="left") - first, 0)
+    who = np.repeat(np.arange(len(since)), length)
+    k = np.repeat(first - np.cumsum(length) + length, length) + np.arange(len(who))
+    churn_in = churned[who] <= ends[k]
+    stop = np.minimum(churned[who], ends[k])
+    days = np.clip((stop - wave_values[k]) / np.timedelta64(1, "D"), 0, None)
+    n_units, n_waves = len(units), len(wave_values)
+    cell = k.astype(np.int64) * n_units + codes[who]
+    size = n_waves * n_units
+    # every unit at every wave (zero where none is at risk), wave by wave
+    return pd.DataFrame(
+        {
+            "unit_id": units.take(np.tile(np.arange(n_units), n_waves)),
+            "customers_at_risk": np.bincount(cell, minlength=size).astype("int64"),
+            "churned_in_window": np.bincount(cell, churn_in, size).astype("int64"),
+            "exposure_days": np.bincount(cell, days, size).astype(float),
+            "wave": np.repeat(wave_values, n_units),
+        }
+    )
 
 
 def unit_wave_panel(

@@ -1,5 +1,6 @@
-"""Small-group suppression: no displayed employee figure rests on fewer than ``min_group_size``.
+"""Privacy of what the report shows: small-group suppression, then release noise.
 
+**Suppression.** No displayed employee figure rests on fewer than ``min_group_size``.
 Model inputs may use every response. Anything displayed (tables, figures, HTML) that is derived
 from employee answers passes through :func:`suppress` first, and any total or average over a
 coarser grouping is taken from :func:`safe_totals`. The guarantee: no published figure, alone or
@@ -43,10 +44,56 @@ declared ``parents`` are the only totals published (declare every one, including
 tables over the same respondents); it rules out exact recovery, not bounds (a hidden group of
 five whose published mean is the scale maximum still tells that all five answered the maximum,
 exactly as a visible group of five would).
+
+**Release noise** (:func:`laplace_mechanism`, the one function every employee-derived mean or
+share passes through before it reaches a reader). Suppression is blind to a reader holding two
+releases: a reviewer reruns the kit after one more respondent joined a unit of exactly
+``min_group_size``, and ``n₂ m₂ − n₁ m₁`` on the two unit × wave tables is that person's score.
+Rounding would leave the difference exact whenever the two means round apart; a
+release-to-release guard would need the earlier releases, which the kit does not keep and a
+reader may hold from anywhere. The defence is the Laplace mechanism of differential privacy
+(Dwork, McSherry, Nissim & Smith, 2006, "Calibrating noise to sensitivity in private data
+analysis", *TCC*, LNCS 3876, 265–284): publish ``m + Lap(b)``, density ``e^{−|x|/b} / 2b``,
+with ``b = Δ / ε``, ``Δ`` the figure's sensitivity and ``ε`` the parameter
+``privacy_epsilon``.
+
+*Neighbours and sensitivity.* Two datasets are neighbours when they differ in one survey
+response (one person's answers in one wave) replaced by any other; the counts, published
+exactly, are then equal. A mean of ``n`` answers in ``[low, high]`` changes by
+``(x' − x)/n``, so ``Δ = R/n`` with ``R = high − low`` (100 for a 0–100 index, 200 for eNPS on
+−100 … 100, ``high − low`` on a raw scale, 1 for a share). A sample variance moves by at most
+``R²/n`` (see :func:`variance_sensitivity`); a pooled within-group variance with ``df`` degrees
+of freedom by less than ``R²/df``. Adding a person is covered too: the release without them does
+not depend on their answers, and the release with them is ε-private in their answers with ``n``
+its own published count (the mean of ``n − 1`` answers plus theirs moves by at most ``R/n``
+when theirs changes). Presence is not protected (the count says one more person answered);
+answers are. Each released figure is ε-differentially private: any output is at most ``e^ε``
+times likelier under one answer than under any other.
+
+*Composition.* One response enters several figures (its unit-wave's scale indices, the pooled
+variance, the quartile means, the organisation-wide figures). By basic composition the
+release is private at the sum of their budgets (about 31ε for one response under the default
+instrument; README, "Privacy"); a person answering ``k`` waves is ``k`` responses; every
+release with other data or parameters spends its budget again.
+
+*The noise source.* Each figure's standard Laplace draw is a pseudo-random function of a secret
+and the figure's name (:func:`standard_laplace`). The secret (:func:`data_secret`) is SHA-256
+over a domain tag and every value of the parsed tables and the instrument, bound to every
+parameter by :func:`release_for`. The same data and parameters give byte-identical releases;
+any other value or parameter gives independent noise, so two releases never share a draw that
+subtraction could cancel; a reader without every raw value cannot reproduce the noise. A draw
+seeded from the figure's name and ``seed`` alone would be shared by both releases and cancel
+exactly in ``n₂ m̃₂ − n₁ m̃₁``; a secret from the manifest's per-file hashes would be public. Honest
+uncertainty: the noise variance ``2b²`` comes back with every released figure, and intervals
+and precision weights computed from released figures add it. Residual risks, and which
+outputs stay exact, are listed in README.md, "Privacy".
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -65,11 +112,19 @@ __all__ = [
     "MIN_GROUP_SIZE_FLOOR",
     "SUPPRESSED",
     "SUPPRESSION",
+    "Release",
     "assert_no_disclosure",
+    "data_secret",
     "disclosure_risks",
+    "laplace_mechanism",
+    "mean_sensitivity",
+    "release_for",
     "safe_totals",
     "small_group_reason",
+    "standard_laplace",
     "suppress",
+    "variance_sensitivity",
+    "widened_interval",
 ]
 
 _TOLERANCE = 1e-8
@@ -387,15 +442,14 @@ def _revealed_set(
     unknown = np.flatnonzero(hidden)
     if not (counts[unknown] < min_group_size).any():
         return None
-    matrix = _equation_matrix(equations, unknown, len(hidden))
-    matrix = matrix[matrix.any(axis=1)]
-    patterns, inverse = np.unique(matrix.T, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    class_counts = np.bincount(inverse, weights=counts[unknown], minlength=len(patterns))
-    reduced = patterns.T  # one column per class of interchangeable unknowns
-    small = np.flatnonzero((class_counts < min_group_size) & reduced.any(axis=0))
+    keys, inverse, n_equations = _unknown_classes(equations, unknown, len(hidden))
+    class_counts = np.bincount(inverse, weights=counts[unknown], minlength=len(keys))
+    small = np.flatnonzero((class_counts < min_group_size) & (keys >= 0).any(axis=1))
     if small.size == 0:  # no published total involves a small class
         return None
+    reduced = np.zeros((n_equations, len(keys)))  # one column per class of interchangeable unknowns
+    in_class, slot = np.nonzero(keys >= 0)
+    reduced[keys[in_class, slot], in_class] = 1.0
 
     def rows_of(chosen: np.ndarray) -> np.ndarray:
         return unknown[np.isin(inverse, chosen)]
@@ -499,6 +553,42 @@ def _break_revelation(plan: _Plan, equations: list[_Group], revealed: np.ndarray
     equations[fallback].withheld = COMPLEMENTARY
 
 
+def _unknown_classes(
+    equations: list[_Group], unknown: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The classes of ``np.unique(A.T, axis=0)`` for ``A = _equation_matrix(...)``, its all-zero
+    rows dropped, without forming ``A`` (equations × unknowns: gigabytes for a thousand waves).
+
+    Each grouping partitions the rows, so an unknown's column of ``A`` has at most one 1 per
+    grouping: it is given by the positions of its equations, one per grouping, and the classes
+    are the distinct sorted position lists (unknowns × groupings, sorted in ``n log n``). 0/1
+    columns in ascending order are position lists in descending order (padded at the end with
+    a position past the last), so reversing that order gives ``np.unique``'s. Returns ``keys``
+    (classes × groupings: each class's equation positions, ``-1`` padding), each unknown's
+    class, and the number of equations with an unknown (the rows of ``A`` kept).
+    """
+    position = np.full(n_rows, -1)
+    position[unknown] = np.arange(unknown.size)
+    slots = {grouping: i for i, grouping in enumerate(dict.fromkeys(g.grouping for g in equations))}
+    table = np.full((unknown.size, max(len(slots), 1)), -1, dtype=np.int64)
+    kept = 0
+    for group in equations:
+        inside = position[group.members]
+        inside = inside[inside >= 0]
+        if inside.size:
+            table[inside, slots[group.grouping]] = kept
+            kept += 1
+    padded = np.sort(np.where(table < 0, kept, table), axis=1)
+    if (kept + 1) ** padded.shape[1] < 2**62:  # rows as one integer each, in the same order
+        weights = (kept + 1) ** np.arange(padded.shape[1] - 1, -1, -1, dtype=np.int64)
+        _, first, inverse = np.unique(padded @ weights, return_index=True, return_inverse=True)
+        keys = padded[first]
+    else:
+        keys, inverse = np.unique(padded, axis=0, return_inverse=True)
+    keys, inverse = keys[::-1], len(keys) - 1 - inverse.ravel()
+    return np.where(keys >= kept, -1, keys), inverse, kept
+
+
 def _equation_matrix(equations: list[_Group], unknown: np.ndarray, n_rows: int) -> np.ndarray:
     """``A[g, j] = 1`` when unknown ``j`` belongs to published group ``g``."""
     column = np.full(n_rows, -1)
@@ -524,7 +614,14 @@ def _groups(table: pd.DataFrame, parents: list[Grouping], counts: np.ndarray) ->
                 code, unique = pd.factorize(table[column], sort=True, use_na_sentinel=False)
                 codes.append(code)
                 uniques.append(unique)
-            combined, inverse = np.unique(np.column_stack(codes), axis=0, return_inverse=True)
+            stacked = np.column_stack(codes)
+            sizes = [max(len(u), 1) for u in uniques]
+            if np.prod(sizes, dtype=float) < 2**62:  # one integer per row, in the same order
+                flat = np.ravel_multi_index(tuple(stacked.T), sizes)
+                _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+                combined = stacked[first]
+            else:
+                combined, inverse = np.unique(stacked, axis=0, return_inverse=True)
             inverse = inverse.ravel()
             order = np.argsort(inverse, kind="stable")
             members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
@@ -642,3 +739,201 @@ def _counts(table: pd.DataFrame, count: str) -> np.ndarray:
             f"count column {count!r} must hold whole numbers ≥ 0; {int(bad.sum())} row(s) do not"
         )
     return numbers.astype("int64")
+
+
+# --- release: the Laplace mechanism -------------------------------------------------------------
+
+#: Domain tag of every digest here, so that no hash published elsewhere (the manifest's
+#: per-file SHA-256) can stand in for one of them.
+RELEASE_DOMAIN = b"inside-out/privacy-release/v1"
+
+
+@dataclass(frozen=True)
+class Release:
+    """The privacy budget of one figure and the secret its noise is derived from.
+
+    Build it with :func:`release_for`. ``key`` is a secret: it is never written, shown or
+    logged (it is left out of ``repr``), and anyone holding it could remove the noise.
+    """
+
+    epsilon: float
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epsilon, int | float) and np.isfinite(self.epsilon)):
+            raise ValueError(f"epsilon must be a finite number, not {self.epsilon!r}")
+        if self.epsilon <= 0:
+            raise ValueError(f"epsilon must be positive, not {self.epsilon!r}")
+        if not isinstance(self.key, bytes) or len(self.key) < 16:
+            raise ValueError("the release key must be at least 16 secret bytes")
+
+
+def data_secret(dataset) -> bytes:
+    """SHA-256 over the domain tag and every input value: the seed of all noise, kept secret.
+
+    The digest covers each table's name, row count, columns and types, every value (pandas'
+    per-row hashes of the parsed tables) and the parsed instrument. It is computed from the
+    content, not the files' bytes, so the same data stored as CSV or Parquet, with or without a
+    byte-order mark, give the same release; any change to any value gives an unrelated secret,
+    and so fresh noise.
+
+    It is not derived from the per-file SHA-256 digests that ``manifest.json`` publishes (the
+    tag comes first, and they hash bytes, not values), nor from the ``seed`` parameter: a reader
+    of the report holds neither the data nor this digest.
+    """
+    from analysis.contract import TABLE_NAMES
+
+    digest = hashlib.sha256(RELEASE_DOMAIN + b"\0data\0")
+    for name in TABLE_NAMES:
+        frame = getattr(dataset, name)
+        columns = "\0".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
+        _update(digest, name.encode(), len(frame))
+        _update(digest, columns.encode())
+        rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        digest.update(rows.astype("<u8").tobytes())
+    _update(digest, repr(getattr(dataset, "instrument", None)).encode())
+    return digest.digest()
+
+
+def release_for(dataset, parameters) -> Release:
+    """The :class:`Release` of one run: the data's secret, bound to every parameter.
+
+    Same data and parameters give the same key, so a rerun (a reviewer's) publishes
+    byte-identical figures. Any other input byte, or any other parameter value, gives an
+    independent key and so fresh noise: two releases never share a draw that subtraction could
+    cancel (with a shared draw ``L``, ``n₂ m̃₂ − n₁ m̃₁ = x + (range/ε)(L − L)`` would be the
+    added person's answer exactly; and two budgets ``ε₁ ≠ ε₂`` over the same draw would give the
+    figure itself by solving two equations).
+    """
+    settings = parameters.to_notebook() if hasattr(parameters, "to_notebook") else dict(parameters)
+    text = json.dumps(settings, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(RELEASE_DOMAIN + b"\0release\0")
+    _update(digest, data_secret(dataset))
+    _update(digest, text)
+    return Release(float(settings["privacy_epsilon"]), digest.digest())
+
+
+def standard_laplace(release: Release, figures: Sequence[Sequence[object]]) -> np.ndarray:
+    """One standard Laplace draw (density ``½ e^{−|x|}``) per figure, from the secret.
+
+    Each figure is named by a tuple (table, column, unit, wave …). Its draw comes from keyed
+    BLAKE2b of that name under ``release.key`` (a pseudo-random function): 53 bits give a
+    uniform ``u`` in (0, 1), and the inverse distribution function gives
+    ``L = ln(2u)`` for ``u < ½`` and ``−ln(2 − 2u)`` otherwise. A figure's draw depends on the
+    secret and its own name only, not on which other figures exist.
+    """
+    keyed = hashlib.blake2b(key=release.key[:64], digest_size=8)
+    words = bytearray()
+    for figure in figures:
+        digest = keyed.copy()
+        digest.update("\x1f".join([_figure_part(part) for part in figure]).encode("utf-8"))
+        words += digest.digest()
+    integers = np.frombuffer(bytes(words), dtype=">u8")
+    uniforms = ((integers >> np.uint64(11)).astype("float64") + 0.5) / 2.0**53
+    return np.where(
+        uniforms < 0.5, np.log(2 * uniforms), -np.log(np.maximum(2 - 2 * uniforms, 1e-300))
+    )
+
+
+def laplace_mechanism(
+    values,
+    sensitivity,
+    figures: Sequence[Sequence[object]],
+    release: Release,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The one release function: ``value + Lap(sensitivity / ε)`` for each figure.
+
+    Parameters
+    ----------
+    values : array-like of float
+        The exact figures (missing where nothing is shown; they stay missing).
+    sensitivity : array-like of float
+        Each figure's largest change when one response is replaced by any other (see the
+        module docstring: ``range / n`` for a mean of ``n`` answers whose count is published).
+        A missing, zero-count or infinite sensitivity leaves the figure missing.
+    figures : sequence of tuples
+        A stable, unique name per figure, such as ``("unit_wave", "engagement_index", unit,
+        wave)``; it selects the figure's draw (:func:`standard_laplace`).
+    release : Release
+        The budget ``ε`` per figure and the secret key.
+
+    Returns
+    -------
+    (noisy, noise_variance)
+        Arrays of the shape of ``values``: the released figures and the variance of the noise
+        added, ``2 b²`` with ``b = sensitivity / ε``, which every published interval and every
+        downstream precision weight must add to the sampling variance.
+    """
+    values = np.asarray(values, dtype="float64")
+    sensitivity = np.broadcast_to(np.asarray(sensitivity, dtype="float64"), values.shape)
+    if len(figures) != values.size:
+        raise ValueError(f"{len(figures)} figure names for {values.size} values")
+    scale = sensitivity / release.epsilon
+    usable = np.isfinite(values) & np.isfinite(scale) & (scale >= 0)
+    noisy = np.full(values.shape, np.nan)
+    variance = np.full(values.shape, np.nan)
+    if usable.any():
+        positions = np.flatnonzero(usable.ravel())
+        draws = standard_laplace(release, [figures[i] for i in positions])
+        flat_noisy, flat_variance = noisy.reshape(-1), variance.reshape(-1)
+        flat_scale = scale.reshape(-1)[positions]
+        flat_noisy[positions] = values.reshape(-1)[positions] + flat_scale * draws
+        flat_variance[positions] = 2 * flat_scale**2
+    return noisy, variance
+
+
+def mean_sensitivity(value_range: float, count) -> np.ndarray:
+    """``range / n``: how far one response can move a mean of ``n`` published answers."""
+    count = np.asarray(count, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, value_range / count, np.nan)
+
+
+def variance_sensitivity(value_range: float, count) -> np.ndarray:
+    """``range² / n``: how far one response can move a sample variance (``n − 1`` divisor).
+
+    Replacing one of ``n`` values in ``[0, R]`` changes the sum of squared deviations by at
+    most ``(1 − 1/n) R²`` (it is ``(1 − 1/n)(x − x̄₋)²`` plus a constant in that value, with
+    ``x̄₋`` the mean of the others), hence the variance by at most ``R² / n``.
+    """
+    count = np.asarray(count, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 1, value_range**2 / count, np.nan)
+
+
+def widened_interval(estimate, low, high, noise_variance, confidence: float):
+    """Add the noise variance to an interval: each half-width ``h`` becomes ``√(h² + z² 2b²)``.
+
+    Keeps the interval's own shape (a Wilson interval stays asymmetric) and adds the release
+    noise in quadrature, as independent errors add. ``z`` is the normal quantile of
+    ``confidence``.
+    """
+    from scipy import stats
+
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    estimate = np.asarray(estimate, dtype="float64")
+    extra = z**2 * np.asarray(noise_variance, dtype="float64")
+    below = np.sqrt((estimate - np.asarray(low, dtype="float64")) ** 2 + extra)
+    above = np.sqrt((np.asarray(high, dtype="float64") - estimate) ** 2 + extra)
+    return estimate - below, estimate + above
+
+
+def _update(digest, data: bytes | int, length: int | None = None) -> None:
+    """Feed ``data`` with its length first, so that no two inputs run together."""
+    if isinstance(data, int):
+        digest.update(data.to_bytes(8, "big"))
+        return
+    digest.update(len(data).to_bytes(8, "big"))
+    digest.update(data)
+    if length is not None:
+        digest.update(int(length).to_bytes(8, "big"))
+
+
+def _figure_part(part: object) -> str:
+    if type(part) is str:
+        return part
+    if isinstance(part, pd.Timestamp | np.datetime64 | dt.date):
+        return pd.Timestamp(part).strftime("%Y-%m-%d")
+    if pd.api.types.is_scalar(part) and pd.isna(part):
+        return "\0missing"
+    return str(part)

@@ -1,10 +1,14 @@
 """Render the leadership report: run the notebooks with papermill, turn them into HTML.
 
-This module and ``analysis.io`` are the only ones that write files. A run builds everything in a
-hidden staging folder under the reports folder and moves it into place as ``<run-id>/`` only when
-every notebook has run and every page has rendered; ``latest`` then points to it. A failed run
-therefore never touches an earlier report: its staging folder is kept as ``.failed-<run-id>`` so
-the partial executed notebook can be opened.
+This module and ``analysis.io`` are the only ones that write files, and only where
+``analysis.folders`` allows: a reports folder that is new, empty or the kit's own. The data,
+the parameters and the output folder are checked, and every estimate computed, before anything
+is created. A run then builds everything in a hidden staging folder ``.partial-<run-id>`` under
+the reports folder and moves it into place as ``<run-id>/`` only when every notebook has run and
+every page has rendered; ``latest`` then points to it. A failed run never touches an earlier
+report: its staging folder is kept as ``.failed-<run-id>`` (the last three are kept) so the
+partial executed notebook can be opened. An interrupted run (Ctrl-C, SIGTERM), a full or
+read-only disk, or a refused input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from analysis import folders
 from analysis.io import load_dataset, write_tables
 from analysis.parameters import Parameters
 from analysis.provenance import build_manifest
@@ -59,15 +64,6 @@ class ReportError(RuntimeError):
         self.notebook = notebook
 
 
-def _new_run_id(out_root: Path) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id, suffix = stamp, 1
-    while (out_root / run_id).exists():
-        suffix += 1
-        run_id = f"{stamp}-{suffix}"
-    return run_id
-
-
 def _kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
 
@@ -90,8 +86,30 @@ def _ipc_kernel_manager():
         def __init__(self, **kwargs):
             prefix = Path(tempfile.gettempdir()) / f"inside-out-{uuid.uuid4().hex[:16]}"
             super().__init__(transport="ipc", ip=str(prefix), **kwargs)
+            _KERNELS.append(self)
 
     return IpcKernelManager
+
+
+_KERNELS: list = []  # the kernel managers this process started, for _stop_quietly
+
+
+def _stop_quietly(signum: int, _frame) -> None:
+    """In a notebook worker told to stop: kill its kernels, remove their files, exit at once.
+
+    Left alone, an orphaned kernel notices a second later, prints a warning and leaves its
+    socket and connection files in the temporary folder.
+    """
+    for manager in _KERNELS:
+        process = getattr(manager.provisioner, "process", None)
+        try:
+            if process is not None:
+                process.kill()
+            manager.cleanup_connection_file()
+            manager.cleanup_ipc_files()
+        except Exception:  # exiting anyway; nothing better to do
+            pass
+    os._exit(128 + signum)
 
 
 def execute_notebook(
@@ -131,6 +149,48 @@ def _execute_timed(
     return execute_notebook(page, out_dir, parameters, notebooks_dir), time.monotonic() - started
 
 
+def _ignore_interrupts() -> None:
+    """In a notebook worker: Ctrl-C is for the main process, which stops the workers itself.
+
+    A terminal sends Ctrl-C to every process of the command; without this each worker would
+    print its own traceback. The main process ends a worker with SIGTERM (``_stop_workers``).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_quietly)
+
+
+@contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started in this block ignore Ctrl-C from birth, while they import.
+
+    A Ctrl-C pressed in these few milliseconds is lost; one pressed later stops the run.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(
+            signal.SIGINT, previous if previous is not None else signal.default_int_handler
+        )
+
+
+def _stop_workers(pool) -> None:
+    """End the workers and their kernels now, rather than waiting for their notebooks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
 def run_notebooks(
     out_dir: Path,
     parameters: dict,
@@ -142,20 +202,25 @@ def run_notebooks(
     """Run every page's notebook, two at a time (they only read the data and the results).
 
     On two cores two kernels at once nearly halve the time; more would only queue. The first
-    failure stops the run: notebooks not yet started are cancelled.
+    failure stops the run: notebooks not yet started are cancelled. Ctrl-C or SIGTERM stops
+    the running ones too.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     executed: dict[str, Path] = {}
+    futures = {}
     # spawn, not fork: forking a process whose BLAS threads are running can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {
-            pool.submit(_execute_timed, page, out_dir, parameters, notebooks_dir): page
-            for page in pages
-        }
-        progress(f"[notebooks] running {len(pages)} notebooks, {workers} at a time")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_interrupts
+    ) as pool:
         try:
+            with _children_ignore_ctrl_c():  # workers start here, one per submit
+                futures = {
+                    pool.submit(_execute_timed, page, out_dir, parameters, notebooks_dir): page
+                    for page in pages
+                }
+            progress(f"[notebooks] running {len(pages)} notebooks, {workers} at a time")
             for future in as_completed(futures):
                 page = futures[future]
                 executed[page.slug], seconds = future.result()
@@ -163,6 +228,11 @@ def run_notebooks(
                     f"[notebooks {len(executed)}/{len(pages)}] {page.notebook} done in "
                     f"{seconds:.1f} s"
                 )
+        except KeyboardInterrupt:
+            # no cancel() here: Python 3.11's pool then fails on the cancelled futures of the
+            # workers it finds stopped, with a traceback from its own thread
+            _stop_workers(pool)
+            raise
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -184,6 +254,8 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
         )
         # ids were written safe for spreadsheets ('=1+1); the notebooks join on the originals
         tables[name] = table.apply(undo_spreadsheet_safe)
+        # headers too: io._csv_ready neutralises column names like cells
+        tables[name].columns = undo_spreadsheet_safe(pd.Series(table.columns, dtype=object))
     return tables
 
 
@@ -221,7 +293,7 @@ def ensure_results(
         from analysis.estimate import estimate_all
 
         results = estimate_all(load_dataset(data_dir), parameters)
-        write_tables(results.tables(), results_dir, extra_files={RESULTS_KEY: key})
+        write_tables(results.tables(), results_dir, extra_files={RESULTS_KEY: key}, kind="results")
     return read_results(results_dir)
 
 
@@ -242,6 +314,8 @@ def render_page(executed: Path, destination: Path, context: dict) -> Path:
     """Turn an executed notebook into a self-contained HTML page with the code hidden."""
     from nbconvert import HTMLExporter
 
+    from analysis.narrative import plain_text
+
     notebook = nbformat.read(executed, as_version=4)
     _describe_figures(notebook)
     exporter = HTMLExporter(
@@ -256,15 +330,11 @@ def render_page(executed: Path, destination: Path, context: dict) -> Path:
         notebook,
         resources={"inside_out": {**context, "css": css}, "metadata": {"name": context["title"]}},
     )
+    # Names may carry bidirectional controls (U+202E …) that reorder the text around them; the
+    # page is final here (nbconvert has decoded every entity), so one pass removes them all.
+    body = plain_text(body)
     destination.write_text(body, encoding="utf-8")
     return destination
-
-
-def _point_latest(out_root: Path, run_id: str) -> None:
-    link = out_root / "latest"
-    staging_link = out_root / f".latest-{run_id}"
-    staging_link.symlink_to(run_id, target_is_directory=True)
-    os.replace(staging_link, link)
 
 
 def build_report(
@@ -280,30 +350,35 @@ def build_report(
     ``pages`` and ``notebooks_dir`` let a research group run its own set of notebooks; the page
     whose slug is ``index`` is the entry page, and every page links to every other.
 
-    Returns the new run's folder. Raises ``analysis.io.DatasetError`` (nothing is written) or
-    ``ReportError`` (the earlier report stays; the partial run is kept as ``.failed-<run-id>``).
+    Returns the new run's folder. Raises ``analysis.folders.OutputError``,
+    ``analysis.io.DatasetError`` or ``analysis.linkage.EstimationError`` before anything is
+    written, or ``ReportError`` (the earlier report stays; the partial run is kept as
+    ``.failed-<run-id>``).
     """
-    data_dir, out_root = Path(data_dir).resolve(), Path(out_root).resolve()
+    data_dir = Path(data_dir).resolve()
+    out_root = folders.check_run_root(out_root, "reports", inputs=[data_dir])
     started = time.monotonic()
     progress(f"Validating {data_dir}")
     dataset = load_dataset(data_dir)
+    from analysis.estimate import estimate_all
+
+    def estimate_progress(message: str) -> None:
+        progress(f"[estimate] {message}")
+
+    # estimated before the run folder exists: data too thin to estimate creates nothing
+    results = estimate_all(dataset, parameters, estimate_progress)
     run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    with staged_run(out_root) as (staging, run_id):
+    with staged_run(out_root, "reports", inputs=[data_dir]) as (staging, run_id):
         manifest = build_manifest(data_dir, dataset.files, parameters, run_id, run_at)
         notebook_parameters = {
             "data_dir": str(data_dir),
             "output_dir": str(staging / "results"),
             **parameters.to_notebook(),
         }
-        from analysis.estimate import estimate_all
-
-        def estimate_progress(message: str) -> None:
-            progress(f"[estimate] {message}")
-
-        results = estimate_all(dataset, parameters, estimate_progress)
         write_tables(
             results.tables(),
             staging / "results",
+            kind="results",
             extra_files={RESULTS_KEY: results_key(data_dir, parameters)},
         )
         executed = run_notebooks(staging, notebook_parameters, progress, pages, notebooks_dir)
@@ -316,6 +391,7 @@ def build_report(
                 "git_commit": manifest["git_commit"],
                 "parameters": manifest["parameters"],
                 "inputs": manifest["inputs_sha256"],
+                "dataset": manifest["dataset"],
                 "packages": manifest["packages"],
                 "pages": [
                     {"href": f"{p.slug}.html", "title": p.title, "current": p.slug == page.slug}
@@ -337,33 +413,68 @@ def build_report(
 # Publishing any run atomically, and the calibration study's page
 
 
+def _leaves_nothing(error: BaseException) -> bool:
+    """Failures that keep no ``.failed-`` folder: interruptions, refusals, a full disk."""
+    if not isinstance(error, Exception):  # Ctrl-C, SIGTERM, SystemExit
+        return True
+    from analysis.io import DatasetError
+    from analysis.linkage import EstimationError
+    from analysis.parameters import ParameterError
+
+    refusals = (DatasetError, ParameterError, EstimationError, folders.OutputError)
+    return isinstance(error, (*refusals, folders.StorageError))
+
+
 @contextmanager
-def staged_run(out_root: Path | str) -> Iterator[tuple[Path, str]]:
+def staged_run(
+    out_root: Path | str,
+    kind: str = "reports",
+    *,
+    inputs: tuple[Path, ...] | list[Path] = (),
+    clock: Callable[[], dt.datetime] = folders.utc_now,
+) -> Iterator[tuple[Path, str]]:
     """Build a run in ``out_root/.partial-<run-id>``; publish it only if the block completes.
 
-    On success the folder becomes ``<run-id>/`` and ``latest`` points to it (an atomic rename
-    and an atomic symlink swap). On any failure it is kept as ``.failed-<run-id>`` and nothing
-    else under ``out_root`` changes, so a previous good run stays published. Every report is
-    published this way: ``build_report`` and the calibration study's.
+    ``out_root`` must be acceptable to ``analysis.folders.check_run_root`` (new, empty or the
+    kit's own; ``kind`` is "reports" or "calibration"); it is marked as the kit's. The run id
+    comes from ``clock`` and is reserved with an exclusive ``mkdir``, so runs started in the
+    same second get distinct ids. On success the folder becomes ``<run-id>/`` and ``latest``
+    points to it (an atomic rename and an atomic symlink swap). A failure of a notebook or of
+    the kit keeps it as ``.failed-<run-id>`` (the newest ``KEEP_FAILED`` are kept); an
+    interruption, a refused input or a disk error removes it. Either way nothing else under
+    ``out_root`` changes, so a previous good run stays published. Every report is published
+    this way: ``build_report`` and the calibration study's.
     """
-    out_root = Path(out_root).resolve()
-    out_root.mkdir(parents=True, exist_ok=True)
-    run_id = _new_run_id(out_root)
-    staging = out_root / f".partial-{run_id}"
-    staging.mkdir()
+    out_root = folders.check_run_root(out_root, kind, inputs=inputs)
+    folders.claim_run_root(out_root, kind)
+    with folders.writing(out_root):
+        staging, run_id = folders.reserve_run(out_root, clock)
     try:
-        yield staging, run_id
+        with folders.writing(out_root):
+            yield staging, run_id
+    except ReportError as error:
+        failed = _keep_failed(out_root, staging, run_id)
+        partial = failed / error.notebook.relative_to(staging) if error.notebook else failed
+        raise ReportError(
+            f"{error}\nPartial executed notebook: {partial}\nThe previous report is unchanged."
+        ) from None
     except BaseException as error:
-        failed = out_root / f".failed-{run_id}"
-        os.replace(staging, failed)
-        if isinstance(error, ReportError):
-            partial = failed / error.notebook.relative_to(staging) if error.notebook else failed
-            raise ReportError(
-                f"{error}\nPartial executed notebook: {partial}\nThe previous report is unchanged."
-            ) from None
+        if _leaves_nothing(error):
+            folders.discard(staging)
+        else:
+            _keep_failed(out_root, staging, run_id)
         raise
-    os.replace(staging, out_root / run_id)
-    _point_latest(out_root, run_id)
+    with folders.shielded(), folders.writing(out_root):
+        os.replace(staging, out_root / run_id)
+        folders.point_latest(out_root, run_id)
+
+
+def _keep_failed(out_root: Path, staging: Path, run_id: str) -> Path:
+    failed = out_root / f".failed-{run_id}"
+    with folders.shielded():
+        os.replace(staging, failed)
+        folders.prune_failed(out_root)
+    return failed
 
 
 CALIBRATION_PAGE = Page("index", "calibration.ipynb", "Calibration study")
@@ -427,15 +538,21 @@ def build_calibration_report(
     if workers < 1:
         raise ParameterError(f"workers must be at least 1, not {workers}")
     conditions = tuple(conditions or calibration.default_conditions())
+    out_root = folders.check_run_root(out_root, "calibration")
     started = time.monotonic()
-    with staged_run(out_root) as (staging, run_id):
-        table = calibration.run_study(
-            conditions, replicates, base_seed=base_seed, workers=workers, progress=progress
-        )
-        design = calibration.conditions_table(conditions, replicates)
-        summary = calibration.summarise(table, design, alpha)
+    # simulated before the run folder exists: an interrupted study leaves nothing behind
+    table = calibration.run_study(
+        conditions, replicates, base_seed=base_seed, workers=workers, progress=progress
+    )
+    design = calibration.conditions_table(conditions, replicates)
+    summary = calibration.summarise(table, design, alpha)
+    with staged_run(out_root, "calibration") as (staging, run_id):
         results = staging / "results"
-        write_tables({"replicates": table, "summary": summary, "conditions": design}, results)
+        write_tables(
+            {"replicates": table, "summary": summary, "conditions": design},
+            results,
+            kind="results",
+        )
         progress(f"[calibration] simulated in {time.monotonic() - started:.0f} s; rendering")
         executed = execute_notebook(
             CALIBRATION_PAGE, staging, {"output_dir": str(results), "alpha": alpha}, notebooks_dir
@@ -464,6 +581,7 @@ def build_calibration_report(
             "git_commit": manifest["git_commit"],
             "parameters": manifest["parameters"],
             "inputs": manifest["code_sha256"],
+            "dataset": None,  # every study is simulated
             "packages": manifest["packages"],
             "pages": [],
         }
@@ -471,7 +589,7 @@ def build_calibration_report(
         (staging / "manifest.json").write_text(
             json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
         )
-    final = Path(out_root).resolve() / run_id
+    final = out_root / run_id
     progress(
         f"Calibration report ready in {time.monotonic() - started:.0f} s: {final / 'index.html'}"
     )

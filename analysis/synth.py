@@ -124,6 +124,8 @@ class StudyDesign:
     share_customer_facing: float = 0.8
     median_unit_size: float = 10.0
     unit_size_spread: float = 0.9  # SD of log unit size
+    min_unit_size: int = 2  # employees in the smallest unit (1 for one-person units)
+    max_unit_size: int = 400  # employees in the largest unit
     response_rate: float = 0.70
     annual_staff_turnover: float = 0.15
     customers_per_employee: float = 7.0
@@ -270,8 +272,8 @@ def generate(
     customer_facing = rng_units.random(n) < d.share_customer_facing
     size = np.clip(
         np.round(d.median_unit_size * np.exp(d.unit_size_spread * rng_units.standard_normal(n))),
-        2,
-        400,
+        d.min_unit_size,
+        d.max_unit_size,
     )
     size = size.astype(int)
     unit_ids = np.array([f"{i + 1:04d}" for i in range(n)])

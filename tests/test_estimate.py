@@ -71,6 +71,9 @@ def test_every_estimand_is_a_tidy_row(studies):
         "n_units",
         "method",
         "p_adjusted",
+        "fragile_to_one_unit",
+        "n_units_flip_significance",
+        "n_units_flip_sign",
     ]
     tested = results.estimates.dropna(subset=["p_value"])
     assert (tested["p_adjusted"] >= tested["p_value"]).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import shutil
 import subprocess
@@ -344,7 +345,7 @@ def test_header_cell_beyond_the_csv_field_limit_is_a_clear_error(study, tmp_path
     (study / "units.csv").write_text('"' + "x" * 200_000 + '"\n0001\n', encoding="utf-8")
     result = _estimate(study, tmp_path / "out")
     assert result.returncode == 2
-    assert "units.csv: has a header row that is not CSV" in result.stderr
+    assert "units.csv: a column name is longer than the 200-character limit" in result.stderr
 
 
 # Strings that break naive CSV, HTML or spreadsheets; each must survive as data.
@@ -488,13 +489,15 @@ def hostile_report(small_study_master, tmp_path_factory) -> tuple[Path, Path, di
     column, so the ids are what the pages show. A region has a dollar formula, units.csv a BOM.
     """
     data = Path(shutil.copytree(small_study_master, tmp_path_factory.mktemp("r") / "data"))
-    units = _read(data, "units")
-    names = {
-        units.loc[0, "unit_id"]: '<b>"Bold, Inc."</b>',
-        units.loc[1, "unit_id"]: "=1+1",
-        units.loc[2, "unit_id"]: "$\\frac$ store",
-        units.loc[3, "unit_id"]: "O'Neil & <i>Sons</i>",
-    }
+    # the four units with the highest customer NPS among the well-measured: the customer NPS
+    # page lists the top ten by name
+    answers = _read(data, "customer_nps")
+    score = pd.to_numeric(answers["likelihood_to_recommend"])
+    answers["nps"] = 100 * ((score >= 9).astype(int) - (score <= 6).astype(int))
+    by_unit = answers.groupby("unit_id")["nps"].agg(["mean", "size"])
+    top = by_unit[by_unit["size"] >= by_unit["size"].median()].nlargest(4, "mean").index
+    hostile = ['<b>"Bold, Inc."</b>', "=1+1", "$\\frac$ store", "O'Neil & <i>Sons</i>"]
+    names = dict(zip(top, hostile, strict=True))
     for table in TABLE_NAMES:
         frame = _read(data, table)
         frame["unit_id"] = frame["unit_id"].replace(names)
@@ -516,14 +519,15 @@ def hostile_report(small_study_master, tmp_path_factory) -> tuple[Path, Path, di
 def test_hostile_ids_reach_the_html_report_as_text(hostile_report):
     _, root, names = hostile_report
     run = (root / "latest").resolve()
-    assert sorted(p.name for p in root.iterdir()) == sorted(["latest", run.name])  # no partial
+    assert sorted(p.name for p in root.iterdir()) == sorted([".inside-out", "latest", run.name])
     pages = {p.name: p.read_text(encoding="utf-8") for p in run.glob("*.html")}
     assert len(pages) == 6
     text = "\n".join(pages.values())
     assert "<b>" not in text and "<i>Sons" not in text  # never markup
-    assert "&lt;b&gt;&quot;Bold, Inc.&quot;&lt;/b&gt;" in pages["internal_measures.html"] or (
-        '&lt;b&gt;"Bold, Inc."&lt;/b&gt;' in pages["internal_measures.html"]
-    )
+    # Which units the rankings list depends on the data (and the release noise); whichever
+    # hostile ids are listed must arrive escaped, as text.
+    escaped = {html.escape(name, quote=quote) for name in names.values() for quote in (True, False)}
+    assert any(form in text for form in escaped if "&" in form), "no hostile id is shown"
     unit_wave = pd.read_csv(run / "results" / "unit_wave.csv", dtype={"unit_id": str})
     assert {'<b>"Bold, Inc."</b>', "'=1+1", "$\\frac$ store"} <= set(unit_wave["unit_id"])
 

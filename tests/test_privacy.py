@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import linalg
+from scipy import linalg, stats
 
 from analysis import privacy
 from analysis.parameters import MIN_GROUP_SIZE_FLOOR
 from analysis.privacy import (
     COMPLEMENTARY,
+    Release,
     assert_no_disclosure,
     disclosure_risks,
     safe_totals,
@@ -461,3 +464,108 @@ def test_the_attacker_beats_primary_suppression_alone():
         leaks += linear_algebra_attack(table, shown, naive, M)
         leaked += bool(leaks)
     assert leaked >= 10
+
+
+# --- the release: Laplace noise from a secret ---------------------------------------------------
+
+
+def _release(tag: str = "test", epsilon: float = 1.0) -> Release:
+    return Release(epsilon, hashlib.sha256(tag.encode()).digest())
+
+
+def test_noise_has_the_laplace_spread_it_claims():
+    """Over many figures the noise of a 0–100 mean of n answers has SD √2 · 100 / (n ε).
+
+    The sample SD of N Laplace draws has a relative standard error of about √(5/(4N))
+    (fourth moment 24 b⁴ against a variance 2 b²: Var(s²) ≈ 20 b⁴ / N, and SE(s) ≈ SE(s²)/(2σ));
+    with N = 20,000 that is 0.79%, so four standard errors allow 3.2%.
+    """
+    figures = [("unit_wave", "engagement_index", f"u{i}", "2024-03-31") for i in range(20_000)]
+    tolerance = 4 * np.sqrt(5 / 4 / len(figures))
+    for epsilon in (1.0, 0.5):
+        release = _release("calibration", epsilon)
+        for n in (5, 10, 50):
+            noisy, variance = privacy.laplace_mechanism(
+                np.full(len(figures), 60.0), privacy.mean_sensitivity(100.0, n), figures, release
+            )
+            b = 100 / (n * epsilon)
+            noise = noisy - 60.0
+            assert variance == pytest.approx(np.full(len(figures), 2 * b**2))
+            assert noise.std() == pytest.approx(np.sqrt(2) * b, rel=tolerance)
+            assert abs(noise.mean()) < 4 * np.sqrt(2) * b / np.sqrt(len(figures))
+            # the shape, not only the spread: mean |noise| = b and P(|noise| > b ln 20) = 5%
+            assert np.abs(noise).mean() == pytest.approx(b, rel=tolerance)
+            beyond = (np.abs(noise) > b * np.log(20)).mean()
+            assert abs(beyond - 0.05) < 4 * np.sqrt(0.05 * 0.95 / len(figures))
+    draws = privacy.standard_laplace(_release("calibration"), figures[:5000])
+    assert stats.kstest(draws, stats.laplace.cdf).pvalue > 0.001
+
+
+def test_noise_is_a_function_of_the_secret_and_the_figure_only():
+    release = _release("one")
+    figures = [("unit_wave", "engagement_index", "u1", "2024-03-31"), ("quartiles", "m", 1)]
+    first = privacy.standard_laplace(release, figures)
+    again = privacy.standard_laplace(_release("one"), figures[::-1])[::-1]
+    np.testing.assert_array_equal(first, again)  # same secret and name: the same draw
+    other = privacy.standard_laplace(_release("two"), figures)
+    assert (first != other).all()
+    # draws under two secrets are unrelated: correlation within its standard error
+    many = [("unit_wave", "engagement_index", f"u{i}", "w") for i in range(5000)]
+    a = privacy.standard_laplace(_release("one"), many)
+    b = privacy.standard_laplace(_release("two"), many)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(len(many))
+    # a missing value stays missing and costs no draw; an empty group has no sensitivity
+    noisy, variance = privacy.laplace_mechanism(
+        [np.nan, 50.0, 50.0],
+        privacy.mean_sensitivity(100.0, [5, 0, 5]),
+        [("a",), ("b",), ("c",)],
+        release,
+    )
+    assert np.isnan(noisy[:2]).all() and np.isnan(variance[:2]).all() and np.isfinite(noisy[2])
+
+
+def test_the_key_hides_in_repr_and_refuses_nonsense():
+    release = _release()
+    assert release.key.hex() not in repr(release) and "key" not in repr(release)
+    with pytest.raises(ValueError, match="positive"):
+        Release(0.0, release.key)
+    with pytest.raises(ValueError, match="secret bytes"):
+        Release(1.0, b"short")
+
+
+def test_the_secret_comes_from_every_input_value_not_from_published_hashes(small_study, tmp_path):
+    from analysis.io import file_sha256, load_dataset
+    from analysis.parameters import Parameters
+
+    dataset = load_dataset(small_study)
+    secret = privacy.data_secret(dataset)
+    assert secret == privacy.data_secret(load_dataset(small_study))  # reproducible
+    published = {bytes.fromhex(file_sha256(p)) for p in small_study.iterdir() if p.is_file()}
+    assert secret not in published
+    # one byte anywhere (a customer's join date, one day later) gives an unrelated secret
+    customers = small_study / "customers.csv"
+    text = customers.read_text()
+    line = text.splitlines()[1]
+    date = line.split(",")[2]
+    later = (pd.Timestamp(date) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    customers.write_text(text.replace(line, line.replace(date, later), 1))
+    assert privacy.data_secret(load_dataset(small_study)) != secret
+    # the same tables held in memory are keyed on their values
+    from analysis.io import dataset_from_tables
+
+    memory = dataset_from_tables(dataset.tables())
+    assert privacy.data_secret(memory) == privacy.data_secret(dataset_from_tables(dataset.tables()))
+    assert privacy.data_secret(memory) == secret  # content, not file bytes, is keyed
+    # every parameter is bound in: another seed or budget is another key
+    keys = {
+        privacy.release_for(dataset, parameters).key
+        for parameters in (Parameters(), Parameters(seed=1), Parameters(privacy_epsilon=3.0))
+    }
+    assert len(keys) == 3
+
+
+def test_widened_interval_adds_the_noise_in_quadrature():
+    low, high = privacy.widened_interval(50.0, 45.0, 57.0, 2 * 3.0**2, 0.95)
+    z = stats.norm.ppf(0.975)
+    assert 50 - low == pytest.approx(np.sqrt(5**2 + z**2 * 18))
+    assert high - 50 == pytest.approx(np.sqrt(7**2 + z**2 * 18))

@@ -1,20 +1,27 @@
-"""Privacy under adversarial inputs: filtering the data cannot reveal a small group.
+"""Privacy under adversarial inputs: filtering the data or adding one person reveals nothing.
 
 A reviewer can run the report on any subset of the data: one unit, a few units, all units but
-one. The guarantee tested here is the strongest one that is also checkable: **nothing a report
-publishes about employees depends on the answers of a group below ``min_group_size``**. Then no
-single report, and no difference of two reports on overlapping data, can reveal such a group.
-Each test changes a small group's answers (mirroring them, which keeps their spread) and checks
-that every published employee figure stays the same, and shows that the figure computed the old
-way, over every response, would not.
+one. The guarantee tested first is the strongest one that is also checkable: **nothing a
+report publishes about employees depends on the answers of a group below
+``min_group_size``**, before the release noise. Each test changes a small group's answers
+(mirroring them, which keeps their spread) and checks that every published employee figure
+stays the same before noise, and shows that the figure computed the old way, over every
+response, would not. After noise the figures differ, by fresh noise only: changing any input
+byte changes the secret the noise is drawn from (``analysis.privacy.release_for``).
 
-Not covered by the guarantee: the model estimates (``estimates.csv``, ``drivers.csv``) use every
-response by design (``analysis.privacy``); two fits differing by one unit give a few nonlinear
-equations in that unit's values, not its values.
+The second guarantee is against **two releases that differ by one person**: a reviewer reruns
+the kit after one more respondent joins a unit of exactly ``min_group_size``. Subtracting
+``n × mean`` of the two releases gives that person's answers exactly without noise; with the
+Laplace release it gives them plus noise of scale ``range / ε``, and the tests show both.
+
+Not covered: the model estimates (``estimates.csv``, ``drivers.csv``) use every response by
+design (README, "Privacy"); two fits differing by one unit give a few nonlinear equations in
+that unit's values, not its values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -23,14 +30,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import internal, metrics
+from analysis import internal, linkage, metrics, privacy
 from analysis.contract import DEFAULT_INSTRUMENT, TABLE_NAMES
-from analysis.estimate import estimate_all
-from analysis.io import load_dataset
+from analysis.estimate import (
+    SCALE_INDEX_SUFFIX,
+    estimate_all,
+    released_unit_wave,
+    suppressed_unit_wave,
+)
+from analysis.io import load_dataset, write_tables
 from analysis.linkage import EstimationError
+from analysis.panel import respondent_scale_score
 from analysis.parameters import Parameters
-from analysis.privacy import assert_no_disclosure
-from analysis.report import PAGES, build_report
+from analysis.privacy import Release, assert_no_disclosure
+from analysis.report import PAGES, build_report, read_results
 
 MIN = 5
 PARAMETERS = Parameters(min_group_size=MIN, bootstrap_draws=20)
@@ -85,32 +98,50 @@ def _mirror_answers(directory: Path, unit: str) -> None:
     _write(directory, "employee_survey", survey)
 
 
-def _published(directory: Path) -> dict[str, pd.DataFrame]:
-    """Every employee-derived table the report publishes, computed as its notebooks do."""
+def _published(directory: Path, released: bool = False) -> dict[str, pd.DataFrame]:
+    """Every employee-derived table the report publishes, computed as its notebooks do.
+
+    With ``released=False`` the tables before the release noise (the suppressed exact
+    values, ``analysis.estimate.suppressed_unit_wave``); with ``released=True`` as published.
+    """
+    return _both(directory)[int(released)]
+
+
+def _both(directory: Path) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """``_published`` before and after the release noise, from one estimation."""
     dataset = load_dataset(directory)
     results = estimate_all(dataset, PARAMETERS)
-    unit_wave = results.unit_wave
     survey = dataset.employee_survey
-    engagement_items = DEFAULT_INSTRUMENT.scale("engagement").items
-    ranking = internal.shrunken_unit_engagement(
-        unit_wave,
-        MIN,
-        internal.distinct_respondents(survey, engagement_items),
-        dataset.units,
+    predictors = [
+        c
+        for c in results.panel.columns
+        if c.endswith(SCALE_INDEX_SUFFIX) and not c.endswith("_lag")
+    ]
+    exact = (
+        suppressed_unit_wave(results.panel, predictors, MIN),
+        linkage.nps_by_engagement_quartile(results.panel, MIN),
     )
-    effort = internal.shown_responses(survey, unit_wave, "employee_effort")["ees"]
-    employer = internal.shown_responses(survey, unit_wave, "enps")["enps"]
-    connection = internal.shown_responses(survey, unit_wave, "points_of_connection")
-    return {
-        "unit_wave": unit_wave,
-        "quartiles": results.quartiles,
-        "reliability": internal.scale_reliability(dataset, 0.95, unit_wave),
-        "ranking": ranking,
-        "cells": internal.cell_significance(unit_wave),
-        "scorecard": metrics.points_of_connection_scorecard(connection, DEFAULT_INSTRUMENT),
-        "effort": metrics.effort_score(effort.dropna()).to_frame(),
-        "enps": metrics.enps(employer.dropna()).to_frame(),
-    }
+    people = internal.distinct_respondents(survey, DEFAULT_INSTRUMENT.scale("engagement").items)
+    both = []
+    for unit_wave, quartiles in (exact, (results.unit_wave, results.quartiles)):
+        tables = {
+            "unit_wave": unit_wave,
+            "quartiles": quartiles,
+            "reliability": internal.scale_reliability(dataset, 0.95, unit_wave, MIN),
+            "ranking": internal.shrunken_unit_engagement(unit_wave, MIN, people, dataset.units),
+            "cells": internal.cell_significance(unit_wave),
+        }
+        if unit_wave is results.unit_wave:
+            figures = internal.organisation_figures(dataset, unit_wave, PARAMETERS)
+            tables["scorecard"] = figures["scorecard"]
+            tables["effort"] = figures["effort"].to_frame()
+            tables["enps"] = figures["enps"].to_frame()
+        else:
+            tables.update(
+                internal.organisation_statistics(survey, unit_wave, DEFAULT_INSTRUMENT, MIN)
+            )
+        both.append(tables)
+    return both[0], both[1]
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +155,20 @@ def mirrored_pair(small_study_master, tmp_path_factory):
 
 def test_a_small_units_answers_change_nothing_published(mirrored_pair):
     original, mirrored, small = mirrored_pair
-    before, after = _published(original), _published(mirrored)
+    (before, shown_before), (after, shown_after) = _both(original), _both(mirrored)
     for name in before:
         pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+    # As released, the figures differ by fresh noise only: the mirrored answers are other input
+    # bytes, hence another secret. The same cells are shown, with the same counts.
+    table_before, table_after = shown_before["unit_wave"], shown_after["unit_wave"]
+    values = [c for c in table_before.columns if EMPLOYEE_VALUES.search(c)]
+    counts = [c for c in table_before.columns if c not in values]
+    pd.testing.assert_frame_equal(table_before[counts], table_after[counts])
+    pd.testing.assert_frame_equal(table_before[values].isna(), table_after[values].isna())
+    shown = table_before["engagement_index"].notna()
+    assert (
+        table_before.loc[shown, "engagement_index"] != table_after.loc[shown, "engagement_index"]
+    ).all()
     # the small unit itself: hidden in every wave, and not ranked (4 people, 16 responses)
     rows = before["unit_wave"][before["unit_wave"]["unit_id"] == small]
     assert len(rows) == 4 and rows["suppressed"].all()
@@ -197,7 +239,7 @@ def test_one_unit_short_of_the_threshold_in_one_wave(small_study_master, tmp_pat
     survey = survey.drop(survey[cell].index[MIN - 1 :])
     _write(directory, "employee_survey", survey)
 
-    published = _published(directory)
+    published = _published(directory, released=True)
     unit_wave = published["unit_wave"]
     mine = unit_wave[unit_wave["unit_id"] == unit]
     mine = mine.set_index(mine["wave"].dt.strftime("%Y-%m-%d"))
@@ -230,8 +272,10 @@ def _page_body(run: Path, page: str) -> str:
 
 
 def test_few_units_report_pages_do_not_depend_on_a_small_group(small_study_master, tmp_path):
-    """End to end, on data filtered to 12 units: the internal-measures page (every employee
-    figure of the report) is byte for byte the same whatever the small unit answered."""
+    """End to end, on data filtered to 12 units: the internal-measures page never shows the
+    small unit, and the released tables behind it hide it in every wave. (Before noise its
+    figures are the same whatever the small unit answered: the tests above. After noise the
+    pages differ, since the noise is drawn afresh from the changed input bytes.)"""
     original, small = _with_small_unit(small_study_master, tmp_path / "a", keep_units=12)
     mirrored = Path(shutil.copytree(original, tmp_path / "b"))
     _mirror_answers(mirrored, small)
@@ -242,12 +286,17 @@ def test_few_units_report_pages_do_not_depend_on_a_small_group(small_study_maste
     ]
     first, second = (_page_body(run, "internal_measures") for run in runs)
     assert "Employee NPS across the organisation" in first
-    assert first == second
+    assert "random noise" in first
+    name = _read(original, "units").set_index("unit_id").loc[small, "unit_name"]
+    for body in (first, second):
+        assert re.search(rf"{re.escape(name)}(?![0-9])", body) is None  # never named or ranked
+    assert first != second  # fresh noise: the input bytes changed
     for run in runs:
         unit_wave = pd.read_csv(run / "results" / "unit_wave.csv", dtype={"unit_id": str})
         small_rows = unit_wave[unit_wave["n_respondents"] < MIN]
         assert small_rows.filter(regex=EMPLOYEE_VALUES.pattern).isna().all(axis=None)
         assert small_rows["suppressed"].all()
+        assert unit_wave[unit_wave["unit_id"] == small]["suppressed"].all()
 
 
 def test_a_small_units_spread_changes_nothing_published(mirrored_pair, tmp_path):
@@ -261,3 +310,271 @@ def test_a_small_units_spread_changes_nothing_published(mirrored_pair, tmp_path)
     before, after = _published(original), _published(uniform)
     for name in ("unit_wave", "cells", "ranking"):
         pd.testing.assert_frame_equal(before[name], after[name], obj=name)
+
+
+# --- two releases, one person -------------------------------------------------------------------
+
+ITEMS = list(DEFAULT_INSTRUMENT.items)
+
+
+def _half_step(scale) -> float:
+    """Half the distance between two possible scores of one person on a scale, on 0–100."""
+    return 100 / ((scale.high - scale.low) * len(scale.items)) / 2
+
+
+@pytest.fixture(scope="module")
+def one_more_person(small_study_master, tmp_path_factory):
+    """Two studies, as real files: a customer-facing unit-wave of exactly ``MIN`` respondents,
+    then the same with one more respondent (everyone answered every item). Both estimated and
+    written as a report writes them."""
+    root = tmp_path_factory.mktemp("two-releases")
+    survey = _read(small_study_master, "employee_survey")
+    units = _read(small_study_master, "units")
+    facing = set(units.loc[units["customer_facing"] == "true", "unit_id"])
+    complete = (survey[ITEMS] != "").all(axis=1)
+    cells = survey[complete & survey["unit_id"].isin(facing)].groupby(["unit_id", "wave"]).size()
+    for (unit, wave), _ in cells[cells >= MIN + 1].sort_values(ascending=False).items():
+        cell = (survey["unit_id"] == unit) & (survey["wave"] == wave)
+        people = survey[cell & complete]
+        kept, added = people.iloc[:MIN], people.iloc[[MIN]]
+        before = pd.concat([survey[~cell], kept])
+        studies = {}
+        for name, frame in (("before", before), ("after", pd.concat([before, added]))):
+            directory = Path(shutil.copytree(small_study_master, root / f"{unit}-{name}"))
+            _write(directory, "employee_survey", frame)
+            dataset = load_dataset(directory)
+            results = estimate_all(dataset, PARAMETERS)
+            write_tables(results.tables(), directory / "results")
+            studies[name] = (directory, dataset, results, read_results(directory / "results"))
+        published = [s[3]["unit_wave"] for s in studies.values()]
+        rows = [t[(t["unit_id"] == unit) & (t["wave"] == pd.Timestamp(wave))] for t in published]
+        if all(len(r) == 1 and not r["suppressed"].iloc[0] for r in rows):  # shown in both
+            return unit, pd.Timestamp(wave), added, studies
+    raise AssertionError("no unit-wave large enough to build the two releases")
+
+
+def test_two_releases_no_longer_give_away_the_added_person(one_more_person):
+    """``n₂ m₂ − n₁ m₁`` on the published unit × wave table and on the organisation-wide
+    figures of the internal-measures page: exact without noise, off by noise of scale
+    ``range / ε`` with it (about ±100 points on a 0–100 scale at ε = 1)."""
+    unit, wave, added, studies = one_more_person
+    person = load_dataset(studies["after"][0]).employee_survey
+    person = person[person["respondent_id"] == added["respondent_id"].iloc[0]]
+    person = person[person["wave"] == wave]
+    errors, steps = {}, {}
+    # the unit × wave table, as written to unit_wave.csv, and before noise
+    exact = {}
+    for name, (_, _, results, files) in studies.items():
+        predictors = [c for c in files["unit_wave"].columns if c.endswith(SCALE_INDEX_SUFFIX)]
+        exact[name] = suppressed_unit_wave(results.panel, predictors, MIN)
+    for scale in DEFAULT_INSTRUMENT.scales:
+        column = f"{scale.name}_index"
+        count = "n_respondents" if scale.name == "engagement" else f"{scale.name}_respondents"
+        truth = float(respondent_scale_score(person, scale).iloc[0])
+
+        def recovered(tables, count=count, column=column):
+            rows = [t[(t["unit_id"] == unit) & (t["wave"] == wave)].iloc[0] for t in tables]
+            (n1, m1), (n2, m2) = ((r[count], r[column]) for r in rows)
+            assert n2 == n1 + 1
+            return n2 * m2 - n1 * m1
+
+        assert recovered([exact["before"], exact["after"]]) == pytest.approx(truth, abs=1e-9)
+        published = [studies[name][3]["unit_wave"] for name in ("before", "after")]
+        errors[f"unit_wave {column}"] = recovered(published) - truth
+        steps[f"unit_wave {column}"] = _half_step(scale)
+    # the organisation-wide figures, through the function the page calls
+    figures, statistics = {}, {}
+    for name, (_, dataset, _, files) in studies.items():
+        figures[name] = internal.organisation_figures(dataset, files["unit_wave"], PARAMETERS)
+        statistics[name] = internal.organisation_statistics(
+            dataset.employee_survey, files["unit_wave"], DEFAULT_INSTRUMENT, MIN
+        )
+    poc = DEFAULT_INSTRUMENT.scale("points_of_connection")
+    for item in poc.items:
+        single = type(poc)(item, (item,), poc.low, poc.high)
+        truth = float(respondent_scale_score(person, single).iloc[0])
+        for source, column in ((statistics, "mean"), (figures, "mean")):
+            cards = [
+                source[n]["scorecard"].set_index("item").loc[item] for n in ("before", "after")
+            ]
+            assert cards[1]["n"] == cards[0]["n"] + 1
+            value = cards[1]["n"] * cards[1][column] - cards[0]["n"] * cards[0][column]
+            if source is statistics:
+                assert value == pytest.approx(truth, abs=1e-6)
+            else:
+                errors[f"scorecard {item}"], steps[f"scorecard {item}"] = value - truth, 12.5
+    effort = float(person["ees"].iloc[0])
+    promoter = int(person["enps"].iloc[0] >= 9) - int(person["enps"].iloc[0] <= 6)
+    for key, field, truth, step in (
+        ("effort", "mean", effort, 0.5),
+        ("enps", "nps", 100 * promoter, 50),
+    ):
+        for source in (statistics, figures):
+            first, second = (
+                source[n][key].iloc[0] if source is statistics else source[n][key]
+                for n in ("before", "after")
+            )
+            value = second["n"] * second[field] - first["n"] * first[field]
+            if source is statistics:
+                assert value == pytest.approx(truth, abs=1e-6)
+            else:
+                errors[key], steps[key] = value - truth, step
+    # with noise: no figure gives the answer exactly, and a rounding to the answer grid hits
+    # only by chance (for ε = 1 the chance is 1–12% per figure, see the next test)
+    assert all(abs(e) > 1e-6 for e in errors.values()), errors
+    hits = [k for k, e in errors.items() if abs(e) < steps[k]]
+    assert len(hits) <= 2, (hits, errors)
+
+
+def _pair_tables(answers: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A one-unit display table and its panel, as ``released_unit_wave`` receives them."""
+    n = len(answers)
+    mean = float(answers.mean())
+    table = pd.DataFrame(
+        {
+            "unit_id": ["U"],
+            "wave": [pd.Timestamp("2024-03-31")],
+            "n_respondents": [n],
+            "engagement_index": [mean],
+            "engagement_noise_var": [np.nan],
+        }
+    )
+    # the pooled within variance rests on many other cells; one large stand-in cell here
+    panel = pd.DataFrame({"n_respondents": [n, 2000], "engagement_within_ss": [0.0, 4e5]})
+    return table, panel
+
+
+def test_over_many_pairs_the_recovery_error_has_the_predicted_laplace_spread():
+    """1,500 pairs of releases, before and after one person joins a unit of five.
+
+    The recovery error ``6 m̃₂ − 5 m̃₁ − x`` is ``(100/ε)(L₂ − L₁)`` for independent standard
+    Laplace ``L``: SD ``200/ε`` (the SD of a sample SD of this distribution, kurtosis 4.5, has a
+    relative error of about 0.94/√N, 2.4% here; four of them are allowed), and a recovered
+    score lands within the answer grid's half-step ``t`` (2.5 points) with probability
+    ``1 − (1 + τ/2) e^{−τ}``, ``τ = t ε / 100``: 1.25% at ε = 1. Keys come from each pair's
+    data, as ``data_secret`` derives them. Without noise every pair is recovered exactly; with
+    a draw that depends on the figure's name alone, shared by both releases, the noise cancels
+    and every pair is recovered exactly too (shown on the first hundred).
+    """
+    rng = np.random.default_rng(5)
+    epsilon, pairs = 1.0, 1500
+    errors, shared, exact = np.empty(pairs), np.full(pairs, np.nan), np.empty(pairs)
+    for i in range(pairs):
+        people = rng.integers(0, 21, size=6) * 5.0  # engagement scores on the 5-point grid
+        releases = []
+        for size in (5, 6):
+            answers = people[:size]
+            table, panel = _pair_tables(answers)
+            key = hashlib.sha256(b"pair" + answers.tobytes()).digest()
+            releases.append(released_unit_wave(table, panel, MIN, Release(epsilon, key)))
+        (m1, m2) = (r["engagement_index"].iloc[0] for r in releases)
+        errors[i] = 6 * m2 - 5 * m1 - people[5]
+        exact[i] = 6 * people.mean() - 5 * people[:5].mean() - people[5]
+        if i >= 100:
+            continue
+        same = Release(epsilon, hashlib.sha256(b"the figure's name and the seed").digest())
+        (s1, s2) = (
+            released_unit_wave(*_pair_tables(people[:size]), MIN, same)["engagement_index"].iloc[0]
+            for size in (5, 6)
+        )
+        shared[i] = 6 * s2 - 5 * s1 - people[5]
+    assert np.abs(exact).max() < 1e-9
+    assert np.nanmax(np.abs(shared)) < 1e-9  # the cancellation the secret prevents
+    assert errors.std() == pytest.approx(200 / epsilon, rel=4 * 0.94 / np.sqrt(pairs))
+    tau = 2.5 * epsilon / 100
+    chance = 1 - (1 + tau / 2) * np.exp(-tau)
+    hits = (np.abs(errors) < 2.5).mean()
+    assert abs(hits - chance) < 4 * np.sqrt(chance * (1 - chance) / pairs)
+
+
+def test_same_inputs_give_byte_identical_releases_and_any_byte_fresh_noise(
+    small_study_master, tmp_path
+):
+    first, second = (tmp_path / "one", tmp_path / "two")
+    for out in (first, second):
+        dataset = load_dataset(small_study_master)
+        write_tables(estimate_all(dataset, PARAMETERS).tables(), out)
+        figures = internal.organisation_figures(dataset, read_results(out)["unit_wave"], PARAMETERS)
+        (out / "organisation.txt").write_text(repr({k: v.to_dict() for k, v in figures.items()}))
+    for name in ("unit_wave.csv", "nps_by_engagement_quartile.csv", "organisation.txt"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    # one byte of a customer file: the employee figures are the same before noise, and their
+    # noise is new in every shown cell
+    changed = Path(shutil.copytree(small_study_master, tmp_path / "changed"))
+    customers = _read(changed, "customers")
+    customers.loc[0, "since"] = (
+        pd.Timestamp(customers.loc[0, "since"]) - pd.Timedelta(days=1)
+    ).strftime("%Y-%m-%d")
+    _write(changed, "customers", customers)
+    old, new = (estimate_all(load_dataset(d), PARAMETERS) for d in (small_study_master, changed))
+    shown = old.unit_wave["engagement_index"].notna()
+    assert shown.sum() > 100
+    assert (
+        old.unit_wave.loc[shown, "engagement_index"] != new.unit_wave.loc[shown, "engagement_index"]
+    ).all()
+    predictors = [c for c in old.unit_wave.columns if c.endswith(SCALE_INDEX_SUFFIX)]
+    pd.testing.assert_frame_equal(
+        suppressed_unit_wave(old.panel, predictors, MIN).drop(columns=["nps", "n_responses"]),
+        suppressed_unit_wave(new.panel, predictors, MIN).drop(columns=["nps", "n_responses"]),
+    )
+    assert privacy.data_secret(load_dataset(changed)) != privacy.data_secret(
+        load_dataset(small_study_master)
+    )
+
+
+# --- per-item figures on the item's own count ---------------------------------------------------
+
+
+def test_an_item_answered_by_one_person_in_a_shown_unit_wave_stays_out(
+    small_study_master, tmp_path
+):
+    """A unit-wave with enough people on the points-of-connection scale but one answer to one
+    of its items: that answer enters no published figure of the item. Computed the old way (on
+    the scale's count), two reports, with and without that one answer, differ by exactly it."""
+    directory = Path(shutil.copytree(small_study_master, tmp_path / "study"))
+    survey = _read(directory, "employee_survey")
+    shown = estimate_all(load_dataset(directory), PARAMETERS).unit_wave
+    shown = shown[shown["points_of_connection_index"].notna()]
+    sizes = shown.set_index(["unit_id", shown["wave"].dt.strftime("%Y-%m-%d")])
+    unit, wave = sizes.index[sizes["points_of_connection_respondents"] >= MIN + 3][0]
+    cell = (survey["unit_id"] == unit) & (survey["wave"] == wave)
+    survey.loc[cell, "poc_listening"] = ""
+    answerer = survey.index[cell][0]
+    without = Path(shutil.copytree(directory, tmp_path / "without"))
+    _write(without, "employee_survey", survey)
+    survey.loc[answerer, "poc_listening"] = "1"
+    _write(directory, "employee_survey", survey)
+
+    def item(path: Path, old: bool) -> pd.Series:
+        dataset = load_dataset(path)
+        unit_wave = estimate_all(dataset, PARAMETERS).unit_wave
+        if old:
+            responses = internal.shown_responses(
+                dataset.employee_survey, unit_wave, "points_of_connection"
+            )
+            card = metrics.points_of_connection_scorecard(responses, DEFAULT_INSTRUMENT)
+        else:
+            card = internal.organisation_statistics(
+                dataset.employee_survey, unit_wave, DEFAULT_INSTRUMENT, MIN
+            )["scorecard"]
+        return card.set_index("item").loc["poc_listening"]
+
+    old_with, old_without = item(directory, True), item(without, True)
+    assert old_with["n"] == old_without["n"] + 1  # the old way: the one answer is in
+    leaked = old_with["n"] * old_with["mean"] - old_without["n"] * old_without["mean"]
+    assert leaked == pytest.approx(0.0, abs=1e-6)  # answer 1 of 1–5 scores 0: given away
+    pd.testing.assert_series_equal(item(directory, False), item(without, False))
+    dataset = load_dataset(directory)
+    unit_wave = estimate_all(dataset, PARAMETERS).unit_wave
+    allowed = internal.shown_item_cells(
+        dataset.employee_survey, unit_wave, DEFAULT_INSTRUMENT.scale("points_of_connection"), MIN
+    )
+    assert not allowed["poc_listening"][answerer]
+    assert allowed["poc_valued"][dataset.employee_survey.index[cell]].all()  # others stay
+    # reliability drops the unit-wave too: alpha and r_wg use every item of the scale
+    reliability = internal.scale_reliability(dataset, 0.95, unit_wave, MIN).set_index("scale")
+    scale_only = internal.scale_reliability(dataset, 0.95, unit_wave).set_index("scale")
+    assert (
+        reliability.loc["points_of_connection", "n_responses"]
+        < scale_only.loc["points_of_connection", "n_responses"]
+    )

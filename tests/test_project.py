@@ -4,9 +4,13 @@ Makefile."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -18,23 +22,115 @@ def _pyproject() -> dict:
     return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 
 
-def test_environment_yml_delegates_to_pyproject():
+def _environment() -> tuple[dict, list[str], list[str]]:
     environment = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
-    project = _pyproject()["project"]
-    assert environment["name"] == project["name"]
     conda = [d for d in environment["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
-    # conda provides only the interpreter and pip; every library comes from pyproject.toml
-    assert sorted(Requirement(d.replace("python>=", "python>=")).name for d in conda) == [
-        "pip",
-        "python",
-    ]
+    return environment, conda, pip
+
+
+def _locked() -> dict[str, set[str]]:
+    lock = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())
+    versions: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        if package.get("source", {}).get("editable") != ".":  # the project itself
+            versions.setdefault(canonicalize_name(package["name"]), set()).add(package["version"])
+    return versions
+
+
+def test_environment_yml_installs_the_project_from_pyproject():
+    environment, conda, pip = _environment()
+    project = _pyproject()["project"]
+    assert environment["name"] == project["name"]
+    # conda provides only the interpreter and pip; every library comes through pip
+    assert sorted(Requirement(d).name for d in conda) == ["pip", "python"]
     python = next(d for d in conda if d.startswith("python"))
     assert python.removeprefix("python") == project["requires-python"]
-    assert len(pip) == 1
-    extras = pip[0].removeprefix("-e .[").removesuffix("]").split(",")
-    assert pip[0].startswith("-e .[")
+    assert pip[-1].startswith("-e .[")  # the project last, with every extra
+    extras = pip[-1].removeprefix("-e .[").removesuffix("]").split(",")
     assert set(extras) == set(project["optional-dependencies"])
+
+
+def test_environment_yml_pins_exactly_what_uv_lock_pins():
+    """Every package of uv.lock, at its locked version (with the lock's platform and Python
+    markers where it locks more than one), and nothing else: conda users get the same
+    versions as `make`. `make pins` regenerates the list after a change of dependencies."""
+    _, _, pip = _environment()
+    pins = [Requirement(line) for line in pip[:-1]]
+    locked = _locked()
+    pinned: dict[str, set[str]] = {}
+    for pin in pins:
+        (specifier,) = pin.specifier  # exactly one: ==version
+        assert specifier.operator == "==", pin
+        name = canonicalize_name(pin.name)
+        assert specifier.version in locked.get(name, ()), f"{pin} is not what uv.lock pins"
+        pinned.setdefault(name, set()).add(specifier.version)
+        if pin.marker is not None:
+            pin.marker.evaluate()  # a marker pip can evaluate
+    assert pinned == locked, set(pinned) ^ set(locked)
+
+
+def test_environment_yml_is_what_make_pins_writes():
+    uv = PROJECT_ROOT / ".venv" / "bin" / "uv"
+    if not uv.exists():
+        pytest.skip("uv is not installed in .venv (make install)")
+    exported = subprocess.run(
+        [str(uv), "export", "--frozen", "--extra", "dev", "--no-hashes", "--no-emit-project"]
+        + ["--no-header", "--no-annotate", "--format", "requirements-txt"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert _environment()[2][:-1] == [line for line in exported if line.strip()]
+
+
+def test_makefile_installs_uv_only_with_verified_hashes():
+    """pip refuses a uv wheel whose SHA-256 is not one of those listed (--require-hashes)."""
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M).group(1)
+    block = re.search(r"^UV_SHA256 := \\\n((?:\t[0-9a-f]{64}(?: \\)?\n)+)", makefile, re.M)
+    hashes = re.findall(r"[0-9a-f]{64}", block.group(1))
+    assert len(hashes) >= 4 and len(set(hashes)) == len(hashes)  # Linux and macOS at least
+    commands = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", "install"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    requirement = re.search(r'echo "(uv==[^"]+)" > (\S+)', commands)
+    assert requirement.group(1) == f"uv=={version} " + " ".join(
+        f"--hash=sha256:{h}" for h in hashes
+    )
+    install = re.search(r"pip install .*?-r (\S+)", commands.replace("\\\n", " "), re.S)
+    assert install.group(1) == requirement.group(2)
+    assert "--require-hashes" in install.group(0) and "--only-binary :all:" in install.group(0)
+    assert re.search(r"pip install [^\n]*uv==", commands) is None  # never unverified
+
+
+@pytest.mark.slow
+def test_make_report_with_spaces_in_every_path(small_study_master, tmp_path):
+    """`make report DATA="my data/study" OUT="my reports" PARAMS="my params.yaml"`, for real."""
+    data = Path(shutil.copytree(small_study_master, tmp_path / "my data" / "the study"))
+    params = tmp_path / "my params" / "quick run.yaml"
+    params.parent.mkdir()
+    params.write_text("bootstrap_draws: 20\n")
+    out = tmp_path / "my reports"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "report", f"DATA={data}", f"OUT={out}"]
+        + [f"PARAMS={params}"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = (out / "latest").resolve()
+    assert (run / "index.html").is_file() and run.parent == out
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["dataset"]["name"] == "the study"
+    assert manifest["parameters"]["bootstrap_draws"] == 20
 
 
 def test_lock_file_pins_every_declared_dependency():
