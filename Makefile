@@ -87,7 +87,7 @@ fuzz: $(INSTALLED)
 	@HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(call q,$(or $(EXAMPLES),300)) \
 		$(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
 
-## Time estimate and report on three study sizes, up to 10M answers (SIZES="small medium large")
+## Time estimate and report up to 10M answers, and estimate on 1,000 waves and 100,000 units
 .PHONY: bench
 bench: $(INSTALLED)
 	@$(BIN)/python -m analysis.benchmark --out $(call q,$(OUT)/benchmark) $(if $(SIZES),--sizes $(SIZES))

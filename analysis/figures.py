@@ -53,6 +53,19 @@ def use_house_style() -> None:
 def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
     """Point-and-interval plot of NPS by engagement quartile, each point labelled with its n."""
     figure, axes = plt.subplots()
+    table = table.dropna(subset=["nps", "conf_low", "conf_high"])
+    if table.empty:  # every unit-wave suppressed, or too few to form quartiles
+        axes.text(
+            0.5,
+            0.5,
+            "No engagement quartile could be formed:\ntoo few unit-waves are large enough to show.",
+            ha="center",
+            va="center",
+            color=MUTED,
+            transform=axes.transAxes,
+        )
+        axes.set_axis_off()
+        return figure
     positions = range(len(table))
     lower = table["nps"] - table["conf_low"]
     upper = table["conf_high"] - table["nps"]
@@ -317,7 +330,11 @@ def estimates_with_intervals(
     axes.errorbar(
         table[value],
         positions,
-        xerr=[table[value] - table["conf_low"], table["conf_high"] - table[value]],
+        # an interval that ends at its estimate (a Wilson bound at 100%) may miss it by 1e-16
+        xerr=[
+            (table[value] - table["conf_low"]).clip(lower=0),
+            (table["conf_high"] - table[value]).clip(lower=0),
+        ],
         fmt="o",
         color=ACCENT,
         ecolor=ACCENT,

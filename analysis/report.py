@@ -337,6 +337,25 @@ def render_page(executed: Path, destination: Path, context: dict) -> Path:
     return destination
 
 
+def _require_something_to_show(unit_wave: pd.DataFrame, min_group_size: int) -> None:
+    """Refuse (exit 2, before any folder exists) a report in which every staff figure is hidden.
+
+    ``estimate`` still writes its tables for such a study; a leadership report whose every
+    employee figure is suppressed would show nothing but blanks.
+    """
+    from analysis.linkage import EstimationError
+
+    if unit_wave["engagement_index"].notna().any():
+        return
+    largest = int(unit_wave["n_respondents"].max()) if len(unit_wave) else 0
+    raise EstimationError(
+        f"nothing to report: no unit-wave has {min_group_size} or more respondents (the largest "
+        f"has {largest}), so every staff figure would be hidden. Lower min_group_size (not below "
+        "3), or group small units into larger ones in the units table; `estimate` still writes "
+        "the model tables"
+    )
+
+
 def build_report(
     data_dir: Path | str,
     out_root: Path | str,
@@ -367,6 +386,7 @@ def build_report(
 
     # estimated before the run folder exists: data too thin to estimate creates nothing
     results = estimate_all(dataset, parameters, estimate_progress)
+    _require_something_to_show(results.unit_wave, parameters.min_group_size)
     run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     with staged_run(out_root, "reports", inputs=[data_dir]) as (staging, run_id):
         manifest = build_manifest(data_dir, dataset.files, parameters, run_id, run_at)

@@ -590,3 +590,50 @@ def test_result_tables_read_back_with_their_column_names(tmp_path):
     back = read_results(tmp_path / "results")
     assert "=cmd_index" in back["estimates"].columns
     assert back["estimates"]["unit_id"].tolist() == ["-12"]
+
+
+# --------------------------------------------------------------------------------------------
+# A study in which every staff figure is suppressed
+
+
+def test_a_report_with_every_staff_figure_hidden_is_refused_before_anything_is_written(
+    small_study_master, tmp_path
+):
+    """It used to fail inside a notebook on an empty quartile figure (exit 1)."""
+    params = tmp_path / "params.yaml"
+    params.write_text("min_group_size: 1000\nbootstrap_draws: 20\n", encoding="utf-8")
+    out = tmp_path / "reports"
+    message = _refused(
+        _cli("report", "--data", small_study_master, "--out", out, "--params", params)
+    )
+    assert "nothing to report: no unit-wave has 1000 or more respondents" in message
+    assert "Lower min_group_size" in message
+    assert not out.exists()
+
+
+def test_figures_draw_an_empty_quartile_table_and_intervals_that_end_at_their_estimate():
+    empty = pd.DataFrame(
+        {
+            "label": ["Bottom quartile", "Top quartile"],
+            "nps": [float("nan")] * 2,
+            "conf_low": [float("nan")] * 2,
+            "conf_high": [float("nan")] * 2,
+            "n_responses": [0, 0],
+            "n_units": [0, 0],
+        }
+    )
+    figure = figures.nps_by_quartile(empty)
+    assert "No engagement quartile" in figure.axes[0].texts[0].get_text()
+    plt.close(figure)
+    at_the_bound = pd.DataFrame(
+        {
+            "label": ["a"],
+            "percent": [100.0],
+            "conf_low": [80.0],
+            "conf_high": [100.0 - 1e-13],
+            "n": [9],
+        }
+    )
+    figure = figures.estimates_with_intervals(at_the_bound, "label", "percent", "t", "x")
+    figure.canvas.draw()
+    plt.close(figure)
