@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,12 @@ def _ipc_kernel_manager():
             prefix = Path(tempfile.gettempdir()) / f"inside-out-{uuid.uuid4().hex[:16]}"
             super().__init__(transport="ipc", ip=str(prefix), **kwargs)
             _KERNELS.append(self)
+
+        async def start_kernel(self, **kwargs):
+            # A kernel reports to the notebook over its sockets; its own stderr only carries
+            # start-up and shut-down chatter, which after a Ctrl-C would follow our one line.
+            kwargs.setdefault("stderr", subprocess.DEVNULL)
+            return await super().start_kernel(**kwargs)
 
     return IpcKernelManager
 
