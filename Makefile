@@ -90,7 +90,7 @@ fuzz: $(INSTALLED)
 ## Time estimate and report up to 10M answers, and estimate on 1,000 waves and 100,000 units
 .PHONY: bench
 bench: $(INSTALLED)
-	@$(BIN)/python -m analysis.benchmark --out $(call q,$(OUT)/benchmark) $(if $(SIZES),--sizes $(SIZES))
+	@$(BIN)/python -m analysis.studies.benchmark --out $(call q,$(OUT)/benchmark) $(if $(SIZES),--sizes $(SIZES))
 
 ## Install Debian's chromium for the browser tests, if it is missing
 .PHONY: browser

@@ -1,7 +1,7 @@
 """Command line: ``python -m analysis {validate,synth,estimate,report,calibrate} …``.
 
 Exit status: 0 success; 1 an internal failure (a bug, or a notebook that failed); 2 invalid
-input (data, parameters, or an output folder the kit may not write: see ``analysis.folders``);
+input (data, parameters, or an output folder the kit may not write: see ``analysis.data.folders``);
 3 the disk refused a write (full, read-only, not permitted); 130 interrupted by Ctrl-C (143 by
 SIGTERM).
 """
@@ -24,7 +24,7 @@ EXIT_STATUS = (
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from analysis.io import load_dataset
+    from analysis.data.load import load_dataset
 
     dataset = load_dataset(args.data)
     if args.verbose:
@@ -38,11 +38,11 @@ def _given(value: float | None, default: float) -> float:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from analysis.folders import check_replaceable
+    from analysis.data.folders import check_replaceable
 
     check_replaceable(args.out, "dataset")  # before any work: a refused folder costs nothing
-    from analysis.io import write_tables
-    from analysis.synth import StudyDesign, generate, truth_json
+    from analysis.data.load import write_tables
+    from analysis.data.synth import StudyDesign, generate, truth_json
 
     d = StudyDesign()
     design = StudyDesign(
@@ -85,11 +85,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from analysis.folders import check_run_root
+    from analysis.data.folders import check_run_root
 
     check_run_root(args.out, "reports", inputs=[args.data])  # refused in a second, not after
-    from analysis.parameters import load_parameters
-    from analysis.report import build_report
+    from analysis.data.parameters import load_parameters
+    from analysis.report.build import build_report
 
     parameters = load_parameters(args.params)
     build_report(args.data, args.out, parameters)
@@ -101,14 +101,14 @@ def _estimate(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from analysis.folders import check_replaceable
+    from analysis.data.folders import check_replaceable
 
     # the output folder first: a refused one must cost nothing and create nothing
     check_replaceable(args.out, "results", inputs=[args.data])
-    from analysis.estimate import estimate_all
-    from analysis.io import load_dataset, write_tables
-    from analysis.parameters import load_parameters
-    from analysis.provenance import build_manifest
+    from analysis.data.load import load_dataset, write_tables
+    from analysis.data.parameters import load_parameters
+    from analysis.data.provenance import build_manifest
+    from analysis.models.estimate import estimate_all
 
     parameters = load_parameters(args.params)
     started = time.monotonic()
@@ -140,7 +140,7 @@ def _estimate(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     import time
 
-    from analysis.report import build_calibration_report
+    from analysis.studies.calibration import build_calibration_report
 
     started = time.monotonic()
 
@@ -179,7 +179,7 @@ PARAMS_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analysis.synth import StudyDesign
+    from analysis.data.synth import StudyDesign
 
     d = StudyDesign()
     parser = argparse.ArgumentParser(
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate a contract-valid synthetic study and truth.json, the parameters "
         "and true effects it was drawn from. The same seed gives byte-identical "
         "files. Default effect sizes follow Harter, Schmidt & Hayes (2002) and "
-        "Gallup's Q12 meta-analysis (see analysis/synth.py).",
+        "Gallup's Q12 meta-analysis (see analysis/data/synth.py).",
     )
     synth.add_argument(
         "--out",
@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulation study: are our tests calibrated? (what `make validate` runs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the calibration study and render it as one self-contained HTML page.\n\n"
-        "Synthetic studies with known truth (analysis/synth.py) are drawn many times per "
+        "Synthetic studies with known truth (analysis/data/synth.py) are drawn many times per "
         "condition\n(no effect; no effect but regions confound; the default effects; reverse "
         "causation;\na grid of units x waves) and every estimand is fitted on each, beside the "
         "naive\ncustomer-level analysis a spreadsheet user would run. The page shows "
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_terminated(signum, frame) -> None:
-    from analysis.folders import Terminated
+    from analysis.data.folders import Terminated
 
     raise Terminated()
 
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(argv)
     except KeyboardInterrupt as interruption:  # also while importing, before _run's handlers
-        from analysis.folders import Terminated
+        from analysis.data.folders import Terminated
 
         terminated = isinstance(interruption, Terminated)
         print(
@@ -448,10 +448,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 INVALID_INPUT = (
-    ("analysis.io", "DatasetError"),
-    ("analysis.parameters", "ParameterError"),
-    ("analysis.linkage", "EstimationError"),
-    ("analysis.folders", "OutputError"),
+    ("analysis.data.load", "DatasetError"),
+    ("analysis.data.parameters", "ParameterError"),
+    ("analysis.models.linkage", "EstimationError"),
+    ("analysis.data.folders", "OutputError"),
 )
 
 
@@ -469,7 +469,7 @@ def _invalid_input(error: Exception) -> bool:
 
 
 def _run(argv: list[str] | None) -> int:
-    from analysis.folders import StorageError, is_storage_error, storage_error
+    from analysis.data.folders import StorageError, is_storage_error, storage_error
 
     args = build_parser().parse_args(argv)
     try:
@@ -488,8 +488,8 @@ def _run(argv: list[str] | None) -> int:
 
 def _internal_error(error: Exception) -> int:
     """The promise is an exit status and a message, not a traceback."""
-    # analysis.report imports nbformat (seconds); only a command that used it can raise it
-    report = sys.modules.get("analysis.report")
+    # analysis.report.build imports nbformat (seconds); only a command that used it can raise it
+    report = sys.modules.get("analysis.report.build")
     if report is not None and isinstance(error, report.ReportError):
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.io import write_tables
-from analysis.synth import StudyDesign, generate, truth_json
+from analysis.data.load import write_tables
+from analysis.data.synth import StudyDesign, generate, truth_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DESIGN = StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12)

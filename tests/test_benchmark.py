@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.benchmark import SIZES
+from analysis.studies.benchmark import SIZES
 from tests.conftest import PROJECT_ROOT
 
 
 def test_benchmark_measures_every_step_and_compares_with_the_naive_models(tmp_path):
     out, data = tmp_path / "benchmark", tmp_path / "data"
-    command = [sys.executable, "-m", "analysis.benchmark", "--sizes", "tiny", "--no-report"]
+    command = [sys.executable, "-m", "analysis.studies.benchmark", "--sizes", "tiny", "--no-report"]
     command += ["--data-root", str(data), "--out", str(out)]
     finished = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
@@ -59,7 +59,14 @@ def test_benchmark_times_the_scale_cases_and_records_a_clear_result(tmp_path):
     ``benchmark_scaling.csv``: timed, finished, and with "not estimable" rows where every
     unit-wave is too small to show. ``--no-growth`` times each shape once."""
     out, data = tmp_path / "benchmark", tmp_path / "data"
-    command = [sys.executable, "-m", "analysis.benchmark", "--sizes", "tiny-waves", "tiny-units"]
+    command = [
+        sys.executable,
+        "-m",
+        "analysis.studies.benchmark",
+        "--sizes",
+        "tiny-waves",
+        "tiny-units",
+    ]
     command += ["--no-report", "--no-growth", "--data-root", str(data), "--out", str(out)]
     finished = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
@@ -79,7 +86,7 @@ def test_benchmark_times_the_scale_cases_and_records_a_clear_result(tmp_path):
 
 
 def test_growth_of_a_scale_case_is_summarised_per_step_and_as_an_exponent():
-    from analysis.benchmark import growth_table
+    from analysis.studies.benchmark import growth_table
 
     waves = np.array([125, 250, 500, 1000])
     points = pd.DataFrame(

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import calibration
-from analysis.calibration import (
+from analysis.data.synth import StudyDesign, generate
+from analysis.studies import calibration
+from analysis.studies.calibration import (
     ESTIMANDS,
     Condition,
     nominal_band,
@@ -38,7 +39,6 @@ from analysis.calibration import (
     summarise,
     verdict,
 )
-from analysis.synth import StudyDesign, generate
 from tests.test_report import _open_in_chromium, needs_browser
 
 NULL_REPLICATES = 30
@@ -86,7 +86,7 @@ def mc_se(p: float, replicates: int) -> float:
 @pytest.fixture(scope="module")
 def calibration_run(tmp_path_factory) -> Path:
     """One real run: simulation on two workers, CSVs, papermill, nbconvert, atomic publish."""
-    from analysis.report import build_calibration_report
+    from analysis.studies.calibration import build_calibration_report
 
     root = tmp_path_factory.mktemp("calibration")
     return build_calibration_report(
@@ -96,7 +96,7 @@ def calibration_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(calibration_run) -> dict[str, pd.DataFrame]:
-    from analysis.report import read_calibration
+    from analysis.studies.calibration import read_calibration
 
     return read_calibration(calibration_run / "results")
 
@@ -226,7 +226,7 @@ def test_page_opens_in_chromium_without_network_or_errors(calibration_run):
 def test_notebook_is_committed_without_outputs():
     import nbformat
 
-    from analysis.report import NOTEBOOKS_DIR
+    from analysis.report.build import NOTEBOOKS_DIR
 
     notebook = nbformat.read(NOTEBOOKS_DIR / "calibration.ipynb", as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
@@ -236,7 +236,7 @@ def test_notebook_is_committed_without_outputs():
 
 
 def test_a_failed_run_keeps_the_previous_report(tmp_path):
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     with staged_run(tmp_path) as (staging, run_id):
         (staging / "index.html").write_text("good")
@@ -353,8 +353,8 @@ def test_naive_regression_is_textbook_ols():
     """The closed form equals statsmodels' OLS with its default (iid) covariance."""
     import statsmodels.api as sm
 
-    from analysis.io import dataset_from_tables
-    from analysis.panel import unit_wave_panel
+    from analysis.data.load import dataset_from_tables
+    from analysis.measures.panel import unit_wave_panel
 
     study = generate(StudyDesign(seed=11, n_units=30, n_waves=3))
     dataset = dataset_from_tables(study.tables)
@@ -381,7 +381,7 @@ def test_naive_regression_is_textbook_ols():
 
 
 def test_in_memory_dataset_is_validated_like_files(small_study_master):
-    from analysis.io import DatasetError, dataset_from_tables, load_dataset
+    from analysis.data.load import DatasetError, dataset_from_tables, load_dataset
 
     study = generate(StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12))
     in_memory = dataset_from_tables(study.tables)

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis import drivers
-from analysis.drivers import (
+from analysis.models import drivers
+from analysis.models.drivers import (
     DRIVER_COLUMNS,
     METHOD,
     benjamini_hochberg,
@@ -91,7 +91,7 @@ def clustered_panel(
     unit_share_x: float = 0.7,
     unit_nps_sd: float = 12.0,
 ) -> pd.DataFrame:
-    """A unit × wave panel like ``analysis.panel``'s: six 0–100 scales, NPS from counts.
+    """A unit × wave panel like ``analysis.measures.panel``'s: six 0–100 scales, NPS from counts.
 
     Each scale is ``60 + 10 (√s a_u + √(1 − s) e_ut)`` with ``s = unit_share_x`` the share of its
     variance that is a stable unit trait; the scales are mutually independent. NPS is

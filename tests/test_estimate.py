@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.estimate import estimate_all
-from analysis.io import load_dataset
-from analysis.parameters import Parameters
-from analysis.privacy import assert_no_disclosure
-from analysis.synth import StudyDesign
+from analysis.data.load import load_dataset
+from analysis.data.parameters import Parameters
+from analysis.data.synth import StudyDesign
+from analysis.measures.privacy import assert_no_disclosure
+from analysis.models.estimate import estimate_all
 from tests.conftest import write_study
 
 # Full-size studies (300 units, 8 waves), as data/sample; fewer bootstrap draws keep them quick.

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis.__main__ import main
-from analysis.synth import StudyDesign
+from analysis.data.synth import StudyDesign
 from tests.conftest import write_study
 
 settings.register_profile(

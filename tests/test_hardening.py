@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from analysis.contract import TABLE_NAMES
-from analysis.io import DatasetError, load_dataset
+from analysis.data.contract import TABLE_NAMES
+from analysis.data.load import DatasetError, load_dataset
 from tests.conftest import SMALL_DESIGN, write_study
 
 # CI runs the same examples every time; set HYPOTHESIS_EXPLORE=1 to search afresh.
@@ -386,7 +386,9 @@ def test_ids_with_commas_quotes_and_markup_flow_through_as_data(
     unit_wave = pd.read_csv(out / "unit_wave.csv", dtype={"unit_id": str})
     expected = new_id.strip()  # identifiers are trimmed on reading (data contract)
     if expected.startswith(("=", "+", "-", "@")):
-        expected = "'" + expected  # neutralised for spreadsheets (analysis.io.spreadsheet_safe)
+        expected = (
+            "'" + expected
+        )  # neutralised for spreadsheets (analysis.data.load.spreadsheet_safe)
     assert (unit_wave["unit_id"] == expected).sum() == 4  # its four waves, nothing lost
 
 
@@ -421,8 +423,8 @@ def test_answers_after_as_of_run_to_a_result(study, tmp_path):
 
 
 def test_data_after_as_of_does_not_change_the_estimates(small_study_master):
-    from analysis.estimate import estimate_all
-    from analysis.parameters import Parameters
+    from analysis.data.parameters import Parameters
+    from analysis.models.estimate import estimate_all
 
     cut = pd.Timestamp("2024-11-15")
     parameters = Parameters(bootstrap_draws=20, as_of=cut.date())
@@ -590,7 +592,7 @@ def test_names_with_dollar_signs_render_in_figures():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.narrative import figure_text
+    from analysis.report.sentences import figure_text
 
     names = pd.Series(["$\\frac$ store", "x$^$", "$5 & $6", None, "plain"])
     figure, axes = plt.subplots()
@@ -603,7 +605,7 @@ def test_names_with_dollar_signs_render_in_figures():
 @settings(max_examples=200, deadline=None, derandomize=DERANDOMIZE)
 @given(values=st.lists(st.one_of(st.none(), st.text(alphabet="'=+-@\t\r a1,\"<"))))
 def test_spreadsheet_safe_is_safe_and_reversible(values):
-    from analysis.io import FORMULA_STARTS, spreadsheet_safe, undo_spreadsheet_safe
+    from analysis.data.load import FORMULA_STARTS, spreadsheet_safe, undo_spreadsheet_safe
 
     column = pd.Series(values, dtype=object)
     safe = spreadsheet_safe(column)
@@ -612,8 +614,8 @@ def test_spreadsheet_safe_is_safe_and_reversible(values):
 
 
 def test_result_tables_read_back_with_their_unit_ids(tmp_path):
-    from analysis.io import write_tables
-    from analysis.report import RESULT_FILES, read_results
+    from analysis.data.load import write_tables
+    from analysis.report.build import RESULT_FILES, read_results
 
     unit_wave = pd.DataFrame(
         {"unit_id": ["=1+1", "-12", "0001"], "wave": pd.to_datetime(["2024-03-31"] * 3)}

@@ -22,16 +22,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from analysis import figures, narrative
-from analysis.contract import MAX_TEXT_LENGTH
-from analysis.io import DatasetError, load_dataset, write_tables
-from analysis.parameters import (
+from analysis.data.contract import MAX_TEXT_LENGTH
+from analysis.data.load import DatasetError, load_dataset, write_tables
+from analysis.data.parameters import (
     ParameterError,
     Parameters,
     check_parameters,
     load_parameters,
     parameters_from_mapping,
 )
+from analysis.report import figures, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; every refusal below takes a few
@@ -240,8 +240,8 @@ def test_as_of_outside_the_data_and_a_window_beyond_it_are_refused(dataset):
 
 def test_a_covariate_that_names_each_unit_is_refused_only_where_models_could_run(dataset):
     """Below ten units estimation refuses anyway ("too few units"), the clearer message."""
-    from analysis.estimate import MIN_UNITS
-    from analysis.parameters import FEWEST_UNITS
+    from analysis.data.parameters import FEWEST_UNITS
+    from analysis.models.estimate import MIN_UNITS
 
     assert FEWEST_UNITS == MIN_UNITS
     few = dataset.units.head(MIN_UNITS - 1)
@@ -273,7 +273,7 @@ def test_parameters_built_in_python_are_checked_the_same_way():
 
 def test_every_column_the_kit_computes_is_refused_as_a_covariate(dataset):
     """A units column named like a panel column (wave, nps, engagement_index …) gave KeyError."""
-    from analysis.panel import unit_wave_panel
+    from analysis.measures.panel import unit_wave_panel
 
     panel = unit_wave_panel(dataset)
     own = [c for c in panel.columns if c not in ("unit_id", "region", "customer_facing")]
@@ -418,7 +418,7 @@ def test_names_render_literally_in_every_figure_under_the_house_style():
     figures.use_house_style()
     try:
         assert matplotlib.rcParams["text.parse_math"] is False
-        labels = narrative.figure_text(pd.Series(HOSTILE_NAMES, index=list("abcdef")))
+        labels = sentences.figure_text(pd.Series(HOSTILE_NAMES, index=list("abcdef")))
         assert labels.tolist()[0] == "$\\frac$ store"  # literal: no escaping needed
         assert labels.tolist()[3] == "abcdcba"  # bidirectional override removed
         drivers = pd.DataFrame(
@@ -464,18 +464,18 @@ BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c
 
 
 def test_the_controls_removed_are_every_bidirectional_control():
-    assert set(narrative.BIDI_CONTROLS) == set(BIDI)
-    assert narrative.plain_text(f"a{BIDI}b") == "ab"
-    assert narrative.plain_text(None) == "" and narrative.plain_text(float("nan")) == ""
+    assert set(sentences.BIDI_CONTROLS) == set(BIDI)
+    assert sentences.plain_text(f"a{BIDI}b") == "ab"
+    assert sentences.plain_text(None) == "" and sentences.plain_text(float("nan")) == ""
 
 
 def test_html_helpers_neutralise_bidirectional_controls_and_escape():
     name = "Store \u202e<script>x</script>\u2066 lin\u200f"
     outputs = [
-        narrative.paragraph(f"Top unit: {name}"),
-        narrative.list_html([name, "plain"]),
-        narrative.html_table(pd.DataFrame({f"Unit {name}": [name, None], "n": [1, 2]})),
-        narrative.coverage_table_html(
+        sentences.paragraph(f"Top unit: {name}"),
+        sentences.list_html([name, "plain"]),
+        sentences.html_table(pd.DataFrame({f"Unit {name}": [name, None], "n": [1, 2]})),
+        sentences.coverage_table_html(
             pd.DataFrame(
                 {
                     "label": [name],
@@ -501,7 +501,7 @@ def test_every_page_loses_bidirectional_controls_whatever_made_its_html(tmp_path
     page, so no route around the helpers is left."""
     import nbformat
 
-    from analysis.report import render_page
+    from analysis.report.build import render_page
 
     names = pd.DataFrame({"Unit": [f"Store{BIDI}1", "\u202eevil"], "Region": ["N\u2067", "S"]})
     notebook = nbformat.v4.new_notebook()
@@ -536,14 +536,14 @@ def test_every_page_loses_bidirectional_controls_whatever_made_its_html(tmp_path
 
 
 def test_confidence_levels_print_exactly():
-    assert [narrative.level(1 - a) for a in (0.05, 0.001, 0.025, 0.5, 0.1)] == [
+    assert [sentences.level(1 - a) for a in (0.05, 0.001, 0.025, 0.5, 0.1)] == [
         "95%",
         "99.9%",
         "97.5%",
         "50%",
         "90%",
     ]
-    findings = narrative.headline_findings(
+    findings = sentences.headline_findings(
         pd.DataFrame(
             {
                 "estimand": ["nps_on_engagement"],
@@ -566,7 +566,7 @@ def test_confidence_levels_print_exactly():
 
 
 def test_csv_headers_are_spreadsheet_safe_and_read_back_exactly(tmp_path):
-    from analysis.io import FORMULA_STARTS, undo_spreadsheet_safe
+    from analysis.data.load import FORMULA_STARTS, undo_spreadsheet_safe
 
     columns = ["=cmd_index", "+x", "-y", "@z", "'=already", "unit_id", "plain"]
     frame = pd.DataFrame([["=1+1", "a", "b", "c", "d", "-12", "e"]], columns=columns)
@@ -580,7 +580,7 @@ def test_csv_headers_are_spreadsheet_safe_and_read_back_exactly(tmp_path):
 
 
 def test_result_tables_read_back_with_their_column_names(tmp_path):
-    from analysis.report import RESULT_FILES, read_results
+    from analysis.report.build import RESULT_FILES, read_results
 
     tables = {
         name: pd.DataFrame({"unit_id": ["-12"], "=cmd_index": [1.5]}) for name in RESULT_FILES

@@ -1,6 +1,6 @@
 """Does a finding rest on one unit? The leave-one-unit-out check behind ``fragile_to_one_unit``.
 
-The check (``analysis.estimate.leave_one_unit_out`` and ``one_unit_fragility``) approximates
+The check (``analysis.models.estimate.leave_one_unit_out`` and ``one_unit_fragility``) approximates
 every estimand without each unit and confirms the cases that matter by refitting. Here: the
 approximations against exact refits on a small study; the flags on a study where one hidden,
 suppressed unit masks a finding, and on one where no unit matters; and the page sentences,
@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from analysis import estimate, linkage, narrative
-from analysis.io import Dataset, load_dataset
-from analysis.panel import default_as_of, unit_wave_panel
-from analysis.parameters import Parameters
-from analysis.synth import StudyDesign
+from analysis.data.load import Dataset, default_as_of, load_dataset
+from analysis.data.parameters import Parameters
+from analysis.data.synth import StudyDesign
+from analysis.measures.panel import unit_wave_panel
+from analysis.models import estimate, linkage
+from analysis.report import sentences
 from tests.conftest import write_study
 
 PARAMETERS = Parameters(bootstrap_draws=50)
@@ -156,12 +157,12 @@ def test_fragility_rules_on_a_made_up_check():
         refit=lambda unit, names: {n: (3.9, 0.0002) for n in names},
     ).set_index("estimand")
     assert not refitted.at["nps_on_engagement", "fragile_to_one_unit"]
-    sentences = narrative.fragility_sentences(shaky.reset_index(), 0.05)
-    assert sentences == [
+    said = sentences.fragility_sentences(shaky.reset_index(), 0.05)
+    assert said == [
         "The link between engagement and the next quarter's customer NPS rests on a single "
         "unit: without it, it would not be significant."
     ]
-    assert narrative.fragility_sentences(calm, 0.05) == []
+    assert sentences.fragility_sentences(calm, 0.05) == []
 
 
 def _add_hidden_extreme_unit(directory: Path, customers_per_wave: int = 150) -> None:
@@ -256,24 +257,24 @@ def test_a_hidden_unit_that_masks_a_finding_is_flagged_without_being_named(maske
     # the unit is hidden everywhere it could be shown
     unit_wave = masked["hidden"].unit_wave
     assert unit_wave.loc[unit_wave["unit_id"] == HIDDEN, "suppressed"].all()
-    sentences = narrative.fragility_sentences(masked["hidden"].estimates, PARAMETERS.alpha)
+    said = sentences.fragility_sentences(masked["hidden"].estimates, PARAMETERS.alpha)
     assert any(
         s.startswith("The link between engagement and customers' risk of leaving")
         and "leaving out a single unit would make it so" in s
-        for s in sentences
-    ), sentences
-    text = " ".join(sentences)
+        for s in said
+    ), said
+    text = " ".join(said)
     assert HIDDEN not in text and HIDDEN_NAME not in text and "unit_id" not in text
 
 
 def test_the_influence_columns_are_written_and_read_back(masked, tmp_path):
-    from analysis.io import write_tables
-    from analysis.report import read_results
+    from analysis.data.load import write_tables
+    from analysis.report.build import read_results
 
     write_tables(masked["hidden"].tables(), tmp_path / "results")
     estimates = read_results(tmp_path / "results")["estimates"]
     assert list(estimates.columns[-3:]) == list(estimate.INFLUENCE_COLUMNS)
-    assert narrative.fragility_sentences(estimates, 0.05) == narrative.fragility_sentences(
+    assert sentences.fragility_sentences(estimates, 0.05) == sentences.fragility_sentences(
         masked["hidden"].estimates, 0.05
     )
 
@@ -286,4 +287,4 @@ def test_a_study_where_no_unit_matters_flags_nothing(tmp_path):
     assert (estimates["p_adjusted"].dropna() < 0.05).sum() >= 5
     assert not estimates["fragile_to_one_unit"].any()
     assert (estimates["n_units_flip_significance"] == 0).all()
-    assert narrative.fragility_sentences(estimates, 0.05) == []
+    assert sentences.fragility_sentences(estimates, 0.05) == []

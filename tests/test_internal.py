@@ -10,8 +10,9 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-from analysis.contract import Instrument, Scale
-from analysis.internal import (
+from analysis.data.contract import Instrument, Scale
+from analysis.data.load import Dataset, load_dataset
+from analysis.measures.internal import (
     CELL_COLUMNS,
     RELIABILITY_COLUMNS,
     SCALE_LABELS,
@@ -21,9 +22,9 @@ from analysis.internal import (
     scale_reliability,
     shrunken_unit_engagement,
 )
-from analysis.io import Dataset, load_dataset
-from analysis.panel import respondent_scale_score, unit_wave_panel
-from analysis.privacy import assert_no_disclosure, small_group_reason
+from analysis.measures.panel import unit_wave_panel
+from analysis.measures.privacy import assert_no_disclosure, small_group_reason
+from analysis.measures.scales import respondent_scale_score
 
 MIN_GROUP_SIZE = 5
 

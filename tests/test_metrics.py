@@ -12,27 +12,29 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import DescrStatsW
 
-from analysis.contract import DEFAULT_INSTRUMENT, POINTS_OF_CONNECTION, Instrument, Scale
-from analysis.metrics import (
-    POINT_OF_CONNECTION_LABELS,
-    SCORECARD_COLUMNS,
+from analysis.data.contract import DEFAULT_INSTRUMENT, POINTS_OF_CONNECTION, Instrument, Scale
+from analysis.measures.intervals import wilson_interval
+from analysis.measures.nps import (
     clustered_nps,
     clustered_nps_difference,
-    cronbach_alpha,
-    effort_score,
     enps,
-    feldt_interval,
-    icc_oneway,
     nps,
     nps_categories,
     nps_difference,
     nps_from_counts,
+)
+from analysis.measures.scales import (
+    POINT_OF_CONNECTION_LABELS,
+    SCORECARD_COLUMNS,
+    cronbach_alpha,
+    effort_score,
+    feldt_interval,
+    icc_oneway,
     points_of_connection_scorecard,
     rwg,
     rwg_summary,
     scale_scores,
     scale_summary,
-    wilson_interval,
 )
 
 
@@ -624,7 +626,7 @@ def test_unit_nps_shrinkage_beats_raw_estimates_on_known_truth():
     200 units with true NPS ~ N(30, 8²) and 5–80 answers each; raw errors have variance near
     (0.7·100)²/n, far above τ² for small units, so the MSE ratio is around .4. Bound .8.
     """
-    from analysis.metrics import nps_by_unit
+    from analysis.measures.nps import nps_by_unit
 
     rng = np.random.default_rng(17)
     rows, truth = [], {}

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import linalg, stats
 
-from analysis import privacy
-from analysis.parameters import MIN_GROUP_SIZE_FLOOR
-from analysis.privacy import (
+from analysis.data.parameters import MIN_GROUP_SIZE_FLOOR
+from analysis.measures import privacy
+from analysis.measures.privacy import (
     COMPLEMENTARY,
     Release,
     assert_no_disclosure,
@@ -534,8 +534,8 @@ def test_the_key_hides_in_repr_and_refuses_nonsense():
 
 
 def test_the_secret_comes_from_every_input_value_not_from_published_hashes(small_study, tmp_path):
-    from analysis.io import file_sha256, load_dataset
-    from analysis.parameters import Parameters
+    from analysis.data.load import file_sha256, load_dataset
+    from analysis.data.parameters import Parameters
 
     dataset = load_dataset(small_study)
     secret = privacy.data_secret(dataset)
@@ -551,7 +551,7 @@ def test_the_secret_comes_from_every_input_value_not_from_published_hashes(small
     customers.write_text(text.replace(line, line.replace(date, later), 1))
     assert privacy.data_secret(load_dataset(small_study)) != secret
     # the same tables held in memory are keyed on their values
-    from analysis.io import dataset_from_tables
+    from analysis.data.load import dataset_from_tables
 
     memory = dataset_from_tables(dataset.tables())
     assert privacy.data_secret(memory) == privacy.data_secret(dataset_from_tables(dataset.tables()))

@@ -7,7 +7,7 @@ report publishes about employees depends on the answers of a group below
 (mirroring them, which keeps their spread) and checks that every published employee figure
 stays the same before noise, and shows that the figure computed the old way, over every
 response, would not. After noise the figures differ, by fresh noise only: changing any input
-byte changes the secret the noise is drawn from (``analysis.privacy.release_for``).
+byte changes the secret the noise is drawn from (``analysis.measures.privacy.release_for``).
 
 The second guarantee is against **two releases that differ by one person**: a reviewer reruns
 the kit after one more respondent joins a unit of exactly ``min_group_size``. Subtracting
@@ -30,20 +30,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import internal, linkage, metrics, privacy
-from analysis.contract import DEFAULT_INSTRUMENT, TABLE_NAMES
-from analysis.estimate import (
+from analysis.data.contract import DEFAULT_INSTRUMENT, TABLE_NAMES
+from analysis.data.load import load_dataset, write_tables
+from analysis.data.parameters import Parameters
+from analysis.measures import internal, nps, privacy, scales
+from analysis.measures.privacy import Release, assert_no_disclosure
+from analysis.measures.scales import respondent_scale_score
+from analysis.models import linkage
+from analysis.models.estimate import (
     SCALE_INDEX_SUFFIX,
     estimate_all,
     released_unit_wave,
     suppressed_unit_wave,
 )
-from analysis.io import load_dataset, write_tables
-from analysis.linkage import EstimationError
-from analysis.panel import respondent_scale_score
-from analysis.parameters import Parameters
-from analysis.privacy import Release, assert_no_disclosure
-from analysis.report import PAGES, build_report, read_results
+from analysis.models.linkage import EstimationError
+from analysis.report.build import PAGES, build_report, read_results
 
 MIN = 5
 PARAMETERS = Parameters(min_group_size=MIN, bootstrap_draws=20)
@@ -102,7 +103,7 @@ def _published(directory: Path, released: bool = False) -> dict[str, pd.DataFram
     """Every employee-derived table the report publishes, computed as its notebooks do.
 
     With ``released=False`` the tables before the release noise (the suppressed exact
-    values, ``analysis.estimate.suppressed_unit_wave``); with ``released=True`` as published.
+    values, ``analysis.models.estimate.suppressed_unit_wave``); with ``released=True`` as published.
     """
     return _both(directory)[int(released)]
 
@@ -186,8 +187,8 @@ def test_the_old_organisation_wide_figures_would_have_leaked(mirrored_pair):
     """The check has teeth: over every response, the same figures move with the small unit."""
     original, mirrored, _ = mirrored_pair
     a, b = load_dataset(original), load_dataset(mirrored)
-    assert metrics.enps(a.employee_survey["enps"])["nps"] != pytest.approx(
-        metrics.enps(b.employee_survey["enps"])["nps"]
+    assert nps.enps(a.employee_survey["enps"])["nps"] != pytest.approx(
+        nps.enps(b.employee_survey["enps"])["nps"]
     )
     assert not internal.scale_reliability(a).equals(internal.scale_reliability(b))
 
@@ -552,7 +553,7 @@ def test_an_item_answered_by_one_person_in_a_shown_unit_wave_stays_out(
             responses = internal.shown_responses(
                 dataset.employee_survey, unit_wave, "points_of_connection"
             )
-            card = metrics.points_of_connection_scorecard(responses, DEFAULT_INSTRUMENT)
+            card = scales.points_of_connection_scorecard(responses, DEFAULT_INSTRUMENT)
         else:
             card = internal.organisation_statistics(
                 dataset.employee_survey, unit_wave, DEFAULT_INSTRUMENT, MIN

@@ -210,3 +210,80 @@ def test_generated_artefacts_are_ignored_by_git():
         text=True,
     )
     assert len(ignored.stdout.splitlines()) == 4, ignored.stdout
+
+
+#: The layers of ``analysis``, lowest first: a module may import its own layer and those before it.
+LAYERS = ("data", "measures", "models", "report", "studies")
+
+
+def _imports_of_analysis() -> dict[str, set[str]]:
+    """Each module of ``analysis`` (dotted) and the ``analysis`` modules it imports, anywhere."""
+    import ast
+
+    package = PROJECT_ROOT / "analysis"
+    graph: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("analysis")
+            ):
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    as_module = package.parent / Path(*candidate.split("."))
+                    is_module = as_module.with_suffix(".py").exists() or as_module.is_dir()
+                    imported.add(candidate if is_module else node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names if a.name.startswith("analysis")}
+        graph[module] = imported - {module}
+    return graph
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_layer():
+    loose = [
+        m
+        for m in _imports_of_analysis()
+        if _layer(m) is None and m not in ("analysis", "analysis.__main__")
+    ]
+    assert loose == [], f"modules outside data/measures/models/report/studies: {loose}"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [
+        f"{module} → {target}"
+        for module, targets in _imports_of_analysis().items()
+        for target in targets
+        if _layer(module) is not None
+        and _layer(target) is not None
+        and _layer(target) > _layer(module)
+    ]
+    assert upward == [], "upward imports:\n" + "\n".join(sorted(upward))
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _imports_of_analysis()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycles.append(" → ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], "import cycles:\n" + "\n".join(cycles)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.io import load_dataset
-from analysis.panel import unit_wave_panel
-from analysis.privacy import COMPLEMENTARY, small_group_reason, suppress
-from analysis.quality import (
+from analysis.data.load import load_dataset
+from analysis.measures.panel import unit_wave_panel
+from analysis.measures.privacy import COMPLEMENTARY, small_group_reason, suppress
+from analysis.measures.quality import (
     COVERAGE_COLUMNS,
     RESPONSE_BY_WAVE_COLUMNS,
     SUPPRESSION_SUMMARY_COLUMNS,

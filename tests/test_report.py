@@ -16,8 +16,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis.parameters import Parameters
-from analysis.report import PAGES, Page, ReportError, build_report
+from analysis.data.parameters import Parameters
+from analysis.report.build import PAGES, Page, ReportError, build_report
 from tests.conftest import SMALL_DESIGN, write_study
 
 CHROMIUM = shutil.which("chromium")
@@ -295,7 +295,7 @@ def test_pages_open_in_chromium_without_network_errors_or_scripts(run_dir, page)
 
 def test_notebooks_default_to_the_sample_study_for_interactive_runs():
     """Opened in JupyterLab, each notebook runs on data/sample and computes missing results."""
-    from analysis.report import NOTEBOOKS_DIR
+    from analysis.report.build import NOTEBOOKS_DIR
 
     for page in PAGES:
         notebook = nbformat.read(NOTEBOOKS_DIR / page.notebook, as_version=4)
@@ -308,7 +308,7 @@ def test_notebooks_default_to_the_sample_study_for_interactive_runs():
 
 
 def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
-    from analysis.report import RESULT_FILES, ensure_results
+    from analysis.report.build import RESULT_FILES, ensure_results
 
     results_dir = tmp_path / "results"
     first = ensure_results(small_study_master, results_dir, PARAMETERS)
@@ -336,7 +336,7 @@ def test_every_notebook_runs_top_to_bottom_on_its_defaults(tmp_path):
     """As in JupyterLab: no injected parameters, the notebook's own defaults, data/sample."""
     import papermill
 
-    from analysis.report import NOTEBOOKS_DIR, _ipc_kernel_manager, _kernel_name
+    from analysis.report.build import NOTEBOOKS_DIR, _ipc_kernel_manager, _kernel_name
 
     for page in PAGES:
         papermill.execute_notebook(

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis import folders
-from analysis.folders import MARKER, OutputError, StorageError
+from analysis.data import folders
+from analysis.data.folders import MARKER, OutputError, StorageError
 from tests.conftest import PROJECT_ROOT, SMALL_DESIGN, write_study
 
 QUICK = "bootstrap_draws: 20\n"
@@ -186,7 +186,7 @@ def test_write_tables_refuses_a_users_folder_too(tmp_path):
     """The library function, not only the command line: one check for every writer."""
     import pandas as pd
 
-    from analysis.io import write_tables
+    from analysis.data.load import write_tables
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "data.xlsx").write_bytes(b"precious")
@@ -271,7 +271,7 @@ def test_a_failure_between_the_steps_puts_the_old_folder_back(tmp_path, monkeypa
 
 
 def test_runs_in_the_same_second_get_distinct_folders(tmp_path):
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     root = tmp_path / "reports"
     with staged_run(root, clock=lambda: FROZEN) as (first, first_id):
@@ -295,7 +295,7 @@ def test_two_processes_started_in_the_same_second_do_not_collide(tmp_path):
     script = textwrap.dedent(
         f"""
         import datetime as dt, sys, time
-        from analysis.report import staged_run
+        from analysis.report.build import staged_run
         frozen = dt.datetime(2024, 3, 31, 12, 0, 0, tzinfo=dt.UTC)
         with staged_run({str(root)!r}, clock=lambda: frozen) as (staging, run_id):
             (staging / "index.html").write_text(sys.argv[1])
@@ -345,7 +345,7 @@ def test_a_reports_folder_holding_a_users_files_is_refused(workdir):
 
 def test_a_reports_folder_of_the_previous_version_is_still_accepted(tmp_path):
     """Run folders with their manifest.json, a latest link and a failed run, but no marker."""
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     root = tmp_path / "reports"
     (root / "20240101T000000Z").mkdir(parents=True)
@@ -387,7 +387,7 @@ def test_refused_runs_create_nothing(workdir):
 
 
 def test_failed_runs_keep_only_the_last_few(tmp_path):
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     root = tmp_path / "reports"
     for minute in range(6):
@@ -402,7 +402,7 @@ def test_failed_runs_keep_only_the_last_few(tmp_path):
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, folders.Terminated, OutputError])
 def test_interrupted_or_refused_runs_leave_nothing(tmp_path, error):
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     root = tmp_path / "reports"
     with staged_run(root) as (staging, _):
@@ -550,7 +550,7 @@ def test_a_full_disk_names_the_path_and_the_free_space(tmp_path):
 
 
 def test_a_full_disk_during_a_run_removes_the_partial_run(tmp_path):
-    from analysis.report import staged_run
+    from analysis.report.build import staged_run
 
     root = tmp_path / "reports"
     with pytest.raises(StorageError), staged_run(root) as (staging, _):
@@ -611,10 +611,10 @@ def test_the_provenance_footer_shows_no_path(small_study_master, tmp_path):
     """The footer every page carries, rendered by the report's own code from a real manifest."""
     import nbformat
 
-    from analysis.io import load_dataset
-    from analysis.parameters import Parameters
-    from analysis.provenance import build_manifest
-    from analysis.report import render_page
+    from analysis.data.load import load_dataset
+    from analysis.data.parameters import Parameters
+    from analysis.data.provenance import build_manifest
+    from analysis.report.build import render_page
 
     templates = (PROJECT_ROOT / "analysis" / "templates").rglob("*")
     assert not any("data_dir" in p.read_text() for p in templates if p.is_file())

@@ -1,7 +1,7 @@
 """Scales that users reach: many waves, many one-person units (issue 10).
 
-No timed assertions (time is measured by ``make bench``, see ``analysis/benchmark.py``). What is
-tested here:
+No timed assertions (time is measured by ``make bench``, see ``analysis/studies/benchmark.py``).
+What is tested here:
 
 * the edge that used to fail: a study of one-person units (every unit-wave suppressed) finishes
   with "not estimable" rows instead of a ``ZeroDivisionError``;
@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import estimate, linkage, metrics, panel, privacy, retention
-from analysis.io import load_dataset
-from analysis.parameters import Parameters
-from analysis.synth import StudyDesign
+from analysis.data import load
+from analysis.data.load import load_dataset
+from analysis.data.parameters import Parameters
+from analysis.data.synth import StudyDesign
+from analysis.measures import nps, panel, privacy
+from analysis.models import estimate, hazard, linkage
 from tests.conftest import write_study
 
 # --------------------------------------------------------------------------------------------
@@ -63,12 +65,12 @@ def test_one_person_units_finish_with_a_clear_result(one_person_study):
 def test_one_cluster_gives_no_standard_error_instead_of_dividing_by_zero():
     one_unit = pd.DataFrame({"total": [300.0], "n": [10.0]}, index=["u1"])
     other = pd.DataFrame({"total": [100.0], "n": [5.0]}, index=["u1"])
-    gap = metrics.clustered_mean_difference(one_unit, other)  # ZeroDivisionError before
+    gap = nps.clustered_mean_difference(one_unit, other)  # ZeroDivisionError before
     assert np.isnan(gap["std_error"]) and gap["n_units"] == 1
     empty = pd.DataFrame({"total": [0.0], "n": [0.0]}, index=["u2"])
-    assert np.isnan(metrics.clustered_mean_difference(one_unit, empty)["estimate"])
+    assert np.isnan(nps.clustered_mean_difference(one_unit, empty)["estimate"])
     counts = pd.DataFrame({"promoters": [3], "passives": [1], "detractors": [1]}, index=["u1"])
-    assert np.isnan(metrics.clustered_nps_difference(counts, counts)["std_error"])
+    assert np.isnan(nps.clustered_nps_difference(counts, counts)["std_error"])
 
 
 def test_within_estimate_of_a_single_unit_is_not_estimable(small_study_master):
@@ -174,10 +176,10 @@ def test_absorbed_poisson_fit_and_its_steps_equal_the_spelled_out_ones():
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
     columns, covariates = ["engagement_sd", "nps_10"], ["region", "wave"]
-    spelled = retention.hazard_design(cells, columns, covariates)
-    absorbed = retention.hazard_absorbed_design(cells, columns, covariates)
-    full = retention.poisson_fit(events, exposure, spelled.to_numpy(float))
-    beta, alpha = retention.poisson_fit_absorbed(events, exposure, absorbed)
+    spelled = hazard.hazard_design(cells, columns, covariates)
+    absorbed = hazard.hazard_absorbed_design(cells, columns, covariates)
+    full = hazard.poisson_fit(events, exposure, spelled.to_numpy(float))
+    beta, alpha = hazard.poisson_fit_absorbed(events, exposure, absorbed)
     np.testing.assert_allclose(beta, full[1 : 1 + absorbed.dense.shape[1]], rtol=1e-8)
     mu = exposure * np.exp(absorbed.dense @ beta + alpha[absorbed.groups])
     np.testing.assert_allclose(mu, exposure * np.exp(spelled.to_numpy(float) @ full), rtol=1e-8)
@@ -188,14 +190,14 @@ def test_absorbed_poisson_fit_and_its_steps_equal_the_spelled_out_ones():
     rows = cells["unit_id"].to_numpy() != "u007"
     mu = exposure * np.exp(x @ start)
     step = np.linalg.lstsq(
-        retention.information(x[rows], mu[rows]), x[rows].T @ (events - mu)[rows], rcond=None
+        hazard.information(x[rows], mu[rows]), x[rows].T @ (events - mu)[rows], rcond=None
     )[0]
-    moved = retention.absorbed_newton_step(absorbed, events, mu, rows)
+    moved = hazard.absorbed_newton_step(absorbed, events, mu, rows)
     np.testing.assert_allclose(moved, step[1 : 1 + len(moved)], rtol=1e-7)
 
     # the bootstrap's influence of each unit on the engagement coefficient: I⁻¹ U_g
-    dense_fit = retention.poisson_with_cluster_scores(events, exposure, spelled, cells["unit_id"])
-    fit = retention.poisson_with_cluster_scores(events, exposure, absorbed, cells["unit_id"])
+    dense_fit = hazard.poisson_with_cluster_scores(events, exposure, spelled, cells["unit_id"])
+    fit = hazard.poisson_with_cluster_scores(events, exposure, absorbed, cells["unit_id"])
     np.testing.assert_allclose(
         fit.cluster_scores @ np.linalg.inv(fit.information)[:, 0],
         dense_fit.cluster_scores @ np.linalg.inv(dense_fit.information)[:, 1],
@@ -211,13 +213,13 @@ def test_absorbed_poisson_fit_and_its_steps_equal_the_spelled_out_ones():
         x[:, 1]
         - nuisance
         @ np.linalg.lstsq(
-            retention.information(nuisance, mu), nuisance.T @ (mu * x[:, 1]), rcond=None
+            hazard.information(nuisance, mu), nuisance.T @ (mu * x[:, 1]), rcond=None
         )[0]
     )
     own = np.bincount(codes, efficient * (events - mu), len(units))
     own_information = np.bincount(codes, mu * efficient**2, len(units))
     expected = full[1] - own / (np.sum(mu * efficient**2) - own_information)
-    without = retention.poisson_without_units(
+    without = hazard.poisson_without_units(
         absorbed, beta, alpha, events, cells["exposure"].to_numpy(float) / 365.25, codes, len(units)
     )
     np.testing.assert_allclose(without, expected, rtol=1e-7)
@@ -225,14 +227,14 @@ def test_absorbed_poisson_fit_and_its_steps_equal_the_spelled_out_ones():
 
 def test_churn_jackknife_with_absorbed_waves_equals_the_spelled_out_one(small_study_master):
     dataset = load_dataset(small_study_master)
-    as_of = panel.default_as_of(dataset)
+    as_of = load.default_as_of(dataset)
     full = panel.unit_wave_panel(dataset, 91, as_of, ("region",))
     model = estimate.churn_model(dataset, full, as_of, ("region",))
     absorbed, _ = estimate._hazard_jackknife(
         model.units, model.cells, model.design, model.params, ("region",), model.wave_effects
     )
-    spelled = retention.hazard_design(model.cells, ["engagement_sd"], ["region", "wave"])
-    params = retention.poisson_fit(
+    spelled = hazard.hazard_design(model.cells, ["engagement_sd"], ["region", "wave"])
+    params = hazard.poisson_fit(
         model.cells["events"].to_numpy(float),
         model.cells["exposure"].to_numpy(float) / 365.25,
         spelled.to_numpy(float),
@@ -310,8 +312,8 @@ def test_risk_sets_equal_a_wave_by_wave_scan():
     _, customers, waves = _answers_and_customers(7)
     as_of = pd.Timestamp(waves[-1]) + pd.Timedelta(days=45)
     at_waves = panel.customers_at_waves(customers, waves, 91, as_of).set_index(["wave", "unit_id"])
-    episodes = retention.churn_episodes(customers, waves, as_of)
-    retained = retention.retention_by_unit_wave(
+    episodes = hazard.churn_episodes(customers, waves, as_of)
+    retained = hazard.retention_by_unit_wave(
         customers, pd.DataFrame({"wave": waves}), 365, as_of
     ).set_index(["wave", "unit_id"])
     churned = customers["churned_on"].fillna(pd.Timestamp.max.normalize())
@@ -377,7 +379,7 @@ def test_no_least_squares_problem_widens_with_the_number_of_waves(tmp_path, monk
     columns instead of seconds keeps this test independent of the machine.
     """
     widths: list[int] = []
-    lstsq, information = np.linalg.lstsq, retention.information
+    lstsq, information = np.linalg.lstsq, hazard.information
 
     def recording_lstsq(a, b, *args, **kwargs):
         widths.append(np.shape(a)[1] if np.ndim(a) == 2 else 1)
@@ -388,12 +390,12 @@ def test_no_least_squares_problem_widens_with_the_number_of_waves(tmp_path, monk
         return information(design, weights)
 
     monkeypatch.setattr(np.linalg, "lstsq", recording_lstsq)
-    monkeypatch.setattr(retention, "information", recording_information)
+    monkeypatch.setattr(hazard, "information", recording_information)
     widest = {}
     for waves in (3, 12):
         design = StudyDesign(seed=12, n_units=20, n_waves=waves, median_unit_size=8)
         dataset = load_dataset(write_study(tmp_path / f"w{waves}", design, "parquet"))
-        as_of = panel.default_as_of(dataset)
+        as_of = load.default_as_of(dataset)
         rows = panel.unit_wave_panel(dataset, 91, as_of, ("region",))
         widths.clear()
         linkage.nps_on_engagement(rows)

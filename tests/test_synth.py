@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analysis.io import load_dataset
-from analysis.linkage import nps_quartile_gap
-from analysis.panel import unit_wave_panel
-from analysis.synth import StudyDesign, generate
+from analysis.data.load import load_dataset
+from analysis.data.synth import StudyDesign, generate
+from analysis.measures.panel import unit_wave_panel
+from analysis.models.linkage import nps_quartile_gap
 from tests.conftest import SMALL_DESIGN, write_study
 
 

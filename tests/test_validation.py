@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.io import DatasetError, load_dataset
+from analysis.data.load import DatasetError, load_dataset
 
 Edit = Callable[[Path], None]
 
@@ -327,7 +327,7 @@ def test_cli_reports_a_missing_directory(tmp_path):
 
 
 def test_written_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
-    from analysis.io import write_tables
+    from analysis.data.load import write_tables
 
     table = pd.DataFrame(
         {

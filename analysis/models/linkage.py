@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.metrics import clustered_nps, clustered_nps_difference
+from analysis.measures.nps import clustered_nps, clustered_nps_difference
 
 
 class EstimationError(ValueError):
@@ -68,7 +68,7 @@ def nps_quartile_gap(
     """Top- minus bottom-quartile customer NPS, in NPS points, as one tidy row.
 
     Quartiles as in ``nps_by_engagement_quartile``; the standard error is cluster-robust by unit
-    (``analysis.metrics.clustered_nps_difference``) and the p-value two-sided from Student's t
+    (``analysis.measures.nps.clustered_nps_difference``) and the p-value two-sided from Student's t
     with ``G − 1`` degrees of freedom. Columns: ``term, estimate, std_error, conf_low,
     conf_high, p_value, n_obs, n_units``; ``n_obs`` counts customer answers.
     """
@@ -88,7 +88,7 @@ def nps_by_engagement_quartile(
     Uses customer-facing unit-waves whose engagement index rests on at least ``min_group_size``
     respondents and that have customer answers in the window. Unit-waves are ranked into
     quartiles of the engagement index; each quartile's NPS pools its answers, with a
-    cluster-robust (by unit) standard error and t interval (``analysis.metrics.clustered_nps``),
+    cluster-robust (by unit) standard error and t interval (``measures.nps.clustered_nps``),
     because answers from one unit are not independent.
 
     Returns one row per quartile: ``quartile, label, n_units, n_unit_waves, n_respondents,
@@ -183,7 +183,7 @@ class Design:
     columns, no constant). By the Frisch–Waugh–Lovell theorem, least squares on the columns
     after demeaning each within its group (weighted) gives the same slopes, fitted values and
     residuals as least squares on the spelled-out design (Davidson & MacKinnon, 2004,
-    *Econometric Theory and Methods*, §2.4), at a cost of rows × dense columns².
+    *Econometric Theory and Methods*, 2.4), at a cost of rows × dense columns².
     """
 
     dense: np.ndarray  # rows × p: the covariate dummies, no constant
@@ -367,7 +367,7 @@ def calibrate_jointly(
 
     With observed ``W = T + U`` (columns of ``values``), errors independent across columns with
     known per-row variances ``v`` (columns of ``noise_var``), and covariates ``X``, the best
-    linear predictor of the true values is (Carroll et al., 2006, §4.4)::
+    linear predictor of the true values is (Carroll et al., 2006, 4.4)::
 
         T̂_i = X_i Γ + Σ_T (Σ_T + diag(v_i))⁻¹ (W_i − X_i Γ),   Σ_T = Σ_R − diag(mean v)
 
@@ -601,7 +601,7 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
 
     With tildes for values after weighted demeaning within unit and partialling out wave
     effects (Frisch–Waugh–Lovell), and ``A``, ``B`` the indices of the two fixed halves of the
-    staff (``analysis.panel.split_half``)::
+    staff (``analysis.measures.panel.split_half``)::
 
         β = Σ w Ñ Ĩ / Σ w Ĩ_A Ĩ_B      (per index point; × SD_T for per SD)
 
@@ -609,7 +609,7 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
     true score but not the people, so their errors are independent even though each person
     answers alike from wave to wave (which makes the ``s²/n`` noise model wrong within units).
     This is the split-sample instrumental-variable estimator for a mismeasured regressor
-    (Fuller, 1987, *Measurement Error Models*, §1.4). Inverse-variance weights
+    (Fuller, 1987, *Measurement Error Models*, 1.4). Inverse-variance weights
     (``nps_precision_weights`` for change within units). The SE is the
     cluster-robust delta-method SE of the ratio, with per-unit sums ``a_u`` and ``b_u`` of the
     numerator and denominator: ``var = G/(G−1) Σ_u ((a_u − β b_u) / Σ b)²``.
@@ -678,7 +678,7 @@ def engagement_on_prior_nps(
 
     with the outcome from one fixed half of the staff and the lag from the other, so that the
     same people's habits do not link the outcome's error to the lag's error
-    (``analysis.panel.split_half``); both pairings are stacked, weighted by the outcome half's
+    (``measures.panel.split_half``); both pairings are stacked, weighted by the outcome half's
     size, SE clustered by unit.
     Both predictors are calibrated for
     their sampling error together (``calibrate_jointly``; the NPS noise is the trinomial

@@ -101,7 +101,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 
-from analysis.parameters import MIN_GROUP_SIZE_FLOOR
+from analysis.data.parameters import MIN_GROUP_SIZE_FLOOR
 
 SUPPRESSED = "suppressed"
 SUPPRESSION = "suppression"
@@ -781,7 +781,7 @@ def data_secret(dataset) -> bytes:
     tag comes first, and they hash bytes, not values), nor from the ``seed`` parameter: a reader
     of the report holds neither the data nor this digest.
     """
-    from analysis.contract import TABLE_NAMES
+    from analysis.data.contract import TABLE_NAMES
 
     digest = hashlib.sha256(RELEASE_DOMAIN + b"\0data\0")
     for name in TABLE_NAMES:

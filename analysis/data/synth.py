@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from analysis.contract import DEFAULT_INSTRUMENT, Instrument
+from analysis.data.contract import DEFAULT_INSTRUMENT, Instrument
 
 DAYS_PER_YEAR = 365.25
 REGIONS = ("North", "South", "East", "West", "Central")
@@ -590,7 +590,7 @@ def _truth(
     mediated = float(lam * beta)
     sentiment_points_sd = float(sentiment_sd * points_per_logit)
     return {
-        "generator": "analysis.synth",
+        "generator": "analysis.data.synth",
         "design": asdict(d),
         "waves": [w.strftime("%Y-%m-%d") for w in waves],
         "as_of": as_of.strftime("%Y-%m-%d"),

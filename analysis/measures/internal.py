@@ -4,12 +4,12 @@
   a unit-wave agree enough (ICC(1), ICC(2), r_wg) for a unit mean to stand for the unit?
 * :func:`shrunken_unit_engagement` — each unit's engagement over the waves, shrunk towards the
   organisation's mean by empirical Bayes so that small units do not top or tail a league table by
-  chance alone; small groups suppressed (``analysis.privacy``).
+  chance alone; small groups suppressed (``analysis.measures.privacy``).
 * :func:`cell_significance` — which cells of a unit × wave heat map differ from their wave's
   mean by more than sampling noise, after a false-discovery-rate correction.
 * :func:`organisation_figures` — the organisation-wide employee figures of the
   internal-measures page (points of connection, effort, eNPS), each item on its own count of
-  answers (:func:`shown_item_cells`) and released with Laplace noise (``analysis.privacy``).
+  answers (:func:`shown_item_cells`) and released with Laplace noise (``measures.privacy``).
 
 Pure functions on pandas frames; nothing here reads or writes files.
 """
@@ -23,12 +23,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.contract import Scale
-from analysis.drivers import benjamini_hochberg
-from analysis.io import Dataset
-from analysis.metrics import cronbach_alpha, icc_oneway, rwg, rwg_summary, wilson_interval
-from analysis.panel import respondent_scale_score
-from analysis.privacy import SUPPRESSED, suppress
+from analysis.data.contract import Scale
+from analysis.data.load import Dataset
+from analysis.measures.intervals import wilson_interval
+from analysis.measures.multiplicity import benjamini_hochberg
+from analysis.measures.privacy import SUPPRESSED, suppress
+from analysis.measures.scales import (
+    cronbach_alpha,
+    icc_oneway,
+    respondent_scale_score,
+    rwg,
+    rwg_summary,
+)
 
 #: Plain-English names of the default instrument's scales.
 SCALE_LABELS = {
@@ -128,7 +134,7 @@ def _median_interval(values: np.ndarray, confidence: float) -> tuple[float, floa
 
     With ``n`` sorted values, the interval ``(x_(j), x_(n−j+1))`` covers the median with
     probability ``1 − 2 P(Binomial(n, ½) < j)``; ``j`` is the largest rank keeping that at
-    least ``confidence`` (Conover, 1999, *Practical Nonparametric Statistics*, 3rd ed., §3.2).
+    least ``confidence`` (Conover, 1999, *Practical Nonparametric Statistics*, 3rd ed., 3.2).
     NaN with too few values for the level asked.
     """
     values = np.sort(values[~np.isnan(values)])
@@ -176,7 +182,7 @@ def scale_reliability(
     confidence : float
         Level of every interval.
     unit_wave : DataFrame, optional
-        The **suppressed** unit × wave display table (``analysis.estimate``'s ``unit_wave``).
+        The **suppressed** unit × wave display table (``analysis.models.estimate``'s ``unit_wave``).
         When given, each scale's statistics use only the responses of the unit-waves whose
         value of that scale is shown there (``shown_responses``): what a report publishes. A
         report must pass it; see Notes.
@@ -193,16 +199,16 @@ def scale_reliability(
         * ``scale``, ``label`` (plain English, ``SCALE_LABELS``), ``n_items``;
         * ``alpha`` with Feldt's interval ``alpha_conf_low, alpha_conf_high`` and ``alpha_n``
           (complete rows) — Cronbach's alpha of the items (reverse-coded items flipped,
-          ``analysis.metrics.cronbach_alpha``); NaN for a single-item scale;
-        * ``icc1``, ``icc2`` with their intervals (``analysis.metrics.icc_oneway``) from a
-          one-way ANOVA of each response's 0–100 scale score (``analysis.panel.
+          ``analysis.measures.scales.cronbach_alpha``); NaN for a single-item scale;
+        * ``icc1``, ``icc2`` with their intervals (``analysis.measures.scales.icc_oneway``) from a
+          one-way ANOVA of each response's 0–100 scale score (``analysis.measures.panel.
           respondent_scale_score``) by unit-wave group (``unit_id`` × ``wave``), and
           ``group_size`` (the adjusted mean group size ``k0``);
         * ``median_rwg`` (with an order-statistic interval, see ``_median_interval``),
           ``share_rwg_70`` (share of groups with r_wg ≥ .70, 0 … 1, Wilson interval) and
           ``n_rwg_groups`` (groups of two or more with complete answers): r_wg(J), or r_wg for
           one item, on the items grouped by unit-wave, with the uniform null over the scale's
-          range (``analysis.metrics.rwg``; James, Demaree & Wolf, 1984);
+          range (``analysis.measures.scales.rwg``; James, Demaree & Wolf, 1984);
         * ``n_responses`` (responses with a scale score: one person answering three waves is
           three responses), ``n_groups`` (unit-waves);
         * ``verdict``: ``"aggregation justified"`` when ICC(1) > .05, ICC(2) ≥ .70 and the
@@ -318,7 +324,7 @@ def shown_responses(
     if column not in unit_wave.columns:
         raise ValueError(
             f"unit_wave has no {column!r} column: pass the suppressed unit × wave table of the "
-            "same run (analysis.estimate.suppressed_unit_wave)"
+            "same run (analysis.models.estimate.suppressed_unit_wave)"
         )
     shown = unit_wave[column].notna()
     if SUPPRESSED in unit_wave.columns and scale == "engagement":
@@ -363,7 +369,7 @@ def shown_item_cells(
         unit-wave that (a) shows the scale in ``unit_wave`` (``shown_responses``) and (b) has at
         least ``min_group_size`` answers **to that item**, after complementary suppression over
         the same totals as the unit × wave table (by wave, region and wave, and overall;
-        ``analysis.privacy.suppress``). The scale's own count is the number of people who
+        ``analysis.measures.privacy.suppress``). The scale's own count is the number of people who
         answered any of its items; an item can rest on fewer. Five respondents of whom one
         answered an item would otherwise put that one answer into the item's figure, and two
         reports, one with that unit and one without, would give it away by difference.
@@ -435,7 +441,7 @@ def organisation_statistics(
     nps``, ``non_passive`` = share of promoters plus detractors), each present only when the
     instrument has the scale. Never publish these: :func:`organisation_figures` releases them.
     """
-    from analysis.metrics import POINT_OF_CONNECTION_LABELS, scale_scores
+    from analysis.measures.scales import POINT_OF_CONNECTION_LABELS, scale_scores
 
     names = {s.name for s in instrument.scales}
     result: dict[str, pd.DataFrame] = {}
@@ -507,22 +513,22 @@ def organisation_figures(
         The suppressed unit × wave table of the same run (``results["unit_wave"]``).
     parameters : Parameters
         The run's parameters: ``min_group_size``, ``alpha`` and ``privacy_epsilon``.
-    release : analysis.privacy.Release, optional
-        Defaults to ``analysis.privacy.release_for(dataset, parameters)``, the run's own.
+    release : analysis.measures.privacy.Release, optional
+        Defaults to ``analysis.measures.privacy.release_for(dataset, parameters)``, the run's own.
 
     Returns
     -------
     dict
         ``"scorecard"``: the points-of-connection items with the columns of
-        ``analysis.metrics.points_of_connection_scorecard``; ``"effort"``: a Series with the
-        fields of ``analysis.metrics.effort_score``; ``"enps"``: a Series ``nps, std_error,
+        ``analysis.measures.scales.points_of_connection_scorecard``; ``"effort"``: a Series with the
+        fields of ``analysis.measures.scales.effort_score``; ``"enps"``: a Series ``nps, std_error,
         conf_low, conf_high, n`` (no category counts: they would give the exact score away).
         Each key only when the instrument has the scale and someone's answers are shown.
 
     Notes
     -----
     Every mean, share and variance is released by the Laplace mechanism
-    (``analysis.privacy.laplace_mechanism``) with its sensitivity to one response, ``n`` the
+    (``measures.privacy.laplace_mechanism``) with its sensitivity to one response, ``n`` the
     published count of answers: a 0–100 mean ``100/n``, its variance ``100²/n``; the effort
     mean ``(high − low)/n``, its variance ``(high − low)²/n``, the share easy ``1/n``; eNPS
     ``200/n`` and the share of non-passives (for its standard error) ``1/n``; a share
@@ -531,14 +537,15 @@ def organisation_figures(
     a point; against a reader who holds two reports that differ by one person, ``n₂ m̃₂ −
     n₁ m̃₁`` is that person's answer plus noise of scale ``range/ε`` (README, "Privacy").
     """
-    from analysis.metrics import SCORECARD_COLUMNS, wilson_interval
-    from analysis.privacy import (
+    from analysis.measures.intervals import wilson_interval
+    from analysis.measures.privacy import (
         laplace_mechanism,
         mean_sensitivity,
         release_for,
         variance_sensitivity,
         widened_interval,
     )
+    from analysis.measures.scales import SCORECARD_COLUMNS
 
     release = release or release_for(dataset, parameters)
     confidence = parameters.confidence
@@ -670,7 +677,7 @@ def shrunken_unit_engagement(
     ----------
     panel : DataFrame
         One row per unit-wave with ``unit_id``, ``n_respondents``, ``engagement_index`` and
-        ``engagement_noise_var`` (``s²_w / n``; ``analysis.panel.unit_wave_panel``), and
+        ``engagement_noise_var`` (``s²_w / n``; ``analysis.measures.panel.unit_wave_panel``), and
         ``region`` if known. Unsuppressed: this is the model input.
     min_group_size : int
         The smallest number of distinct people a shown figure may rest on.
@@ -689,7 +696,7 @@ def shrunken_unit_engagement(
         (when known), ``n_waves``, ``n_responses`` (responses over the waves), ``n_respondents_
         distinct``, ``raw_mean``, ``shrinkage`` (``B``), ``shrunken``, ``posterior_sd``,
         ``conf_low``, ``conf_high``, ``rank`` (1 = highest shrunken value among the shown
-        units), and ``suppressed``, ``suppression`` from ``analysis.privacy.suppress``. Hidden
+        units), and ``suppressed``, ``suppression`` from ``measures.privacy.suppress``. Hidden
         units have every value of ``SHRUNKEN_VALUES`` and their rank missing.
 
     Notes
@@ -711,9 +718,9 @@ def shrunken_unit_engagement(
     ``v_u`` are equal. ``(1 − B_u) v_u`` is the posterior variance with ``μ`` and ``τ²`` known;
     the ``B_u² / Σ W`` term adds the uncertainty of the estimated ``μ``. The uncertainty in
     ``τ²`` is ignored, so intervals are a little narrow when there are few units (Morris, 1983,
-    §4). With ``v_uw = s²/n_uw`` (one pooled within-group variance) the n-weighted raw mean is
+    4). With ``v_uw = s²/n_uw`` (one pooled within-group variance) the n-weighted raw mean is
     also the inverse-variance-weighted one and ``v_u = s²/Σ n_uw``. The published unit × wave
-    table adds the release noise ``2b²`` to ``v_uw`` (``analysis.estimate.released_unit_wave``);
+    table adds the release noise ``2b²`` to ``v_uw`` (``models.estimate.released_unit_wave``);
     ``v_u`` above is then the variance of the n-weighted mean of noisy cells, so the noise
     widens the intervals and strengthens the shrinkage of small units. ``v_u`` treats the
     responses of different waves as independent; the same people answering again makes the
@@ -726,7 +733,7 @@ def shrunken_unit_engagement(
     own noise share ``B_u``, which lowers the total squared error over all units (the
     James–Stein property) and makes the ranking fairer to small units.
 
-    Privacy: the table is passed through ``analysis.privacy.suppress`` with the count
+    Privacy: the table is passed through ``analysis.measures.privacy.suppress`` with the count
     ``n_respondents_distinct`` and the grand total declared as published (``parents=[()]``).
     The count is of **distinct people**, not responses: the same three people answering eight
     waves give 24 responses but are still three people, and an average of their answers over
@@ -737,7 +744,7 @@ def shrunken_unit_engagement(
 
     A unit's mean over the waves is a total of its unit-wave cells. If the same report also
     shows a unit × wave table, suppress that table with ``("unit_id",)`` among its ``parents``
-    (and withhold this table's row where ``analysis.privacy.safe_totals`` withholds the unit
+    (and withhold this table's row where ``measures.privacy.safe_totals`` withholds the unit
     total): otherwise the unit mean times its responses, minus its shown cells, gives away the
     sum of its hidden cells.
     """
@@ -819,9 +826,9 @@ def cell_significance(
     Parameters
     ----------
     unit_wave : DataFrame
-        The **suppressed** display table (``analysis.privacy.suppress`` over unit × wave) with
+        The **suppressed** display table (``measures.privacy.suppress`` over unit × wave) with
         ``unit_id``, ``wave``, ``n_respondents``, ``engagement_index`` and, which the caller
-        must carry along, ``engagement_noise_var`` (``analysis.panel.unit_wave_panel``; the
+        must carry along, ``engagement_noise_var`` (``analysis.measures.panel.unit_wave_panel``; the
         sampling variance of the cell's index). A cell counts as shown where
         ``engagement_index`` is present and, when the column exists, ``suppressed`` is false.
     alpha : float
@@ -848,9 +855,9 @@ def cell_significance(
 
     With the pooled ``v_i = s²/n_i`` of the panel this is ``s² (1/n_i − 1/Σ n)``, slightly
     less than ``v_i``. In the published table ``v_i`` also holds the release noise ``2b²``
-    (``analysis.estimate.released_unit_wave``), independent between cells, so the test counts
+    (``analysis.models.estimate.released_unit_wave``), independent between cells, so the test counts
     it. The p-values of all shown cells are adjusted together by
-    Benjamini–Hochberg (``analysis.drivers.benjamini_hochberg``; Benjamini & Hochberg, 1995,
+    Benjamini–Hochberg (``measures.multiplicity.benjamini_hochberg``; Benjamini & Hochberg, 1995,
     *JRSS B* 57(1), 289–300), and a cell is ``significant`` when its adjusted p-value is at most
     ``alpha``. The wave mean uses shown cells only, so nothing here depends on a hidden value.
     The test asks whether a cell differs from its wave by more than the sampling of its

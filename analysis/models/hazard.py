@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.linkage import Design
+from analysis.models.linkage import Design
 
 DAY = np.timedelta64(1, "D")
 

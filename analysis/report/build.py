@@ -1,7 +1,7 @@
 """Render the leadership report: run the notebooks with papermill, turn them into HTML.
 
-This module and ``analysis.io`` are the only ones that write files, and only where
-``analysis.folders`` allows: a reports folder that is new, empty or the kit's own. The data,
+This module and ``analysis.data.load`` are the only ones that write files, and only where
+``analysis.data.folders`` allows: a reports folder that is new, empty or the kit's own. The data,
 the parameters and the output folder are checked, and every estimate computed, before anything
 is created. A run then builds everything in a hidden staging folder ``.partial-<run-id>`` under
 the reports folder and moves it into place as ``<run-id>/`` only when every notebook has run and
@@ -26,12 +26,12 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from analysis import folders
-from analysis.io import load_dataset, write_tables
-from analysis.parameters import Parameters
-from analysis.provenance import build_manifest
+from analysis import PROJECT_ROOT
+from analysis.data import folders
+from analysis.data.load import load_dataset, write_tables
+from analysis.data.parameters import Parameters
+from analysis.data.provenance import build_manifest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 KERNEL_NAME = "inside-out"
@@ -249,7 +249,7 @@ def run_notebooks(
 
 def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     """The result tables written by ``estimate``, read back for the notebooks."""
-    from analysis.io import undo_spreadsheet_safe
+    from analysis.data.load import undo_spreadsheet_safe
 
     results_dir = Path(results_dir)
     tables = {}
@@ -271,7 +271,7 @@ RESULTS_KEY = "results_key.json"
 
 def results_key(data_dir: Path | str, parameters: Parameters) -> str:
     """What the result tables were computed from: input file hashes and parameters, as JSON."""
-    from analysis.io import INSTRUMENT_FILE, file_sha256, find_table_files
+    from analysis.data.load import INSTRUMENT_FILE, file_sha256, find_table_files
 
     data_dir = Path(data_dir)
     files, _ = find_table_files(data_dir)
@@ -297,7 +297,7 @@ def ensure_results(
     stored = results_dir / RESULTS_KEY
     current = stored.exists() and stored.read_text(encoding="utf-8") == key
     if not (current and all((results_dir / f"{n}.csv").exists() for n in RESULT_FILES)):
-        from analysis.estimate import estimate_all
+        from analysis.models.estimate import estimate_all
 
         results = estimate_all(load_dataset(data_dir), parameters)
         write_tables(results.tables(), results_dir, extra_files={RESULTS_KEY: key}, kind="results")
@@ -321,7 +321,7 @@ def render_page(executed: Path, destination: Path, context: dict) -> Path:
     """Turn an executed notebook into a self-contained HTML page with the code hidden."""
     from nbconvert import HTMLExporter
 
-    from analysis.narrative import plain_text
+    from analysis.report.sentences import plain_text
 
     notebook = nbformat.read(executed, as_version=4)
     _describe_figures(notebook)
@@ -350,7 +350,7 @@ def _require_something_to_show(unit_wave: pd.DataFrame, min_group_size: int) -> 
     ``estimate`` still writes its tables for such a study; a leadership report whose every
     employee figure is suppressed would show nothing but blanks.
     """
-    from analysis.linkage import EstimationError
+    from analysis.models.linkage import EstimationError
 
     if unit_wave["engagement_index"].notna().any():
         return
@@ -376,8 +376,8 @@ def build_report(
     ``pages`` and ``notebooks_dir`` let a research group run its own set of notebooks; the page
     whose slug is ``index`` is the entry page, and every page links to every other.
 
-    Returns the new run's folder. Raises ``analysis.folders.OutputError``,
-    ``analysis.io.DatasetError`` or ``analysis.linkage.EstimationError`` before anything is
+    Returns the new run's folder. Raises ``analysis.data.folders.OutputError``,
+    ``data.load.DatasetError`` or ``models.linkage.EstimationError`` before anything is
     written, or ``ReportError`` (the earlier report stays; the partial run is kept as
     ``.failed-<run-id>``).
     """
@@ -386,7 +386,7 @@ def build_report(
     started = time.monotonic()
     progress(f"Validating {data_dir}")
     dataset = load_dataset(data_dir)
-    from analysis.estimate import estimate_all
+    from analysis.models.estimate import estimate_all
 
     def estimate_progress(message: str) -> None:
         progress(f"[estimate] {message}")
@@ -444,9 +444,9 @@ def _leaves_nothing(error: BaseException) -> bool:
     """Failures that keep no ``.failed-`` folder: interruptions, refusals, a full disk."""
     if not isinstance(error, Exception):  # Ctrl-C, SIGTERM, SystemExit
         return True
-    from analysis.io import DatasetError
-    from analysis.linkage import EstimationError
-    from analysis.parameters import ParameterError
+    from analysis.data.load import DatasetError
+    from analysis.data.parameters import ParameterError
+    from analysis.models.linkage import EstimationError
 
     refusals = (DatasetError, ParameterError, EstimationError, folders.OutputError)
     return isinstance(error, (*refusals, folders.StorageError))
@@ -462,7 +462,7 @@ def staged_run(
 ) -> Iterator[tuple[Path, str]]:
     """Build a run in ``out_root/.partial-<run-id>``; publish it only if the block completes.
 
-    ``out_root`` must be acceptable to ``analysis.folders.check_run_root`` (new, empty or the
+    ``out_root`` must be acceptable to ``analysis.data.folders.check_run_root`` (new, empty or the
     kit's own; ``kind`` is "reports" or "calibration"); it is marked as the kit's. The run id
     comes from ``clock`` and is reserved with an exclusive ``mkdir``, so runs started in the
     same second get distinct ids. On success the folder becomes ``<run-id>/`` and ``latest``
@@ -502,122 +502,3 @@ def _keep_failed(out_root: Path, staging: Path, run_id: str) -> Path:
         os.replace(staging, failed)
         folders.prune_failed(out_root)
     return failed
-
-
-CALIBRATION_PAGE = Page("index", "calibration.ipynb", "Calibration study")
-CALIBRATION_FILES = ("replicates", "summary", "conditions")
-
-
-def read_calibration(results_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """The calibration study's tables, as ``build_calibration_report`` wrote them."""
-    results_dir = Path(results_dir)
-    missing = [n for n in CALIBRATION_FILES if not (results_dir / f"{n}.csv").exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"no calibration results in {results_dir} ({', '.join(missing)}.csv missing): "
-            "run `make validate` or `python -m analysis calibrate` first"
-        )
-    tables = {
-        name: pd.read_csv(results_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
-        for name in CALIBRATION_FILES
-    }
-    for name in ("replicates", "summary"):
-        for column in ("failure", "rejection_verdict", "coverage_verdict"):
-            if column in tables[name]:
-                tables[name][column] = tables[name][column].fillna("").astype(str)
-    return tables
-
-
-def _code_digests() -> dict[str, str]:
-    """SHA-256 of the code that generated and analysed the simulated studies: its inputs."""
-    from analysis.io import file_sha256
-
-    code = Path(__file__).resolve().parent
-    names = ("synth.py", "calibration.py", "linkage.py", "estimate.py", "retention.py", "panel.py")
-    return {f"analysis/{n}": file_sha256(code / n) for n in names if (code / n).exists()}
-
-
-def build_calibration_report(
-    out_root: Path | str,
-    replicates: int | None = None,
-    *,
-    workers: int = 2,
-    base_seed: int | None = None,
-    conditions=None,
-    alpha: float = 0.05,
-    progress: Callable[[str], None] = print,
-    notebooks_dir: Path = NOTEBOOKS_DIR,
-) -> Path:
-    """Run the calibration study (``analysis.calibration``), write its tables, render its page.
-
-    Writes ``<run-id>/results/{replicates,summary,conditions}.csv``, ``<run-id>/index.html``,
-    the executed notebook and ``manifest.json`` under ``out_root``, published atomically with
-    ``staged_run``: a failed or interrupted run never replaces the previous good report.
-    """
-    from analysis import calibration
-    from analysis.parameters import ParameterError
-    from analysis.provenance import _git_commit, _package_versions
-
-    replicates = calibration.DEFAULT_REPLICATES if replicates is None else replicates
-    base_seed = calibration.DEFAULT_SEED if base_seed is None else base_seed
-    if replicates < 2:
-        raise ParameterError(f"replicates must be at least 2, not {replicates}")
-    if workers < 1:
-        raise ParameterError(f"workers must be at least 1, not {workers}")
-    conditions = tuple(conditions or calibration.default_conditions())
-    out_root = folders.check_run_root(out_root, "calibration")
-    started = time.monotonic()
-    # simulated before the run folder exists: an interrupted study leaves nothing behind
-    table = calibration.run_study(
-        conditions, replicates, base_seed=base_seed, workers=workers, progress=progress
-    )
-    design = calibration.conditions_table(conditions, replicates)
-    summary = calibration.summarise(table, design, alpha)
-    with staged_run(out_root, "calibration") as (staging, run_id):
-        results = staging / "results"
-        write_tables(
-            {"replicates": table, "summary": summary, "conditions": design},
-            results,
-            kind="results",
-        )
-        progress(f"[calibration] simulated in {time.monotonic() - started:.0f} s; rendering")
-        executed = execute_notebook(
-            CALIBRATION_PAGE, staging, {"output_dir": str(results), "alpha": alpha}, notebooks_dir
-        )
-        run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        manifest = {
-            "run_id": run_id,
-            "run_at": run_at,
-            "parameters": {
-                "replicates": replicates,
-                "seed": base_seed,
-                "alpha": alpha,
-                "workers": workers,
-            },
-            "conditions": design.to_dict(orient="records"),
-            "code_sha256": _code_digests(),
-            "git_commit": _git_commit(),
-            "packages": _package_versions(),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        context = {
-            "title": CALIBRATION_PAGE.title,
-            "subtitle": CALIBRATION_PAGE.title,
-            "run_id": run_id,
-            "run_at": run_at,
-            "git_commit": manifest["git_commit"],
-            "parameters": manifest["parameters"],
-            "inputs": manifest["code_sha256"],
-            "dataset": None,  # every study is simulated
-            "packages": manifest["packages"],
-            "pages": [],
-        }
-        render_page(executed, staging / "index.html", context)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
-        )
-    final = out_root / run_id
-    progress(
-        f"Calibration report ready in {time.monotonic() - started:.0f} s: {final / 'index.html'}"
-    )
-    return final

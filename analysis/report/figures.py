@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from analysis.narrative import level
+from analysis.report.sentences import ESTIMAND_LABELS, level
 
 INK = "#1d2433"
 MUTED = "#5b6475"
@@ -103,17 +103,6 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     sns.despine(ax=axes, left=True)
     figure.tight_layout()
     return figure
-
-
-ESTIMAND_LABELS = {
-    "nps_on_engagement": ("NPS points per SD of engagement", 0.0),
-    "nps_on_engagement_within": ("… within the same unit over time", 0.0),
-    "engagement_on_prior_nps": ("Reverse: engagement SD per +10 prior NPS", 0.0),
-    "churn_hazard_on_engagement": ("Churn hazard ratio per SD of engagement", 1.0),
-    "nps_quartile_gap": ("NPS gap, top − bottom quartile (points)", 0.0),
-    "retention_quartile_gap": ("12-month retention gap, top − bottom (pp)", 0.0),
-    "nps_mediated_share": ("Share of churn effect through NPS", 0.0),
-}
 
 
 def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure:
@@ -373,7 +362,7 @@ def calibration_rates(
 ) -> plt.Figure:
     """Monte-Carlo rates with their Wilson 95% bands, one panel per condition, ours vs naive.
 
-    ``summary`` is ``analysis.calibration.summarise``'s table; ``measure`` is ``rejection``
+    ``summary`` is ``analysis.studies.calibration.summarise``'s table; ``measure`` is ``rejection``
     (false-positive rate) or ``coverage``. The dashed line is the nominal rate and the grey
     strip the range a perfectly calibrated method would show 95% of the time with that many
     replicates (``nominal ± 1.96 √(nominal (1 − nominal) / R)``).
@@ -452,7 +441,7 @@ def calibration_rates(
 def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
     """Power against the number of units, one line per number of waves, Wilson 95% bands.
 
-    ``power`` is ``analysis.calibration.power_table``: ``estimand, n_units, n_waves,
+    ``power`` is ``analysis.studies.calibration.power_table``: ``estimand, n_units, n_waves,
     replicates, rejection_rate, rejection_low, rejection_high``.
     """
     estimands = list(dict.fromkeys(power["estimand"]))

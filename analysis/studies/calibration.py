@@ -7,11 +7,11 @@ evaluate statistical methods", *Statistics in Medicine* 38(11), 2074–2102; ADE
   intervals cover the truth 95% of the time, how its power grows with units and waves, and how
   it behaves when customers drive engagement rather than the reverse; and compare a naive
   analysis that a spreadsheet user would run.
-* **Data-generating mechanisms.** ``analysis.synth`` with the switches of each ``Condition``
+* **Data-generating mechanisms.** ``analysis.data.synth`` with the switches of each ``Condition``
   (no effect, no effect but regions confound, the default effects, reverse causation, and a
   grid of units × waves). Each replicate draws a fresh study from its own seed.
 * **Estimands and methods.** The engine's estimands, each computed exactly as
-  ``analysis.estimate.estimate_all`` computes it (the bootstraps for drivers and the mediated
+  ``analysis.models.estimate.estimate_all`` computes it (the bootstraps for drivers and the mediated
   share are left out: they are slow and not tests of an effect), plus the naive analysis
   (``naive_nps_on_engagement``, ``naive_churn_on_engagement``).
 * **Performance measures** (``summarise``), over the ``R`` replicates with an estimate:
@@ -27,7 +27,7 @@ evaluate statistical methods", *Statistics in Medicine* 38(11), 2074–2102; ADE
       MCSE(p̂)    = √(p̂ (1 − p̂) / R)          (rates: rejection, coverage)
       MCSE(bias) = sd(θ̂) / √R
 
-  and each rate its Wilson 95% interval (``analysis.metrics.wilson_interval``), the band shown
+  and each rate its Wilson 95% interval (``measures.intervals.wilson_interval``), the band shown
   in the report. A rate is *calibrated* when the nominal value lies inside that band,
   *liberal* when the band lies wholly above a nominal 5% (too many false alarms) and
   *conservative* when wholly below. With ``R = 200`` the band at 5% is about ±3 points
@@ -36,25 +36,33 @@ evaluate statistical methods", *Statistics in Medicine* 38(11), 2074–2102; ADE
 Seeds are derived from a base seed, the condition's name and the replicate number
 (``replicate_seed``), so a rerun gives the same numbers and adding a condition changes no other.
 
-Pure: ``run_study`` returns tables; ``analysis.report`` writes them and renders the page.
+Pure: ``run_study`` returns tables; ``analysis.report.build`` writes them and renders the page.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.linkage import ESTIMATE_COLUMNS
-from analysis.metrics import DETRACTOR_MAX, PROMOTER_MIN, wilson_interval
-from analysis.parameters import Parameters
-from analysis.synth import StudyDesign
+from analysis import PROJECT_ROOT
+from analysis.data import folders
+from analysis.data.load import write_tables
+from analysis.data.parameters import Parameters
+from analysis.data.synth import StudyDesign
+from analysis.measures.intervals import wilson_interval
+from analysis.measures.nps import DETRACTOR_MAX, PROMOTER_MIN
+from analysis.models.linkage import ESTIMATE_COLUMNS
+from analysis.report.build import NOTEBOOKS_DIR, Page, execute_notebook, render_page, staged_run
 
 DEFAULT_SEED = 20240331
 DEFAULT_REPLICATES = 200
@@ -216,7 +224,7 @@ def _naive_row(estimand, term, coef, se, dist_df, n_obs, n_units, method, confid
 
 
 def _observed_index_sd(panel: pd.DataFrame) -> float:
-    from analysis.linkage import customer_facing_rows
+    from analysis.models.linkage import customer_facing_rows
 
     return float(customer_facing_rows(panel)["engagement_index"].std())
 
@@ -337,7 +345,7 @@ def true_values(effects: dict) -> dict[str, float]:
 
 def _attempt(estimand: str, compute: Callable[[], dict]) -> dict:
     """An estimand's row, or a row of NaNs saying why it failed (counted, not hidden)."""
-    from analysis.linkage import EstimationError
+    from analysis.models.linkage import EstimationError
 
     try:
         return compute()
@@ -350,16 +358,16 @@ def replicate(
 ) -> pd.DataFrame:
     """Draw one study and estimate every main estimand and the naive analysis on it.
 
-    The wiring follows ``analysis.estimate.estimate_all`` (panel, then each estimand with the
+    The wiring follows ``analysis.models.estimate.estimate_all`` (panel, then each estimand with the
     parameters' covariates and confidence), without the bootstraps. Returns tidy rows
     (``estimand, term, estimate, std_error, conf_low, conf_high, p_value, n_obs, n_units,
     method``) with the generator's ``truth`` and a ``failure`` message where an estimand could
     not be computed.
     """
-    from analysis import estimate, linkage
-    from analysis.io import dataset_from_tables
-    from analysis.panel import default_as_of, unit_wave_panel
-    from analysis.synth import generate
+    from analysis.data.load import dataset_from_tables, default_as_of
+    from analysis.data.synth import generate
+    from analysis.measures.panel import unit_wave_panel
+    from analysis.models import estimate, linkage
 
     parameters = parameters or Parameters()
     study = generate(design)
@@ -471,7 +479,7 @@ def run_study(
     the order in which workers finish: rows are sorted by condition and replicate.
     """
     if replicates < 2:
-        from analysis.parameters import ParameterError
+        from analysis.data.parameters import ParameterError
 
         raise ParameterError(f"replicates must be at least 2, not {replicates}")
     tasks = study_tasks(conditions, replicates, base_seed, parameters)
@@ -553,7 +561,7 @@ def rate_with_band(successes: int, n: int, confidence: float = 0.95) -> dict[str
     """A Monte-Carlo rate with its MC standard error and Wilson band.
 
     ``rate = successes / n``, ``mc_se = √(rate (1 − rate) / n)`` (Morris et al., 2019, Table 6)
-    and ``band_low, band_high`` the Wilson score interval (``analysis.metrics.wilson_interval``),
+    and ``band_low, band_high`` the Wilson score interval (``measures.intervals.wilson_interval``),
     which stays inside [0, 1] when the rate is near 0 or 1.
     """
     if n == 0:
@@ -856,3 +864,130 @@ def conditions_table_html(conditions: pd.DataFrame) -> str:
         }
     )
     return shown.to_html(index=False, escape=True, border=0, classes="io-table")
+
+
+# --------------------------------------------------------------------------------------------
+# The study's run folder: tables, the executed notebook and its page, published atomically
+
+CALIBRATION_PAGE = Page("index", "calibration.ipynb", "Calibration study")
+CALIBRATION_FILES = ("replicates", "summary", "conditions")
+
+
+def read_calibration(results_dir: Path | str) -> dict[str, pd.DataFrame]:
+    """The calibration study's tables, as ``build_calibration_report`` wrote them."""
+    results_dir = Path(results_dir)
+    missing = [n for n in CALIBRATION_FILES if not (results_dir / f"{n}.csv").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"no calibration results in {results_dir} ({', '.join(missing)}.csv missing): "
+            "run `make validate` or `python -m analysis calibrate` first"
+        )
+    tables = {
+        name: pd.read_csv(results_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
+        for name in CALIBRATION_FILES
+    }
+    for name in ("replicates", "summary"):
+        for column in ("failure", "rejection_verdict", "coverage_verdict"):
+            if column in tables[name]:
+                tables[name][column] = tables[name][column].fillna("").astype(str)
+    return tables
+
+
+def _code_digests() -> dict[str, str]:
+    """SHA-256 of the code that generated and analysed the simulated studies: its inputs."""
+    from analysis.data.load import file_sha256
+
+    names = (
+        "data/synth.py",
+        "studies/calibration.py",
+        "models/linkage.py",
+        "models/estimate.py",
+        "models/hazard.py",
+        "measures/panel.py",
+    )
+    return {f"analysis/{n}": file_sha256(PROJECT_ROOT / "analysis" / n) for n in names}
+
+
+def build_calibration_report(
+    out_root: Path | str,
+    replicates: int | None = None,
+    *,
+    workers: int = 2,
+    base_seed: int | None = None,
+    conditions=None,
+    alpha: float = 0.05,
+    progress: Callable[[str], None] = print,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> Path:
+    """Run the calibration study, write its tables, render its page.
+
+    Writes ``<run-id>/results/{replicates,summary,conditions}.csv``, ``<run-id>/index.html``,
+    the executed notebook and ``manifest.json`` under ``out_root``, published atomically with
+    ``staged_run``: a failed or interrupted run never replaces the previous good report.
+    """
+    from analysis.data.parameters import ParameterError
+    from analysis.data.provenance import _git_commit, _package_versions
+
+    replicates = DEFAULT_REPLICATES if replicates is None else replicates
+    base_seed = DEFAULT_SEED if base_seed is None else base_seed
+    if replicates < 2:
+        raise ParameterError(f"replicates must be at least 2, not {replicates}")
+    if workers < 1:
+        raise ParameterError(f"workers must be at least 1, not {workers}")
+    conditions = tuple(conditions or default_conditions())
+    out_root = folders.check_run_root(out_root, "calibration")
+    started = time.monotonic()
+    # simulated before the run folder exists: an interrupted study leaves nothing behind
+    table = run_study(
+        conditions, replicates, base_seed=base_seed, workers=workers, progress=progress
+    )
+    design = conditions_table(conditions, replicates)
+    summary = summarise(table, design, alpha)
+    with staged_run(out_root, "calibration") as (staging, run_id):
+        results = staging / "results"
+        write_tables(
+            {"replicates": table, "summary": summary, "conditions": design},
+            results,
+            kind="results",
+        )
+        progress(f"[calibration] simulated in {time.monotonic() - started:.0f} s; rendering")
+        executed = execute_notebook(
+            CALIBRATION_PAGE, staging, {"output_dir": str(results), "alpha": alpha}, notebooks_dir
+        )
+        run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        manifest = {
+            "run_id": run_id,
+            "run_at": run_at,
+            "parameters": {
+                "replicates": replicates,
+                "seed": base_seed,
+                "alpha": alpha,
+                "workers": workers,
+            },
+            "conditions": design.to_dict(orient="records"),
+            "code_sha256": _code_digests(),
+            "git_commit": _git_commit(),
+            "packages": _package_versions(),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        context = {
+            "title": CALIBRATION_PAGE.title,
+            "subtitle": CALIBRATION_PAGE.title,
+            "run_id": run_id,
+            "run_at": run_at,
+            "git_commit": manifest["git_commit"],
+            "parameters": manifest["parameters"],
+            "inputs": manifest["code_sha256"],
+            "dataset": None,  # every study is simulated
+            "packages": manifest["packages"],
+            "pages": [],
+        }
+        render_page(executed, staging / "index.html", context)
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+    final = out_root / run_id
+    progress(
+        f"Calibration report ready in {time.monotonic() - started:.0f} s: {final / 'index.html'}"
+    )
+    return final

@@ -13,10 +13,11 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from analysis.io import INSTRUMENT_FILE, file_sha256
-from analysis.parameters import Parameters
+from analysis import PROJECT_ROOT
+from analysis.data.load import INSTRUMENT_FILE, file_sha256
+from analysis.data.parameters import Parameters
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 PACKAGES = (
     "pandas",
     "numpy",

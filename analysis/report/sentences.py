@@ -6,7 +6,7 @@ without saying how sure we are and how much data it rests on.
 Names from the data (units, regions, items) may contain any characters. They reach the page
 escaped and with the Unicode bidirectional controls removed (``BIDI_CONTROLS``: an override
 such as U+202E would otherwise reverse the text that follows it on the page), and they reach
-figures literally (``figure_text``). ``analysis.report.render_page`` removes the same controls
+figures literally (``figure_text``). ``analysis.report.build.render_page`` removes the same controls
 from every finished page, so HTML made any other way (``DataFrame.to_html`` in a notebook,
 Markdown, printed text) is covered too.
 """
@@ -47,6 +47,17 @@ def html_table(table: pd.DataFrame, **options) -> str:
     shown.columns = [plain_text(c) for c in shown.columns]
     settings = {"index": False, "border": 0, "classes": "io-table", **options, "escape": True}
     return shown.to_html(**settings)
+
+
+ESTIMAND_LABELS = {
+    "nps_on_engagement": ("NPS points per SD of engagement", 0.0),
+    "nps_on_engagement_within": ("… within the same unit over time", 0.0),
+    "engagement_on_prior_nps": ("Reverse: engagement SD per +10 prior NPS", 0.0),
+    "churn_hazard_on_engagement": ("Churn hazard ratio per SD of engagement", 1.0),
+    "nps_quartile_gap": ("NPS gap, top − bottom quartile (points)", 0.0),
+    "retention_quartile_gap": ("12-month retention gap, top − bottom (pp)", 0.0),
+    "nps_mediated_share": ("Share of churn effect through NPS", 0.0),
+}
 
 
 def level(confidence: float) -> str:
@@ -299,8 +310,6 @@ def drivers_sentence(drivers: pd.DataFrame) -> str:
 
 def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
     """Every estimand as a readable row: estimate, interval, p (Holm) and n."""
-    from analysis.figures import ESTIMAND_LABELS
-
     rows = estimates[estimates["estimand"].isin(ESTIMAND_LABELS)]
     shown = pd.DataFrame(
         {
@@ -330,7 +339,7 @@ def _number(value: float, kind: str) -> str:
 
 
 def coverage_table_html(coverage: pd.DataFrame) -> str:
-    """``analysis.quality.coverage`` as a readable table: value, interval (shares), n, note."""
+    """``measures.quality.coverage`` as a readable table: value, interval (shares), n, note."""
     shown = pd.DataFrame(
         {
             "Measure": coverage["label"],
@@ -351,7 +360,7 @@ def coverage_table_html(coverage: pd.DataFrame) -> str:
 
 
 def reliability_table_html(reliability: pd.DataFrame) -> str:
-    """``analysis.internal.scale_reliability`` for leadership: alpha, ICCs, agreement, verdict."""
+    """``measures.internal.scale_reliability`` for leadership: alpha, ICCs, agreement, verdict."""
 
     def pair(value: float, low: float, high: float) -> str:
         return "" if pd.isna(value) else f"{value:.2f} ({low:.2f} to {high:.2f})"
@@ -388,7 +397,7 @@ def reliability_table_html(reliability: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Findings that rest on one unit (analysis.estimate.one_unit_fragility)
+# Findings that rest on one unit (analysis.models.estimate.one_unit_fragility)
 
 FRAGILITY_SUBJECTS = {
     "nps_on_engagement": "The link between engagement and the next quarter's customer NPS",
@@ -450,7 +459,7 @@ def release_noise_sentence(epsilon: float, min_group_size: int) -> str:
     """What the release noise on unit × wave figures means, in points, for two group sizes.
 
     The noise on a 0–100 average of ``n`` answers is Laplace with scale ``100 / (n ε)``, so its
-    standard deviation is ``√2 · 100 / (n ε)`` (``analysis.privacy``).
+    standard deviation is ``√2 · 100 / (n ε)`` (``analysis.measures.privacy``).
     """
     sizes = sorted({min_group_size, max(4 * min_group_size, 20)})
     spreads = [f"about ±{2**0.5 * 100 / (n * epsilon):.0f} points for {n}" for n in sizes]

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from analysis import __version__
+from analysis import PROJECT_ROOT, __version__
 
 MARKER = ".inside-out"
 #: Files the kit writes into its own folders besides those a marker lists: the Makefile's stamp
@@ -52,7 +52,7 @@ KIT_STAMPS = frozenset({".complete"})
 KEEP_FAILED = 3
 LATEST = "latest"
 RUN_ID = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)(?:-(?P<suffix>\d+))?")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 PROJECT_REPORTS = PROJECT_ROOT / "reports"
 WHAT = {
     "dataset": "a dataset written by `synth` or `import`",

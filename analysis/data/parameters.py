@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from analysis.contract import CUSTOMER_NPS, CUSTOMERS, EMPLOYEE_SURVEY_FIXED, UNITS
+from analysis.data.contract import CUSTOMER_NPS, CUSTOMERS, EMPLOYEE_SURVEY_FIXED, UNITS
 
 if TYPE_CHECKING:
-    from analysis.io import Dataset
+    from analysis.data.load import Dataset
 
 # Below three, a group's answers can be narrowed down to an individual's with little effort;
 # five is the common default of employee-survey vendors. Above a thousand nothing is shown.
@@ -67,7 +67,7 @@ SEED_LIMIT = 2**32
 # finite (100,000 draws: 17 s for estimate on the sample, against 11 s with the default).
 BOOTSTRAP_DRAWS_LOW, BOOTSTRAP_DRAWS_HIGH = 10, 100_000
 EPSILON_LOW, EPSILON_HIGH = 0.01, 100.0
-FEWEST_UNITS = 10  # analysis.estimate.MIN_UNITS: the fewest units any model is fitted on
+FEWEST_UNITS = 10  # analysis.models.estimate.MIN_UNITS: the fewest units any model is fitted on
 # as_of may follow the latest date in the data by a month: the day the data were extracted
 # often comes after the last recorded answer. Later dates would invent quiet months.
 AS_OF_GRACE_DAYS = 31
@@ -83,8 +83,8 @@ IDENTIFIER_COLUMNS = tuple(
         ]
     )
 )
-# Names the unit × wave panel and the models give their own columns (analysis.panel,
-# analysis.estimate); a units column of the same name would collide with them. Scale names give
+# Names the unit × wave panel and the models give their own columns (analysis.measures.panel,
+# analysis.models.estimate); a units column of the same name would collide with them. Scale names give
 # ``<scale>_index``, ``<scale>_respondents`` …, caught by the suffixes.
 RESERVED_COLUMNS = (
     "wave",
@@ -128,7 +128,7 @@ class ParameterError(ValueError):
 
 
 def _error(source: str, problems: list[str]) -> ParameterError:
-    """One error listing every problem, in the style of ``analysis.io.DatasetError``."""
+    """One error listing every problem, in the style of ``analysis.data.load.DatasetError``."""
     if len(problems) == 1:
         return ParameterError(f"{source}: {problems[0]}\n{README_HINT}", problems)
     lines = [f"{source}: {len(problems)} problems with the parameters:"]
@@ -208,7 +208,7 @@ def _covariate_problems(value: object) -> list[str]:
     if reserved:
         problems.append(
             f"covariates: {_names(reserved)} is a name the kit uses for its own columns "
-            "(see analysis/parameters.py, RESERVED_COLUMNS); rename that column of units"
+            "(see analysis/data/parameters.py, RESERVED_COLUMNS); rename that column of units"
         )
     repeated = [n for n in dict.fromkeys(names) if names.count(n) > 1]
     if repeated:
@@ -304,7 +304,7 @@ class Parameters:
     seed: int = 20240331
     bootstrap_draws: int = 2000
     covariates: tuple[str, ...] = field(default=("region",))
-    # Laplace-noise budget of each published employee-derived figure (analysis.privacy).
+    # Laplace-noise budget of each published employee-derived figure (analysis.measures.privacy).
     privacy_epsilon: float = 2.0
 
     def __post_init__(self) -> None:
@@ -344,7 +344,7 @@ def _convert(key: str, value: object) -> object:
 
 def _data_problems(values: Mapping, dataset: Dataset) -> list[str]:
     """What is wrong with the parameters given these data: covariates, as_of, the window."""
-    from analysis.panel import default_as_of
+    from analysis.data.load import default_as_of
 
     problems = []
     units = dataset.units

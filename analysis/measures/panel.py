@@ -17,20 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.contract import Scale
-from analysis.io import Dataset
-from analysis.metrics import DETRACTOR_MAX, PROMOTER_MIN
+from analysis.data.load import Dataset, default_as_of
+from analysis.measures.nps import DETRACTOR_MAX, PROMOTER_MIN
+from analysis.measures.scales import respondent_scale_score
 
 DEFAULT_OUTCOME_WINDOW_DAYS = 91
-
-
-def respondent_scale_score(survey: pd.DataFrame, scale: Scale) -> pd.Series:
-    """Each respondent's score on a scale, 0–100; NaN where every item was skipped."""
-    items = survey[list(scale.items)].astype("float64")
-    if scale.reverse:
-        reverse = list(scale.reverse)
-        items[reverse] = scale.low + scale.high - items[reverse]
-    return (items.mean(axis=1) - scale.low) / (scale.high - scale.low) * 100
 
 
 def split_half(respondent_id: pd.Series) -> np.ndarray:
@@ -55,7 +46,7 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     variance of the unit-wave mean, ``s²_w / n``, with ``s²_w`` the within-unit-wave variance
     pooled over all unit-waves (pooled because a unit of three has no stable variance of its
     own). Small groups are kept: this is a model input; anything displayed passes through
-    ``analysis.privacy`` first.
+    ``analysis.measures.privacy`` first.
     """
     survey = dataset.employee_survey
     scores = {
@@ -152,17 +143,6 @@ def nps_counts_in_windows(
     )
     result["n_responses"] = result[["promoters", "passives", "detractors"]].sum(axis=1)
     return result
-
-
-def default_as_of(dataset: Dataset) -> pd.Timestamp:
-    """The end of observation when the parameters do not set ``as_of``: the latest date seen."""
-    dates = [
-        dataset.employee_survey["wave"].max(),
-        dataset.customer_nps["responded_on"].max(),
-        dataset.customers["since"].max(),
-        dataset.customers["churned_on"].max(),
-    ]
-    return max(pd.Timestamp(d) for d in dates if pd.notna(d))
 
 
 def customers_at_waves(

@@ -1,6 +1,6 @@
 """Reading and writing datasets: the only module that touches data files.
 
-``load_dataset`` reads a dataset directory, enforces the data contract (``analysis.contract``) and
+``load_dataset`` reads a dataset directory, enforces the data contract (``analysis.data.contract``) and
 returns typed tables. It never modifies its input. Every problem it finds is collected and raised
 together in one ``DatasetError``, so a user fixes a file once, not once per rerun.
 
@@ -21,20 +21,7 @@ import pandas as pd
 import pandera.pandas as pa
 import yaml
 
-from analysis.contract import (
-    DEFAULT_INSTRUMENT,
-    EMPLOYEE_SURVEY_FIXED,
-    MAX_TEXT_LENGTH,
-    REQUIRED_SCALE,
-    SCALE_NAMES,
-    TABLE_NAMES,
-    TABLES_LINKED_TO_UNITS,
-    ColumnSpec,
-    Instrument,
-    Scale,
-    TableSpec,
-    table_specs,
-)
+from analysis.data.contract import DEFAULT_INSTRUMENT, EMPLOYEE_SURVEY_FIXED, MAX_TEXT_LENGTH, REQUIRED_SCALE, SCALE_NAMES, TABLE_NAMES, TABLES_LINKED_TO_UNITS, ColumnSpec, Instrument, Scale, TableSpec, table_specs
 
 FIRST_DATA_ROW = 2  # the header is row 1
 ROWS_SHOWN = 5
@@ -621,7 +608,7 @@ def _checked_dataset(
 def dataset_from_tables(
     tables: dict[str, pd.DataFrame], instrument: Instrument = DEFAULT_INSTRUMENT
 ) -> Dataset:
-    """Validate tables held in memory (e.g. a ``analysis.synth`` study) exactly as files are.
+    """Validate tables held in memory (e.g. a ``analysis.data.synth`` study) exactly as files are.
 
     The same typing and contract checks as ``load_dataset`` (the Parquet path: typed columns
     are accepted as they are), without writing anything; the calibration study uses it to
@@ -713,14 +700,14 @@ def write_tables(
     Used for generated datasets (``kind="dataset"``) and for result folders (``"results"``).
 
     ``directory`` must be new, empty, or a folder this function wrote before as the same
-    ``kind`` and holding nothing else (``analysis.folders.check_replaceable``): a folder holding
-    a user's files is refused with ``analysis.folders.OutputError``, never deleted. Everything is
+    ``kind`` and holding nothing else (``analysis.data.folders.check_replaceable``): a folder holding
+    a user's files is refused with ``analysis.data.folders.OutputError``, never deleted. Everything is
     written into a hidden sibling directory, marked with ``.inside-out``, that replaces
     ``directory`` only once complete, in one atomic exchange; an interrupted or failed run leaves
     the previous folder as it was and no staging folder behind. A full or read-only disk raises
-    ``analysis.folders.StorageError``.
+    ``analysis.data.folders.StorageError``.
     """
-    from analysis import folders
+    from analysis.data import folders
 
     directory = folders.check_replaceable(directory, kind)
     with folders.writing(directory.parent):
@@ -748,3 +735,14 @@ def write_tables(
             folders.discard(staging)
             raise
     return directory
+
+
+def default_as_of(dataset: Dataset) -> pd.Timestamp:
+    """The end of observation when the parameters do not set ``as_of``: the latest date seen."""
+    dates = [
+        dataset.employee_survey["wave"].max(),
+        dataset.customer_nps["responded_on"].max(),
+        dataset.customers["since"].max(),
+        dataset.customers["churned_on"].max(),
+    ]
+    return max(pd.Timestamp(d) for d in dates if pd.notna(d))

@@ -7,14 +7,14 @@ Three tidy tables for the first page of a report, before any finding:
   some surveyed unit-wave's outcome window (the *linkage rate*).
 * :func:`response_by_wave` — the same, wave by wave, to spot a wave with poor response.
 * :func:`suppression_summary` — how many rows of a display table were hidden, and why
-  (``analysis.privacy.suppress``).
+  (``analysis.measures.privacy.suppress``).
 
 Counts here are counts of whole tables (a census of what was collected), not estimates, so they
-carry no interval. Shares carry a 95% Wilson score interval (``analysis.metrics.
+carry no interval. Shares carry a 95% Wilson score interval (``analysis.measures.
 wilson_interval``; Wilson, 1927, *JASA* 22(158), 209–212), which treats the counted things as
 independent trials; unit-waves of one unit are alike, so read those intervals as a lower bound on
 the uncertainty. Nothing here shows an employee answer: counts of respondents say how many
-people answered, not what they answered (see ``analysis.privacy``).
+people answered, not what they answered (see ``analysis.measures.privacy``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.io import Dataset
-from analysis.metrics import wilson_interval
-from analysis.privacy import COMPLEMENTARY, SUPPRESSION, small_group_reason
+from analysis.data.load import Dataset
+from analysis.measures.intervals import wilson_interval
+from analysis.measures.privacy import COMPLEMENTARY, SUPPRESSION, small_group_reason
 
 COVERAGE_COLUMNS = (
     "measure",
@@ -132,9 +132,9 @@ def coverage(
     Parameters
     ----------
     dataset : Dataset
-        The validated dataset (``analysis.io.load_dataset``).
+        The validated dataset (``analysis.data.load.load_dataset``).
     panel : DataFrame
-        Its unit × wave panel (``analysis.panel.unit_wave_panel``): one row per surveyed
+        Its unit × wave panel (``analysis.measures.panel.unit_wave_panel``): one row per surveyed
         unit-wave with ``n_respondents`` and ``n_responses`` (customer answers in the outcome
         window).
     min_group_size : int
@@ -167,7 +167,7 @@ def coverage(
     -----
     ``share_unit_waves_shown`` is the share of surveyed unit-waves with at least
     ``min_group_size`` respondents: those whose own figures may be displayed before any
-    complementary suppression (``analysis.privacy``). The linkage rate is::
+    complementary suppression (``analysis.measures.privacy``). The linkage rate is::
 
         linked answers / all customer answers
 
@@ -316,7 +316,7 @@ def response_by_wave(
     dataset : Dataset
         The validated dataset.
     panel : DataFrame
-        Its unit × wave panel (``analysis.panel.unit_wave_panel``).
+        Its unit × wave panel (``analysis.measures.panel.unit_wave_panel``).
     min_group_size : int
         The smallest group whose employee figures may be shown.
     confidence : float
@@ -373,7 +373,7 @@ def suppression_summary(
     Parameters
     ----------
     unit_wave_suppressed : DataFrame
-        A table returned by ``analysis.privacy.suppress``: it has the ``suppression`` column,
+        A table returned by ``measures.privacy.suppress``: it has the ``suppression`` column,
         ``""`` for a shown row, ``"fewer than N respondents"`` (primary suppression) or
         ``"complementary (protects a small group)"`` (hidden so that a small group cannot be
         recovered by subtraction from a published total).
@@ -396,7 +396,7 @@ def suppression_summary(
     if SUPPRESSION not in unit_wave_suppressed.columns:
         raise ValueError(
             f"the table has no {SUPPRESSION!r} column: pass it through "
-            "analysis.privacy.suppress first"
+            "analysis.measures.privacy.suppress first"
         )
     reasons = unit_wave_suppressed[SUPPRESSION].fillna("").astype(str)
     has_count = count in unit_wave_suppressed.columns

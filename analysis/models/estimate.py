@@ -1,6 +1,6 @@
 """Every linkage estimand from one dataset: the engine behind ``python -m analysis estimate``.
 
-Pure: a validated ``Dataset`` and ``Parameters`` in, tidy tables out. ``analysis.io`` writes them.
+Pure: a validated ``Dataset`` and ``Parameters`` in, tidy tables out. ``data.load`` writes them.
 
 ``estimates`` has one row per estimand with the columns ``estimand, term, estimate, std_error,
 conf_low, conf_high, p_value, n_obs, n_units, method``, ``p_adjusted`` (Holm, see
@@ -9,7 +9,7 @@ conf_low, conf_high, p_value, n_obs, n_units, method``, ``p_adjusted`` (Holm, se
 (``estimate``, ``conf_low``, ``conf_high``) with ``std_error`` on the log scale, as R's broom does
 with ``exponentiate = TRUE``. The estimates are exact; the employee figures of the display
 tables (``unit_wave``, the quartile means) are released with Laplace noise
-(``released_unit_wave``, ``released_quartiles``, ``analysis.privacy``).
+(``released_unit_wave``, ``released_quartiles``, ``analysis.measures.privacy``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis import linkage, power, retention
-from analysis.io import Dataset
-from analysis.linkage import ESTIMATE_COLUMNS, EstimationError
-from analysis.metrics import clustered_mean_difference
-from analysis.panel import default_as_of, unit_wave_panel
-from analysis.parameters import Parameters, check_parameters
-from analysis.privacy import Release, release_for
+from analysis.data.load import Dataset, default_as_of
+from analysis.data.parameters import Parameters, check_parameters
+from analysis.measures.nps import clustered_mean_difference
+from analysis.measures.panel import unit_wave_panel
+from analysis.measures.privacy import Release, release_for
+from analysis.models import hazard, linkage, power
+from analysis.models.linkage import ESTIMATE_COLUMNS, EstimationError
 
 SCALE_INDEX_SUFFIX = "_index"
 # Cluster-robust errors rest on the number of units; below about ten they are unreliable
@@ -130,17 +130,17 @@ def churn_model(
     units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
     units["unit_wave_row"] = np.arange(len(units))
     unit_covariates = [c for c in covariates if c in units.columns]
-    episodes = retention.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    cells = retention.hazard_cells(episodes)
+    episodes = hazard.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
+    cells = hazard.hazard_cells(episodes)
     cells["unit_id"] = cells["unit_id"].astype("string")
-    cells = retention.attach_unit_covariates(
+    cells = hazard.attach_unit_covariates(
         cells, units, ["engagement_sd", "unit_wave_row", *unit_covariates]
     )
     # wave effects absorbed, not spelled out: a thousand waves cost no more than eight
-    design = retention.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
+    design = hazard.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
-    params, wave_effects = retention.poisson_fit_absorbed(events, exposure, design)
+    params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
     return ChurnModel(units, episodes, cells, design, params, wave_effects=wave_effects)
 
 
@@ -156,7 +156,7 @@ def churn_hazard_on_engagement(
 
     A piecewise-exponential proportional-hazards model on tenure (eight tenure bands),
     with wave (calendar-quarter) effects and the covariates, fitted as a Poisson model on the
-    cells of unit × wave × tenure band (``retention.hazard_cells``); customers who joined before
+    cells of unit × wave × tenure band (``hazard.hazard_cells``); customers who joined before
     the first wave enter there (delayed entry). Engagement is constant within a cell, so the
     cells carry the whole likelihood and a million customers cost no more than their units;
     the customer-level Cox model on the same episodes gives the same hazard ratio (checked in
@@ -208,7 +208,7 @@ def _hazard_jackknife(
     value than the spread of the replicates (checked against full refits in
     tests/test_linkage.py). With ``design`` a ``linkage.Design`` (``churn_model``'s, waves
     absorbed, engagement in column 0, ``wave_effects`` the waves' fitted effects) the step is
-    the same, taken by ``retention.absorbed_newton_step``; a spelled-out design (constant,
+    the same, taken by ``hazard.absorbed_newton_step``; a spelled-out design (constant,
     engagement, …) is still accepted (tests/test_scale.py checks that both agree).
     """
     group, k = linkage.jackknife_groups(units["unit_id"])
@@ -227,7 +227,7 @@ def _hazard_jackknife(
             x[:, 0] = engagement[row]
             mu = exposure * np.exp(x @ params + offset)
             moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
-            step = retention.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
+            step = hazard.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
             estimates[g] = params[0] + step[0]
         return estimates, k
     x = design.to_numpy(float, copy=True)
@@ -245,7 +245,7 @@ def _hazard_jackknife(
         # least squares, not solve: deleting a group can empty a level of a small study's wave
         # or region (a zero row and column), which leaves the engagement step determined
         step = np.linalg.lstsq(
-            retention.information(x_g, mu), x_g.T @ (events[inside] - mu), rcond=None
+            hazard.information(x_g, mu), x_g.T @ (events[inside] - mu), rcond=None
         )[0]
         estimates[g] = params[1] + step[1]
     return estimates, k
@@ -308,7 +308,7 @@ def _retention_quartile_groups(
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Per-unit ``total`` (100 × retained) and ``n`` (at risk) in the top and bottom quartile."""
     eligible = linkage.quartile_unit_waves(panel, min_group_size)
-    retained = retention.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
+    retained = hazard.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
     merged = eligible[["unit_id", "wave", "quartile"]].merge(retained, on=["unit_id", "wave"])
     merged = merged[merged["at_risk"] > 0]
 
@@ -349,7 +349,7 @@ def nps_mediated_share(
     cells of ``churn_hazard_on_engagement``.
     """
     with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
-    return retention.mediated_share(
+    return hazard.mediated_share(
         with_mediator,
         "engagement_sd",
         "nps_10",
@@ -422,7 +422,7 @@ def suppressed_unit_wave(panel: pd.DataFrame, scale_columns, min_group_size: int
     that could be published: by wave, by region and wave, and overall. ``suppressed`` and
     ``suppression`` describe the engagement index; other scales are blank where hidden.
     """
-    from analysis.privacy import suppress
+    from analysis.measures.privacy import suppress
 
     keys = [c for c in ("unit_id", "region", "customer_facing", "wave") if c in panel.columns]
     parents = [("wave",), ()] + ([("region", "wave")] if "region" in panel.columns else [])
@@ -470,7 +470,7 @@ def released_unit_wave(
     ``table`` is ``suppressed_unit_wave``'s (exact values, small groups hidden). Each shown
     ``<scale>_index`` (0–100, one person's score moves a mean of ``n`` by at most ``100/n``)
     gets Laplace noise of scale ``b = 100 / (n ε)`` with ``n`` that scale's respondents
-    (``analysis.privacy.laplace_mechanism``). The pooled within-unit-wave variance ``s²`` behind
+    (``measures.privacy.laplace_mechanism``). The pooled within-unit-wave variance ``s²`` behind
     ``engagement_noise_var`` is released once, with ``b = 100² / (df ε)`` (one response moves a
     sum of squares by less than ``100²``; ``df = Σ (n − 1)`` over the pooled unit-waves, a
     count), and floored at zero. ``engagement_noise_var`` then becomes the whole variance of the
@@ -480,7 +480,7 @@ def released_unit_wave(
     employee answers and stay exact. The noise draws come from ``release`` (the data's secret
     and the parameters) and each figure's name, ``("unit_wave", column, unit_id, wave)``.
     """
-    from analysis.privacy import laplace_mechanism, mean_sensitivity
+    from analysis.measures.privacy import laplace_mechanism, mean_sensitivity
 
     result = table.copy()
     units = result["unit_id"].astype("string").to_numpy(dtype=object, na_value="\0missing")
@@ -533,7 +533,7 @@ def released_quartiles(
     together ε-differentially private. Which quartile a unit-wave falls in is not protected
     (see README, "Privacy"); customer NPS and counts stay exact.
     """
-    from analysis.privacy import laplace_mechanism
+    from analysis.measures.privacy import laplace_mechanism
 
     if quartiles.empty or "mean_engagement_index" not in quartiles:
         return quartiles
@@ -553,7 +553,7 @@ def estimate_all(
     dataset: Dataset, parameters: Parameters, progress: Callable[[str], None] = lambda _: None
 ) -> Results:
     """Build the panel and every estimand, drivers and the suppressed unit-wave table."""
-    from analysis.drivers import driver_importance
+    from analysis.models.drivers import driver_importance
 
     empty = [
         dataset.files[name].name
@@ -908,10 +908,8 @@ def refit_without(
         cells["unit_wave_row"] = renumber.loc[cells["unit_wave_row"].to_numpy()].to_numpy()
         cells = cells.reset_index(drop=True)
         unit_covariates = [c for c in covariates if c in units.columns]
-        design = retention.hazard_absorbed_design(
-            cells, ["engagement_sd"], [*unit_covariates, "wave"]
-        )
-        params, wave_effects = retention.poisson_fit_absorbed(
+        design = hazard.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
+        params, wave_effects = hazard.poisson_fit_absorbed(
             cells["events"].to_numpy(float), cells["exposure"].to_numpy(float) / 365.25, design
         )
         model = ChurnModel(units, churn.episodes, cells, design, params, wave_effects=wave_effects)
@@ -1330,7 +1328,7 @@ def _floored_signal(total: np.ndarray, mean_noise: np.ndarray) -> np.ndarray:
 
 def _loo_churn(churn: ChurnModel, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
     cells = churn.cells
-    without = retention.poisson_without_units(
+    without = hazard.poisson_without_units(
         churn.design,
         churn.params,
         churn.wave_effects,
@@ -1423,7 +1421,7 @@ def _loo_retention_gap(
         eligible = linkage.quartile_unit_waves(panel, min_group_size)
     except EstimationError:
         return np.full(len(units), np.nan)
-    retained = retention.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
+    retained = hazard.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
     if retained.empty:
         return np.full(len(units), np.nan)
     merged = eligible[["unit_id", "wave"]].merge(retained, on=["unit_id", "wave"], how="left")
@@ -1439,12 +1437,10 @@ def _loo_mediated_share(panel: pd.DataFrame, cells: pd.DataFrame, covariates, un
     codes = _codes(with_mediator["unit_id"], units)
     effects = []
     for columns in (["engagement_sd"], ["engagement_sd", "nps_10"]):
-        design = retention.hazard_absorbed_design(
-            with_mediator, columns, [*unit_covariates, "wave"]
-        )
-        params, wave_effects = retention.poisson_fit_absorbed(events, exposure, design)
+        design = hazard.hazard_absorbed_design(with_mediator, columns, [*unit_covariates, "wave"])
+        params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
         effects.append(
-            retention.poisson_without_units(
+            hazard.poisson_without_units(
                 design, params, wave_effects, events, exposure, codes, len(units)
             )
         )

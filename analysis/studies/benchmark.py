@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.synth import StudyDesign
+from analysis.data.synth import StudyDesign
 
 # The three sizes of issue 5, and a tiny one for the tests. Customer numbers and answers per
 # customer are tuned so the counts land near the targets (checked in each run's table).
@@ -152,7 +152,8 @@ def _children_peak_bytes() -> int:
     """Peak RSS over this process's finished children and their descendants.
 
     ``RUSAGE_CHILDREN`` keeps the maximum over every child so far, so each step runs in a fresh
-    helper process (``python -m analysis.benchmark measure …``) whose only child is the step.
+    helper process (``python -m analysis.studies.benchmark measure …``) whose only child is
+    the step.
     """
     import resource
 
@@ -179,7 +180,14 @@ def _measure_main(argv: list[str]) -> int:
 
 def measure(command: list[str], timeout: float | None = None) -> Measured:
     """``command``'s wall time and peak memory, measured in a fresh helper process."""
-    helper = [sys.executable, "-m", "analysis.benchmark", "measure", str(timeout or 0), "--"]
+    helper = [
+        sys.executable,
+        "-m",
+        "analysis.studies.benchmark",
+        "measure",
+        str(timeout or 0),
+        "--",
+    ]
     result = subprocess.run(helper + command, capture_output=True, text=True, check=True)
     fields = json.loads(result.stdout.strip().splitlines()[-1])
     return Measured(fields["seconds"], fields["peak_bytes"], fields["status"], fields["inner"])
@@ -232,10 +240,10 @@ def naive_nps_on_engagement(dataset, panel: pd.DataFrame, window_days: int) -> d
 
 def naive_churn_hazard(dataset, panel: pd.DataFrame, as_of) -> dict:
     """Customer-level Cox on the split episodes (time-varying engagement, delayed entry)."""
-    from analysis import linkage, retention
+    from analysis.models import hazard, linkage
 
     units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"])
-    params, _, episodes = retention.customer_level_cox(
+    params, _, episodes = hazard.customer_level_cox(
         dataset.customers, units, as_of, "engagement_index"
     )
     return {"log_hazard_ratio_per_index_point": float(params[0]), "episodes": len(episodes)}
@@ -246,10 +254,10 @@ def _estimands_main(argv: list[str]) -> int:
     import statsmodels.api  # noqa: F401  imports are not part of any model's time
     import statsmodels.formula.api  # noqa: F401
 
-    from analysis import estimate, linkage
-    from analysis.io import load_dataset
-    from analysis.panel import default_as_of, unit_wave_panel
-    from analysis.parameters import Parameters
+    from analysis.data.load import default_as_of, load_dataset
+    from analysis.data.parameters import Parameters
+    from analysis.measures.panel import unit_wave_panel
+    from analysis.models import estimate, linkage
 
     which, data = argv
     parameters = Parameters()
@@ -334,8 +342,8 @@ def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tu
     unless the same design is there."""
     from dataclasses import asdict
 
-    from analysis.io import write_tables
-    from analysis.synth import generate, truth_json
+    from analysis.data.load import write_tables
+    from analysis.data.synth import generate, truth_json
 
     design = SIZES[name] if design is None else design
     directory = root / name
@@ -451,15 +459,13 @@ def run_benchmark(
         }
         if counts["generate_seconds"] is not None:
             rows.append(size | {"step": "generate", "seconds": counts["generate_seconds"]})
+        this = [python, "-m", "analysis.studies.benchmark"]
         steps = [
             ("estimate", [python, "-m", "analysis", "estimate", "--data", str(directory),
                           "--out", str(out / "runs" / name / "results")], None),
-            ("ours", [python, "-m", "analysis.benchmark", "estimands", "ours", str(directory)],
-             None),
-            ("naive-nps", [python, "-m", "analysis.benchmark", "estimands", "naive-nps",
-                           str(directory)], naive_timeout),
-            ("naive-hazard", [python, "-m", "analysis.benchmark", "estimands", "naive-hazard",
-                              str(directory)], naive_timeout),
+            ("ours", [*this, "estimands", "ours", str(directory)], None),
+            ("naive-nps", [*this, "estimands", "naive-nps", str(directory)], naive_timeout),
+            ("naive-hazard", [*this, "estimands", "naive-hazard", str(directory)], naive_timeout),
         ]  # fmt: skip
         if report:
             steps.insert(
@@ -487,7 +493,7 @@ def run_benchmark(
     scaling = pd.DataFrame(scaling_rows, columns=SCALING_COLUMNS)
     import io
 
-    from analysis.io import write_tables
+    from analysis.data.load import write_tables
 
     figure = io.BytesIO()  # written with the tables: the folder's marker lists every file
     benchmark_figure(table, ratios, scaling).savefig(
@@ -582,7 +588,7 @@ def benchmark_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analysis.figures import use_house_style
+    from analysis.report.figures import use_house_style
 
     use_house_style()
     standard = not table[table["step"] != "generate"].empty
@@ -688,7 +694,7 @@ def scaling_panel(axis, points: pd.DataFrame) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m analysis.benchmark",
+        prog="python -m analysis.studies.benchmark",
         description="Time and measure the memory of estimate and report on synthetic studies "
         "of three sizes, beside customer-level (naive) versions of two estimands, and of "
         "estimate on two shapes at four sizes each, to show its growth. Sizes: "
