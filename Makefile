@@ -22,7 +22,7 @@ OUT     ?= reports
 SEED    ?= 20240331
 
 # Bytecode is compiled at install: otherwise every notebook kernel recompiles pandas,
-# seaborn and statsmodels from source (several seconds each; see shared/performance-notes.md).
+# seaborn and statsmodels from source (several seconds each).
 export UV_COMPILE_BYTECODE := 1
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PYTHONDONTWRITEBYTECODE :=

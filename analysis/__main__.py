@@ -97,18 +97,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    import datetime as dt
-    import json
     import time
 
     from analysis.data.folders import check_replaceable
 
     # the output folder first: a refused one must cost nothing and create nothing
     check_replaceable(args.out, "results", inputs=[args.data])
-    from analysis.data.load import load_dataset, write_tables
     from analysis.data.parameters import load_parameters
-    from analysis.data.provenance import build_manifest
-    from analysis.models.estimate import estimate_all
+    from analysis.data.results import RESULT_FILES
+    from analysis.report.page import publish_results
 
     parameters = load_parameters(args.params)
     started = time.monotonic()
@@ -117,23 +114,9 @@ def _estimate(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     progress(f"validating {args.data}")
-    dataset = load_dataset(args.data)
-    results = estimate_all(dataset, parameters, progress)
-    run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-    manifest = build_manifest(
-        Path(args.data).resolve(),
-        dataset.files,
-        parameters,
-        run_id=Path(args.out).name,
-        run_at=run_at,
-    )
-    write_tables(
-        results.tables(),
-        args.out,
-        extra_files={"manifest.json": json.dumps(manifest, indent=2) + "\n"},
-        kind="results",
-    )
-    progress(f"wrote {args.out}/estimates.csv, drivers.csv, unit_wave.csv, manifest.json")
+    publish_results(args.data, args.out, parameters, progress=progress)
+    written = ", ".join(f"{name}.csv" for name in RESULT_FILES)
+    progress(f"wrote {args.out}/{written}, manifest.json")
     return EXIT_OK
 
 
@@ -178,7 +161,24 @@ PARAMS_HELP = (
 )
 
 
+def _data_and_params(command: argparse.ArgumentParser) -> None:
+    """The ``--data`` and ``--params`` options that ``estimate`` and ``report`` share."""
+    command.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/sample"),
+        help="dataset directory (default: data/sample)",
+    )
+    command.add_argument("--params", type=Path, default=None, help=PARAMS_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-command per verb, each with its help and defaults.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     from analysis.data.synth import StudyDesign
 
     d = StudyDesign()
@@ -316,27 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = commands.add_parser(
         "estimate",
         help="fit every linkage model and write the result tables",
-        description="Validate DATA, fit every estimand and write OUT/estimates.csv, "
-        "OUT/drivers.csv, OUT/unit_wave.csv (small groups suppressed) and "
-        "OUT/manifest.json, without running notebooks. OUT must be new, empty, or a "
+        description="Validate DATA, fit every estimand and write, without running notebooks: "
+        "OUT/estimates.csv (one row per estimand: term, estimate, std_error, conf_low, "
+        "conf_high, p_value, p_adjusted, n_obs, n_units, method; how it was fitted: se_method, "
+        "jackknife_groups, bootstrap_draws, correction; and whether one unit decides it: "
+        "fragile_to_one_unit, n_units_flip_significance, n_units_flip_sign), OUT/drivers.csv, "
+        "OUT/unit_wave.csv "
+        "(small groups suppressed), OUT/nps_by_engagement_quartile.csv and OUT/manifest.json "
+        "(inputs by hash, parameters, code and package versions). OUT must be new, empty, or a "
         "folder estimate wrote before (its .inside-out marker says so); it is replaced "
         "atomically, only when everything has been computed. Any other folder, the dataset "
         "and the working folder are refused before any work starts.",
     )
-    estimate.add_argument(
-        "--data",
-        type=Path,
-        default=Path("data/sample"),
-        help="dataset directory (default: data/sample)",
-    )
+    _data_and_params(estimate)
     estimate.add_argument(
         "--out", type=Path, required=True, help="folder for the results (new, empty or the kit's)"
-    )
-    estimate.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help=PARAMS_HELP,
     )
     estimate.set_defaults(run=_estimate)
 
@@ -348,20 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         "A failed run leaves the previous report untouched. OUT must be new, empty or a "
         "reports folder Inside Out wrote.",
     )
-    report.add_argument(
-        "--data",
-        type=Path,
-        default=Path("data/sample"),
-        help="dataset directory (default: data/sample)",
-    )
+    _data_and_params(report)
     report.add_argument(
         "--out", type=Path, default=Path("reports"), help="reports folder (default: reports)"
-    )
-    report.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help=PARAMS_HELP,
     )
     report.set_defaults(run=_report)
 
@@ -423,6 +406,18 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; never a traceback, always an exit status (see the module's docstring).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``python -m analysis``; ``sys.argv[1:]`` when not given.
+
+    Returns
+    -------
+    int
+        The exit status: 0, 1, 2, 3, 130 or 143.
+    """
     import signal
     import threading
 

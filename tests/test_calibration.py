@@ -96,7 +96,7 @@ def calibration_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(calibration_run) -> dict[str, pd.DataFrame]:
-    from analysis.studies.calibration import read_calibration
+    from analysis.data.results import read_calibration
 
     return read_calibration(calibration_run / "results")
 

@@ -70,6 +70,10 @@ def test_every_estimand_is_a_tidy_row(studies):
         "n_obs",
         "n_units",
         "method",
+        "se_method",
+        "jackknife_groups",
+        "bootstrap_draws",
+        "correction",
         "p_adjusted",
         "fragile_to_one_unit",
         "n_units_flip_significance",
@@ -81,6 +85,14 @@ def test_every_estimand_is_a_tidy_row(studies):
     assert (intervals["conf_low"] <= intervals["estimate"]).all()
     assert (intervals["estimate"] <= intervals["conf_high"]).all()
     assert (results.estimates["n_units"] > 100).all()
+    # the fit facts are columns: the two jackknifed estimands name their 50 groups, the
+    # mediated share its bootstrap draws, and no method text repeats them
+    facts = results.estimates.set_index("estimand")
+    assert facts.at["nps_on_engagement", "se_method"] == "jackknife"
+    assert facts.at["churn_hazard_on_engagement", "jackknife_groups"] == 50
+    assert facts.at["nps_mediated_share", "bootstrap_draws"] == PARAMETERS.bootstrap_draws
+    assert facts.at["nps_on_engagement", "correction"] == "regression_calibration"
+    assert not results.estimates["method"].str.contains("groups\\)|draws", regex=True).any()
 
 
 def test_effects_are_recovered_within_their_intervals(studies):

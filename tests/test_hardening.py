@@ -614,13 +614,12 @@ def test_spreadsheet_safe_is_safe_and_reversible(values):
 
 
 def test_result_tables_read_back_with_their_unit_ids(tmp_path):
-    from analysis.data.load import write_tables
-    from analysis.report.build import RESULT_FILES, read_results
+    from analysis.data.results import RESULT_FILES, read_results, write_results
 
     unit_wave = pd.DataFrame(
         {"unit_id": ["=1+1", "-12", "0001"], "wave": pd.to_datetime(["2024-03-31"] * 3)}
     )
     tables = {name: pd.DataFrame({"unit_id": ["-12"]}) for name in RESULT_FILES}
-    write_tables({**tables, "unit_wave": unit_wave}, tmp_path / "results")
+    write_results({**tables, "unit_wave": unit_wave}, tmp_path / "results", {"run_id": "r"})
     back = read_results(tmp_path / "results")["unit_wave"]
     assert back["unit_id"].tolist() == ["=1+1", "-12", "0001"]

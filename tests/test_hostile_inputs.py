@@ -580,7 +580,7 @@ def test_csv_headers_are_spreadsheet_safe_and_read_back_exactly(tmp_path):
 
 
 def test_result_tables_read_back_with_their_column_names(tmp_path):
-    from analysis.report.build import RESULT_FILES, read_results
+    from analysis.data.results import RESULT_FILES, read_results
 
     tables = {
         name: pd.DataFrame({"unit_id": ["-12"], "=cmd_index": [1.5]}) for name in RESULT_FILES

@@ -56,7 +56,7 @@ def _exact(dataset: Dataset, as_of, unit: str) -> dict[str, float]:
                 data, panel, as_of, PARAMETERS.covariates, 0.95, model=model
             )[0]["estimate"]
         ),
-        "nps_quartile_gap": linkage.nps_quartile_gap(panel, 5).iloc[0]["estimate"],
+        "nps_quartile_gap": linkage.nps_quartile_gap(panel, 5)["estimate"],
         "retention_quartile_gap": estimate.retention_quartile_gap(data, panel, 5, as_of, 0.95)[
             "estimate"
         ],
@@ -269,7 +269,7 @@ def test_a_hidden_unit_that_masks_a_finding_is_flagged_without_being_named(maske
 
 def test_the_influence_columns_are_written_and_read_back(masked, tmp_path):
     from analysis.data.load import write_tables
-    from analysis.report.build import read_results
+    from analysis.data.results import read_results
 
     write_tables(masked["hidden"].tables(), tmp_path / "results")
     estimates = read_results(tmp_path / "results")["estimates"]

@@ -33,6 +33,7 @@ import pytest
 from analysis.data.contract import DEFAULT_INSTRUMENT, TABLE_NAMES
 from analysis.data.load import load_dataset, write_tables
 from analysis.data.parameters import Parameters
+from analysis.data.results import read_results
 from analysis.measures import internal, nps, privacy, scales
 from analysis.measures.privacy import Release, assert_no_disclosure
 from analysis.measures.scales import respondent_scale_score
@@ -44,7 +45,7 @@ from analysis.models.estimate import (
     suppressed_unit_wave,
 )
 from analysis.models.linkage import EstimationError
-from analysis.report.build import PAGES, build_report, read_results
+from analysis.report.build import PAGES, build_report
 
 MIN = 5
 PARAMETERS = Parameters(min_group_size=MIN, bootstrap_draws=20)

@@ -287,3 +287,92 @@ def test_the_import_graph_has_no_cycle():
         if module not in state:
             visit(module, [module])
     assert cycles == [], "import cycles:\n" + "\n".join(cycles)
+
+
+# numpydoc's section headings; each stands alone on its line with a dashed underline of its length
+NUMPYDOC_SECTIONS = (
+    "Parameters",
+    "Returns",
+    "Yields",
+    "Raises",
+    "Warns",
+    "See Also",
+    "Notes",
+    "References",
+    "Examples",
+    "Attributes",
+    "Methods",
+)
+# Google style ("Args:" on a line of its own) and reST field lists (":param x:", ":returns:")
+OTHER_DOCSTRING_FORMATS = re.compile(
+    r"^\s*(Args|Arguments|Keyword Args|Returns|Return|Yields|Raises|Examples?|Attributes|"
+    r"Notes?|References|Parameters|See Also):\s*$"
+    r"|^\s*:(param|parameter|arg|key|keyword|type|returns?|rtype|raises?|except|yields?)\b",
+    re.MULTILINE,
+)
+
+
+def _docstrings_of_analysis():
+    """(where, name, docstring, public) for every module, class and function in analysis/."""
+    import ast
+
+    for path in sorted((PROJECT_ROOT / "analysis").rglob("*.py")):
+        where = path.relative_to(PROJECT_ROOT).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        yield where, "module", ast.get_docstring(tree, clean=True), True
+        # module-level definitions and the methods of module-level classes
+        nodes = [(node, None) for node in tree.body]
+        nodes += [
+            (child, node)
+            for node in tree.body
+            if isinstance(node, ast.ClassDef)
+            for child in node.body
+        ]
+        for node, owner in nodes:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            name = node.name if owner is None else f"{owner.name}.{node.name}"
+            public = not any(part.startswith("_") for part in name.split("."))
+            overload = any(
+                isinstance(d, ast.Attribute | ast.Name)
+                and getattr(d, "attr", getattr(d, "id", "")) in ("overload", "setter", "deleter")
+                for d in getattr(node, "decorator_list", [])
+            )
+            if not overload:
+                yield where, name, ast.get_docstring(node, clean=True), public
+
+
+def test_every_public_module_class_and_function_has_a_docstring():
+    missing = [
+        f"{where}: {name}"
+        for where, name, docstring, public in _docstrings_of_analysis()
+        if public and not (docstring or "").strip()
+    ]
+    assert missing == [], "no docstring:\n" + "\n".join(missing)
+
+
+def test_docstrings_use_numpydoc_only():
+    """One format: numpydoc. No Google-style ``Args:`` lines, no reST ``:param:`` fields, and
+    every section heading (``References`` above all) underlined with dashes of its length."""
+    problems = []
+    for where, name, docstring, _ in _docstrings_of_analysis():
+        if not docstring:
+            continue
+        other = OTHER_DOCSTRING_FORMATS.search(docstring)
+        if other:
+            problems.append(f"{where}: {name}: {other.group(0).strip()!r} is not numpydoc")
+        lines = docstring.splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() not in NUMPYDOC_SECTIONS:
+                continue
+            following = lines[i + 1] if i + 1 < len(lines) else ""
+            indent = len(line) - len(line.lstrip())
+            if following.strip() and len(following) - len(following.lstrip()) > indent:
+                continue  # a type named like a section ("Parameters" returned), then its text
+            underline = following.strip()
+            if underline != "-" * len(line.strip()):
+                problems.append(
+                    f"{where}: {name}: section {line.strip()!r} lacks its underline "
+                    f"{'-' * len(line.strip())!r}"
+                )
+    assert problems == [], "docstrings in another format:\n" + "\n".join(problems)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis.data.parameters import Parameters
-from analysis.report.build import PAGES, Page, ReportError, build_report
+from analysis.report.build import NOTEBOOKS_DIR, PAGES, Page, ReportError, build_report
 from tests.conftest import SMALL_DESIGN, write_study
 
 CHROMIUM = shutil.which("chromium")
@@ -74,6 +74,26 @@ def test_report_run_lays_out_its_folder(report_root, run_dir):
     for name in expected:
         assert (run_dir / name).is_file(), name
     assert not list(report_root.glob(".partial-*"))
+    # one manifest per run, built once: the results carry the one beside the pages
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert json.loads((run_dir / "results/manifest.json").read_text()) == manifest
+    assert manifest["run_id"] == run_dir.name
+
+
+def test_no_page_shows_a_path_of_the_users_machine(run_dir, report_root, hostile_study):
+    """papermill injects the absolute data and output paths; no page may show them."""
+    private = {
+        str(hostile_study),
+        str(hostile_study.resolve()),
+        str(report_root),
+        str(report_root.resolve()),
+        str(Path.home()),
+        str(Path(__file__).resolve().parent.parent),  # the checkout
+    }
+    for page in PAGES:
+        text = (run_dir / f"{page.slug}.html").read_text()
+        shown = [p for p in private if p in text]
+        assert shown == [], (page.slug, shown)
 
 
 @pytest.mark.parametrize("page", [p.slug for p in PAGES])
@@ -86,7 +106,7 @@ def test_every_page_is_self_contained_with_code_hidden(run_dir, page):
     assert "<img" in text and "data:image/png;base64," in text
     images = re.findall(r"<img [^>]*>", text)
     assert all('alt="Figure: ' in image for image in images)  # every figure is described
-    assert "ensure_results(" not in text and "import " not in text  # no code, only results
+    assert "setup(" not in text and "import " not in text  # no code, only results
     assert "Traceback" not in text
     for other in PAGES:  # every page links to every other
         assert f'href="{other.slug}.html"' in text
@@ -302,13 +322,28 @@ def test_notebooks_default_to_the_sample_study_for_interactive_runs():
         parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
         assert 'data_dir = "../data/sample"' in parameters.source
         assert 'output_dir = "../reports/scratch/results"' in parameters.source
-        assert "ensure_results(data_dir, output_dir, params)" in "".join(
-            c.source for c in notebook.cells
-        )
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS_DIR.glob("*.ipynb")))
+def test_every_notebook_starts_with_one_set_up_call(notebook):
+    """The first code cell after ``parameters`` calls ``setup`` once, and nothing imports the
+    papermill module (``analysis.report.build``) or estimates by itself."""
+    cells = nbformat.read(NOTEBOOKS_DIR / notebook, as_version=4).cells
+    code = [c for c in cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    set_up = code[first + 1].source
+    assert "from analysis.report.page import setup" in set_up
+    assert set_up.count("setup(") == 1
+    assert re.search(r"page = setup\(\s*data_dir, output_dir", set_up)
+    everything = "".join(c.source for c in code)
+    for forbidden in ("analysis.report.build", "ensure_results", "estimate_all", "load_dataset"):
+        assert forbidden not in everything, (notebook, forbidden)
+    assert all(not c.outputs and c.execution_count is None for c in code)  # committed clean
 
 
 def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
-    from analysis.report.build import RESULT_FILES, ensure_results
+    from analysis.data.results import RESULT_FILES
+    from analysis.report.page import ensure_results
 
     results_dir = tmp_path / "results"
     first = ensure_results(small_study_master, results_dir, PARAMETERS)
@@ -320,10 +355,9 @@ def test_ensure_results_computes_once_then_reads(small_study_master, tmp_path):
     # another minimum group size must not reuse tables suppressed for the old one
     stricter = replace(PARAMETERS, min_group_size=12)
     third = ensure_results(small_study_master, results_dir, stricter)
-    assert (
-        json.loads((results_dir / "results_key.json").read_text())["parameters"]["min_group_size"]
-        == 12
-    )
+    manifest = json.loads((results_dir / "manifest.json").read_text())
+    assert manifest["parameters"]["min_group_size"] == 12
+    assert manifest["dataset"]["name"] == small_study_master.name
     small = third["unit_wave"]["n_respondents"] < 12
     assert small.any() and third["unit_wave"].loc[small, "engagement_index"].isna().all()
 
@@ -351,3 +385,65 @@ def test_every_notebook_runs_top_to_bottom_on_its_defaults(tmp_path):
         assert not any(
             o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", [])
         )
+
+
+def test_scale_labels_are_one_list_for_tables_figures_and_sentences():
+    """One wording per scale (issue 11): the reliability table's, the drivers' figure's and
+    their sentence's; an acronym keeps its capitals inside a sentence."""
+    from analysis.data.contract import SCALE_NAMES
+    from analysis.measures.internal import SCALE_LABELS, scale_label
+    from analysis.report.sentences import drivers_sentence
+
+    assert set(SCALE_LABELS) == set(SCALE_NAMES)
+    assert scale_label("enps_index") == scale_label("enps") == SCALE_LABELS["enps"]
+    drivers = pd.DataFrame(
+        {
+            "term": ["engagement_index", "enps_index"],
+            "estimate": [1.0, 2.0],
+            "share": [40.0, 60.0],
+            "share_conf_low": [20.0, 35.0],
+            "share_conf_high": [65.0, 80.0],
+            "significant": [True, True],
+            "n_units": [40, 40],
+        }
+    )
+    text = drivers_sentence(drivers)
+    enps = SCALE_LABELS["enps"]
+    assert f"measures, {enps[0].lower()}{enps[1:]} accounts" in text and "(60%, 95% CI 35%" in text
+    assert f"several at once: {enps[0].lower()}{enps[1:]}, engagement." in text
+
+
+def test_calibration_page_states_the_band_and_rates_by_hand():
+    """R = 200: a calibrated 5% rate falls in 0.05 ± 1.96 √(.05 · .95 / 200) = 2.0% to 8.0%;
+    3 false alarms in 100 is 3.0%, the naive analysis's 24 in 100 is 4.8 times 5%."""
+    from analysis.report.calibration_page import band_statement, false_positive_sentence
+
+    text = band_statement(200, (0.019795, 0.080205), 0.05)
+    assert "With 200 replicates" in text and "between 2.0% and 8.0%" in text
+    assert "(5% ± 1.96 · √(0.05 · 0.95 / 200))" in text
+    summary = pd.DataFrame(
+        {
+            "role": "no_effect",
+            "label": "No effect",
+            "estimand": ["nps_on_engagement", "naive_nps_on_engagement"],
+            "naive": [False, True],
+            "replicates": [100, 100],
+            "rejection_rate": [0.03, 0.24],
+            "rejection_low": [0.010, 0.168],
+            "rejection_high": [0.085, 0.332],
+            "rejection_verdict": ["calibrated", "liberal"],
+            "mean_model_se": [1.0, 0.5],
+            "empirical_se": [1.0, 1.0],
+        }
+    )
+    text = false_positive_sentence(summary)
+    assert "our one model called" in text and "3.0% to 3.0% of 100" in text
+    assert "1 of 1 model-and-condition rates" in text and "4.8 times" in text
+
+
+def test_the_page_context_shows_its_dataset_by_name_not_by_path(tmp_path):
+    """A notebook cell that ends with ``page`` prints it onto the page: no path may show."""
+    from analysis.report.page import PageContext
+
+    shown = repr(PageContext(PARAMETERS, {"estimates": pd.DataFrame()}, tmp_path / "my study"))
+    assert "'my study'" in shown and str(tmp_path) not in shown

@@ -614,28 +614,17 @@ def test_the_provenance_footer_shows_no_path(small_study_master, tmp_path):
     from analysis.data.load import load_dataset
     from analysis.data.parameters import Parameters
     from analysis.data.provenance import build_manifest
-    from analysis.report.build import render_page
+    from analysis.report.build import TEMPLATES_DIR, Page, page_context, render_page
 
-    templates = (PROJECT_ROOT / "analysis" / "templates").rglob("*")
-    assert not any("data_dir" in p.read_text() for p in templates if p.is_file())
+    templates = [p for p in TEMPLATES_DIR.rglob("*") if p.is_file()]
+    assert templates and not any("data_dir" in p.read_text() for p in templates)
     dataset = load_dataset(small_study_master)
     manifest = build_manifest(small_study_master, dataset.files, Parameters(), "run", "now")
     notebook = tmp_path / "page.ipynb"
     nbformat.write(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hi")]), notebook
     )
-    context = {
-        "title": "t",
-        "subtitle": "t",
-        "run_id": "run",
-        "run_at": "now",
-        "git_commit": manifest["git_commit"],
-        "parameters": manifest["parameters"],
-        "inputs": manifest["inputs_sha256"],
-        "dataset": manifest["dataset"],
-        "packages": manifest["packages"],
-        "pages": [],
-    }
+    context = page_context(Page("index", "page.ipynb", "t"), manifest)
     page = render_page(notebook, tmp_path / "index.html", context).read_text()
     footer = page[page.index('<footer class="io-footer">') :]
     assert manifest["dataset"]["sha256"][:12] in footer and "small" in footer

@@ -111,8 +111,8 @@ def test_absorbed_least_squares_equals_the_spelled_out_design():
     spelled, absorbed = linkage.covariate_design(rows), linkage.absorbed_design(rows)
     assert absorbed.n_columns == spelled.shape[1]
     assert absorbed.dense.shape[1] == 2  # the regions; no column per wave
-    fitted, residual = linkage._weighted_residuals(y, spelled.to_numpy(float), w)
-    fitted_a, residual_a = linkage._weighted_residuals(y, absorbed, w)
+    fitted, residual = linkage.weighted_residuals(y, spelled.to_numpy(float), w)
+    fitted_a, residual_a = linkage.weighted_residuals(y, absorbed, w)
     np.testing.assert_allclose(residual_a, residual, atol=1e-10)
     np.testing.assert_allclose(fitted_a, fitted, atol=1e-10)
 
@@ -223,31 +223,6 @@ def test_absorbed_poisson_fit_and_its_steps_equal_the_spelled_out_ones():
         absorbed, beta, alpha, events, cells["exposure"].to_numpy(float) / 365.25, codes, len(units)
     )
     np.testing.assert_allclose(without, expected, rtol=1e-7)
-
-
-def test_churn_jackknife_with_absorbed_waves_equals_the_spelled_out_one(small_study_master):
-    dataset = load_dataset(small_study_master)
-    as_of = load.default_as_of(dataset)
-    full = panel.unit_wave_panel(dataset, 91, as_of, ("region",))
-    model = estimate.churn_model(dataset, full, as_of, ("region",))
-    absorbed, _ = estimate._hazard_jackknife(
-        model.units, model.cells, model.design, model.params, ("region",), model.wave_effects
-    )
-    spelled = hazard.hazard_design(model.cells, ["engagement_sd"], ["region", "wave"])
-    params = hazard.poisson_fit(
-        model.cells["events"].to_numpy(float),
-        model.cells["exposure"].to_numpy(float) / 365.25,
-        spelled.to_numpy(float),
-    )
-    assert params[1] == pytest.approx(model.params[0], rel=1e-9)
-    reference, _ = estimate._hazard_jackknife(
-        model.units, model.cells, spelled, params, ("region",)
-    )
-    np.testing.assert_allclose(absorbed, reference, rtol=1e-8)
-
-
-# --------------------------------------------------------------------------------------------
-# Binary search instead of one scan per wave
 
 
 def _answers_and_customers(seed: int):

@@ -138,7 +138,7 @@ def test_engagement_moves_nps_only_when_the_design_says_so(tmp_path):
     gaps = {}
     for name, variant in (("effect", design), ("null", replace(design, no_effect=True))):
         directory = write_study(tmp_path / name, variant)
-        gaps[name] = nps_quartile_gap(unit_wave_panel(load_dataset(directory)), 5).iloc[0]
+        gaps[name] = nps_quartile_gap(unit_wave_panel(load_dataset(directory)), 5)
     assert abs(gaps["null"]["estimate"]) < 3 * gaps["null"]["std_error"]
     assert gaps["effect"]["estimate"] > 3 * gaps["effect"]["std_error"]
 

@@ -1,8 +1,8 @@
 """The data contract, version 1, as code.
 
-The prose lives in ``data/README.md`` (copied from ``shared/data-contract.md``); this module is the
-single place the loader, the validator and the generator read it from. A dataset is a directory of
-four tables (``units``, ``employee_survey``, ``customer_nps``, ``customers``), each stored as
+The prose, with every rule explained, is ``data/README.md``; this module is the single place the
+loader, the validator and the generator read the contract from. A dataset is a directory of four
+tables (``units``, ``employee_survey``, ``customer_nps``, ``customers``), each stored as
 ``NAME.csv`` or ``NAME.parquet``, plus an optional ``instrument.yaml``.
 """
 
@@ -11,12 +11,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 ColumnKind = Literal["id", "text", "date", "bool", "int"]
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One column of a table: its type, whether it is required, and its rule."""
+    """One column of a table: its type, whether it is required, and its rule.
+
+    Attributes
+    ----------
+    name : str
+        The column's name in the file.
+    kind : {"id", "text", "date", "bool", "int"}
+        What its values must be.
+    required : bool
+        Whether a file without the column is refused.
+    nullable : bool
+        Whether a missing value is allowed.
+    unique : bool
+        Whether every value must differ (an identifier).
+    low, high : int or None
+        The allowed range of an ``int`` column, both ends included.
+    """
 
     name: str
     kind: ColumnKind
@@ -29,11 +47,24 @@ class ColumnSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One table of the contract: its name, its columns and its key.
+
+    Attributes
+    ----------
+    name : str
+        The table's name, and the stem of its file (``NAME.csv`` or ``NAME.parquet``).
+    columns : tuple of ColumnSpec
+        Every column the contract knows, required or optional.
+    unique_together : tuple of str
+        Columns whose combination must not repeat (``()`` for none).
+    """
+
     name: str
     columns: tuple[ColumnSpec, ...]
     unique_together: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnSpec:
+        """The column called ``name``; ``StopIteration`` if the table has none."""
         return next(c for c in self.columns if c.name == name)
 
 
@@ -79,6 +110,68 @@ CUSTOMERS = TableSpec(
 TABLE_NAMES = ("units", "employee_survey", "customer_nps", "customers")
 TABLES_LINKED_TO_UNITS = ("employee_survey", "customer_nps", "customers")
 
+# NPS categories of the 0–10 ``likelihood_to_recommend`` answer (and of eNPS): promoters
+# answer 9–10, passives 7–8, detractors 0–6 (Reichheld, 2003, *Harvard Business Review* 81(12)).
+PROMOTER_MIN = 9
+DETRACTOR_MAX = 6
+#: Category codes of ``nps_category``, in the order of the count columns.
+NPS_CATEGORIES = ("promoters", "passives", "detractors")
+
+
+def nps_category(score: np.ndarray) -> np.ndarray:
+    """Each 0–10 answer's NPS category code: 0 promoter, 1 passive, 2 detractor.
+
+    Parameters
+    ----------
+    score : array_like
+        Answers on the 0–10 scale (validated elsewhere).
+
+    Returns
+    -------
+    ndarray
+        Integer codes indexing ``NPS_CATEGORIES``; −1 for a missing answer (no category).
+
+    Notes
+    -----
+    Promoter if ``score ≥ PROMOTER_MIN`` (9), detractor if ``score ≤ DETRACTOR_MAX`` (6),
+    passive otherwise; ``NPS = 100 (share of 0 − share of 2)``.
+
+    References
+    ----------
+    Reichheld, F. F. (2003). The one number you need to grow. *Harvard Business Review*
+    81(12), 46–54.
+    """
+    score = np.asarray(score, dtype=float)
+    codes = np.where(score >= PROMOTER_MIN, 0, np.where(score <= DETRACTOR_MAX, 2, 1))
+    return np.where(np.isnan(score), -1, codes)
+
+
+def nps_points(score: np.ndarray) -> np.ndarray:
+    """Each 0–10 answer's contribution to NPS: +100 promoter, 0 passive, −100 detractor.
+
+    Parameters
+    ----------
+    score : array_like
+        Answers on the 0–10 scale.
+
+    Returns
+    -------
+    ndarray
+        Floats +100, 0 or −100 (NaN for a missing answer); the mean over answers is the NPS.
+
+    Notes
+    -----
+    ``NPS = 100 (p − d)`` is the mean of these points (Reichheld, 2003), which is what lets
+    regressions and cluster-robust means work on single answers.
+
+    References
+    ----------
+    Reichheld, F. F. (2003). The one number you need to grow. *Harvard Business Review*
+    81(12), 46–54.
+    """
+    return np.array([100.0, 0.0, -100.0, np.nan])[nps_category(score)]  # −1 picks NaN
+
+
 # The longest identifier, name or column name the contract accepts, in characters. Names are
 # shown on the page and in figures; a 200,000-character unit name took the report 7 minutes
 # and 10 million characters crashed it. 200 is ample for any display name or key.
@@ -87,7 +180,22 @@ MAX_TEXT_LENGTH = 200
 
 @dataclass(frozen=True)
 class Scale:
-    """A scale of the employee survey: its items, their range, and what counts as favourable."""
+    """A scale of the employee survey: its items, their range, and what counts as favourable.
+
+    Attributes
+    ----------
+    name : str
+        One of ``SCALE_NAMES``.
+    items : tuple of str
+        The survey columns that make up the scale.
+    low, high : int
+        The answer range of every item, both ends included.
+    favourable : float or None
+        The item-scale mean at or above which a respondent counts as favourable; ``None``
+        for a scale scored otherwise (eNPS).
+    reverse : tuple of str
+        Items keyed in the opposite direction, flipped as ``low + high − x`` before scoring.
+    """
 
     name: str
     items: tuple[str, ...]
@@ -99,13 +207,29 @@ class Scale:
 
 @dataclass(frozen=True)
 class Instrument:
+    """The employee survey's scales, as ``instrument.yaml`` declares them.
+
+    Attributes
+    ----------
+    scales : tuple of Scale
+        The scales, in the order the report shows them.
+    """
+
     scales: tuple[Scale, ...] = field(default_factory=tuple)
 
     @property
     def items(self) -> tuple[str, ...]:
+        """Every item column of every scale, in scale order."""
         return tuple(item for scale in self.scales for item in scale.items)
 
     def scale(self, name: str) -> Scale:
+        """The scale called ``name``.
+
+        Raises
+        ------
+        KeyError
+            If the instrument has no such scale.
+        """
         for s in self.scales:
             if s.name == name:
                 return s
@@ -148,7 +272,19 @@ DEFAULT_INSTRUMENT = Instrument(
 
 
 def survey_spec(instrument: Instrument) -> TableSpec:
-    """The ``employee_survey`` table as the instrument defines it."""
+    """The ``employee_survey`` table as the instrument defines it.
+
+    Parameters
+    ----------
+    instrument : Instrument
+        The survey's scales; each item becomes an optional integer column with its scale's range.
+
+    Returns
+    -------
+    TableSpec
+        The fixed columns (``respondent_id``, ``unit_id``, ``wave``) then the items, keyed by
+        ``respondent_id`` and ``wave`` together.
+    """
     # Items are not "required columns": a missing item is reported once, by the instrument rule.
     items = tuple(
         ColumnSpec(item, "int", required=False, nullable=True, low=scale.low, high=scale.high)
@@ -161,6 +297,7 @@ def survey_spec(instrument: Instrument) -> TableSpec:
 
 
 def table_specs(instrument: Instrument) -> dict[str, TableSpec]:
+    """Every table of the contract by name, the survey's items taken from ``instrument``."""
     return {
         "units": UNITS,
         "employee_survey": survey_spec(instrument),

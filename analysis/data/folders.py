@@ -189,8 +189,30 @@ def check_replaceable(
     kit wrote it as this ``kind`` and that holds nothing the marker does not list. A folder that
     an earlier version wrote, before markers, is recognised by its files (``BEFORE_MARKERS``):
     ``truth.json`` beside the four tables, or ``manifest.json`` beside the result tables, and
-    nothing else. Returns the absolute path. Creates nothing (the write probe is removed at
-    once).
+    nothing else. Creates nothing (the write probe is removed at once).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder the run will replace.
+    kind : str
+        What the run writes there, a key of ``WHAT`` (``"dataset"``, ``"results"`` …).
+    inputs : iterable of path-like
+        The datasets the run reads; the output may not be one of them, inside or above them.
+    role : str
+        How messages name the folder.
+
+    Returns
+    -------
+    Path
+        The absolute path.
+
+    Raises
+    ------
+    OutputError
+        If the location is refused; the message says why and what to do.
+    StorageError
+        If the disk there cannot be written.
     """
     given = Path(path).expanduser()
     if given.is_symlink():
@@ -260,6 +282,27 @@ def check_run_root(path: Path | str, kind: str, *, inputs: Iterable[Path | str] 
     ``reports/`` folder, which is the kit's by design (its README describes it and git ignores
     everything else in it). A ``latest`` that is not a link is refused: it is never followed or
     deleted. The folder itself may be a link (to another disk, say). Creates nothing.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder that collects the runs.
+    kind : str
+        ``"reports"`` or ``"calibration"``.
+    inputs : iterable of path-like
+        The datasets the run reads.
+
+    Returns
+    -------
+    Path
+        The resolved path.
+
+    Raises
+    ------
+    OutputError
+        If the location is refused.
+    StorageError
+        If the disk there cannot be written.
     """
     root = Path(path).expanduser().resolve()
     role = "reports folder" if kind == "reports" else "output folder"
@@ -368,6 +411,17 @@ def replace_folder(staging: Path, target: Path, *, exchange: bool = True) -> Non
     default, where the system offers it) the two swap in one step. Otherwise the old folder is
     renamed aside, the new one renamed in, and if that fails the old one is put back before the
     error is raised. The caller removes ``staging`` if this raises.
+
+    Parameters
+    ----------
+    staging : Path
+        The new folder, written completely, on the same file system as ``target``
+        (:func:`new_staging`).
+    target : Path
+        Where it goes.
+    exchange : bool
+        Swap the two in one step (``renameat2(RENAME_EXCHANGE)``) where the system offers it;
+        ``False`` takes the rename-aside path.
     """
     if not os.path.lexists(target):
         os.rename(staging, target)
@@ -440,6 +494,18 @@ def is_storage_error(error: BaseException, path: Path | str | None = None) -> bo
 
     A full, over-quota or read-only disk is one wherever it is met. "Permission denied" is one
     only while writing under ``path``: reading an input the user may not read is not.
+
+    Parameters
+    ----------
+    error : BaseException
+        The error raised.
+    path : path-like, optional
+        The folder being written.
+
+    Returns
+    -------
+    bool
+        Whether ``error`` should become a ``StorageError`` (exit status 3).
     """
     if not isinstance(error, OSError) or isinstance(error, StorageError):
         return False
@@ -483,6 +549,7 @@ def writing(path: Path | str) -> Iterator[None]:
 
 
 def utc_now() -> dt.datetime:
+    """The current time in UTC, timezone-aware: the clock run ids are taken from."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -497,6 +564,18 @@ def reserve_run(root: Path, clock: Callable[[], dt.datetime] = utc_now) -> tuple
     The id is the UTC second, with ``-2``, ``-3``… when that second is taken. The exclusive
     ``mkdir`` reserves it: two runs started in the same second, even in two processes, get
     distinct ids, and neither can publish over the other.
+
+    Parameters
+    ----------
+    root : Path
+        The folder that collects the runs (checked by :func:`check_run_root`).
+    clock : callable
+        Returns the current time; tests pass a fixed one.
+
+    Returns
+    -------
+    tuple of (Path, str)
+        The staging folder, created, and the run id.
     """
     stamp = clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = 1

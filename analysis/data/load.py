@@ -1,10 +1,15 @@
-"""Reading and writing datasets: the only module that touches data files.
+"""Reading datasets, and writing tables as folders that are published whole.
 
-``load_dataset`` reads a dataset directory, enforces the data contract (``analysis.data.contract``) and
-returns typed tables. It never modifies its input. Every problem it finds is collected and raised
-together in one ``DatasetError``, so a user fixes a file once, not once per rerun.
+``load_dataset`` reads a dataset directory, enforces the data contract
+(``analysis.data.contract``) and returns typed tables. It never modifies its input. Every problem
+it finds is collected and raised together in one ``DatasetError``, so a user fixes a file once,
+not once per rerun.
 
 Row numbers in messages count as a spreadsheet does: the header is row 1, the first record row 2.
+
+``write_tables`` writes a folder of tables atomically (``analysis.data.folders``): ``synth`` uses
+it for datasets, ``analysis.data.results`` for result folders, which it alone writes and reads.
+Rendered pages and run folders are written by ``analysis.report.build``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,20 @@ import pandas as pd
 import pandera.pandas as pa
 import yaml
 
-from analysis.data.contract import DEFAULT_INSTRUMENT, EMPLOYEE_SURVEY_FIXED, MAX_TEXT_LENGTH, REQUIRED_SCALE, SCALE_NAMES, TABLE_NAMES, TABLES_LINKED_TO_UNITS, ColumnSpec, Instrument, Scale, TableSpec, table_specs
+from analysis.data.contract import (
+    DEFAULT_INSTRUMENT,
+    EMPLOYEE_SURVEY_FIXED,
+    MAX_TEXT_LENGTH,
+    REQUIRED_SCALE,
+    SCALE_NAMES,
+    TABLE_NAMES,
+    TABLES_LINKED_TO_UNITS,
+    ColumnSpec,
+    Instrument,
+    Scale,
+    TableSpec,
+    table_specs,
+)
 
 FIRST_DATA_ROW = 2  # the header is row 1
 ROWS_SHOWN = 5
@@ -31,7 +49,24 @@ ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule: where it is broken, and how often."""
+    """One broken rule: where it is broken, and how often.
+
+    ``str(problem)`` is the line a user reads: the file, the column, the rule and the first
+    ``ROWS_SHOWN`` spreadsheet row numbers.
+
+    Attributes
+    ----------
+    file : str
+        The file's name (``units.csv``), or a description of an in-memory table.
+    column : str or None
+        The column, or None for a rule about the whole file.
+    rule : str
+        What is wrong, in words a user can act on.
+    rows : tuple of int
+        The first few rows where it is broken, numbered as a spreadsheet does (header = 1).
+    count : int
+        How many rows break it in all.
+    """
 
     file: str
     column: str | None
@@ -54,7 +89,25 @@ class Problem:
 
 
 class DatasetError(ValueError):
-    """The dataset breaks the data contract. ``problems`` lists every broken rule."""
+    """The dataset breaks the data contract; every broken rule is listed at once.
+
+    The message names the dataset, the number of problems and each problem on its own line,
+    so a user fixes every file in one pass rather than once per rerun.
+
+    Parameters
+    ----------
+    directory : Path or str
+        The dataset folder (or a description such as ``"tables in memory"``).
+    problems : iterable of Problem
+        Every broken rule found.
+
+    Attributes
+    ----------
+    directory : Path
+        As given.
+    problems : tuple of Problem
+        Every broken rule, in the order found.
+    """
 
     def __init__(self, directory: Path | str, problems: Iterable[Problem]):
         self.directory = Path(directory)
@@ -70,7 +123,21 @@ class DatasetError(ValueError):
 
 @dataclass
 class Dataset:
-    """A validated dataset: typed tables, the instrument, and where they came from."""
+    """A validated dataset: typed tables, the instrument, and where they came from.
+
+    Built by ``load_dataset`` or ``dataset_from_tables`` only, so every instance follows the
+    data contract (``analysis.data.contract``).
+
+    Attributes
+    ----------
+    units, employee_survey, customer_nps, customers : DataFrame
+        The contract's tables, typed (identifiers as strings, dates as ``datetime64[ns]``,
+        items and scores as nullable ``Int64``).
+    instrument : Instrument
+        Which survey items form which scale (``instrument.yaml`` or the contract's default).
+    files : dict of str to Path
+        Where each table was read from, by table name.
+    """
 
     units: pd.DataFrame
     employee_survey: pd.DataFrame
@@ -80,6 +147,14 @@ class Dataset:
     files: dict[str, Path] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
+        """The contract's tables by name, in the contract's order.
+
+        Returns
+        -------
+        dict of str to DataFrame
+            ``{name: table}`` for every name in ``analysis.data.contract.TABLE_NAMES``; the
+            frames themselves, not copies.
+        """
         return {name: getattr(self, name) for name in TABLE_NAMES}
 
 
@@ -90,6 +165,20 @@ class Dataset:
 def load_instrument(directory: Path) -> tuple[Instrument, list[Problem]]:
     """Read ``instrument.yaml`` if present; otherwise the contract's default instrument.
 
+    Parameters
+    ----------
+    directory : Path
+        The dataset folder.
+
+    Returns
+    -------
+    tuple of (Instrument, list of Problem)
+        The instrument and no problems; or, when the file cannot be read or breaks a rule,
+        the default instrument and every problem found (scale names the analysis knows,
+        ``engagement`` present, each item listed once, item names usable as survey columns).
+
+    Notes
+    -----
     Format::
 
         scales:
@@ -241,6 +330,19 @@ def not_a_file(path: Path, what: str = "the table") -> Problem | None:
 
     Checked before anything is opened: a folder cannot be read, and opening a named pipe
     (FIFO) with no writer, or reading a device such as ``/dev/zero``, would never end.
+
+    Parameters
+    ----------
+    path : Path
+        The file about to be read.
+    what : str
+        What the file should hold, for the message (``"the table"``, ``"the instrument"``).
+
+    Returns
+    -------
+    Problem or None
+        None for a regular file; otherwise a problem naming what ``path`` is (a folder, a
+        named pipe, a device, a socket) or why it cannot be examined.
     """
     try:
         mode = path.stat().st_mode
@@ -267,6 +369,21 @@ def not_a_file(path: Path, what: str = "the table") -> Problem | None:
 
 
 def find_table_files(directory: Path) -> tuple[dict[str, Path], list[Problem]]:
+    """Find each contract table in a dataset folder, as ``NAME.csv`` or ``NAME.parquet``.
+
+    Parameters
+    ----------
+    directory : Path
+        The dataset folder.
+
+    Returns
+    -------
+    tuple of (dict of str to Path, list of Problem)
+        The file of each table found, by table name, and the problems: a table missing, a
+        table stored both as CSV and Parquet (the CSV is still checked, so every other problem
+        is listed too), or a path that is not a regular file (``not_a_file``), whose table is
+        then left out.
+    """
     files: dict[str, Path] = {}
     problems = []
     for name in TABLE_NAMES:
@@ -350,6 +467,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
 
 
 def _long_column_name(file: str, names: list[str]) -> Problem:
+    """The problem of a header with a column name over ``MAX_TEXT_LENGTH`` characters."""
     shown = f" (the first starts {names[0][:40]!r}…)" if names else ""
     return Problem(
         file,
@@ -366,6 +484,7 @@ def _rows(mask: pd.Series) -> tuple[tuple[int, ...], int]:
 
 
 def _problem(file: str, column: str | None, rule: str, mask: pd.Series) -> Problem | None:
+    """A problem at the rows where ``mask`` holds, or None where it holds nowhere."""
     rows, count = _rows(mask)
     return Problem(file, column, rule, rows, count) if count else None
 
@@ -459,6 +578,7 @@ _PANDERA_RULES = {
 def _pandera_problems(
     schema: pa.DataFrameSchema, frame: pd.DataFrame, file: str, spec: TableSpec
 ) -> list[Problem]:
+    """Pandera's failures of the value rules, one problem per column and rule."""
     try:
         # inplace: nothing is coerced, and a copy of ten million rows costs a gigabyte
         schema.validate(frame, lazy=True, inplace=True)
@@ -485,6 +605,7 @@ def _pandera_problems(
 
 
 def _read_table(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read one table's file, then type and check it (``_typed_table``)."""
     raw, problems = _read_raw(path)
     if raw is None:
         return None, problems
@@ -523,6 +644,7 @@ def _typed_table(raw: pd.DataFrame, spec: TableSpec, file: str) -> tuple[pd.Data
 def _cross_table_problems(
     tables: dict[str, pd.DataFrame], files: dict[str, Path], instrument: Instrument
 ) -> list[Problem]:
+    """Rules across tables: known units, churn not before start, instrument items present."""
     problems: list[Problem | None] = []
     if "units" in tables and "unit_id" in tables["units"]:
         known = pd.Index(tables["units"]["unit_id"].dropna().unique())
@@ -566,9 +688,26 @@ def _cross_table_problems(
 def load_dataset(directory: Path | str) -> Dataset:
     """Read and validate a dataset directory; raise ``DatasetError`` listing every problem.
 
-    Files are only read. Tables come back typed: identifiers as strings, dates as
-    ``datetime64[ns]``, item and score columns as nullable ``Int64``, ``customer_facing`` as
-    nullable boolean (blank means the contract's default, true).
+    Files are only read, never modified.
+
+    Parameters
+    ----------
+    directory : Path or str
+        A folder with ``units``, ``employee_survey``, ``customer_nps`` and ``customers`` as
+        ``.csv`` or ``.parquet``, and optionally ``instrument.yaml``.
+
+    Returns
+    -------
+    Dataset
+        Tables typed: identifiers as strings, dates as ``datetime64[ns]``, item and score
+        columns as nullable ``Int64``, ``customer_facing`` as nullable boolean (blank means
+        the contract's default, true).
+
+    Raises
+    ------
+    DatasetError
+        If ``directory`` is not a folder or the data break the contract; the error lists
+        every problem found, in every file.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -612,8 +751,25 @@ def dataset_from_tables(
 
     The same typing and contract checks as ``load_dataset`` (the Parquet path: typed columns
     are accepted as they are), without writing anything; the calibration study uses it to
-    estimate thousands of generated studies. ``files`` names each table ``<name> (in memory)``
-    so messages still say which table is wrong. Tables are copied, never modified.
+    estimate thousands of generated studies. Tables are copied, never modified.
+
+    Parameters
+    ----------
+    tables : dict of str to DataFrame
+        The contract's tables by name.
+    instrument : Instrument
+        Which items form which scale; the contract's default unless given.
+
+    Returns
+    -------
+    Dataset
+        Typed as by ``load_dataset``; ``files`` names each table ``<name> (in memory)`` so
+        messages still say which table is wrong.
+
+    Raises
+    ------
+    DatasetError
+        If a table is missing or the tables break the contract.
     """
     files = {name: Path(f"{name} (in memory)") for name in TABLE_NAMES if name in tables}
     problems = [
@@ -631,6 +787,27 @@ def dataset_from_tables(
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks so large files need little memory.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Returns
+    -------
+    str
+        The digest as 64 lower-case hexadecimal characters.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+
+    References
+    ----------
+    NIST (2015). *Secure Hash Standard (SHS)*. FIPS PUB 180-4.
+    """
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -651,6 +828,20 @@ def spreadsheet_safe(values: pd.Series) -> pd.Series:
     never text here, so negative estimates are untouched. Text that already looks neutralised
     (apostrophes, then one of those characters) gets one more apostrophe, so that
     :func:`undo_spreadsheet_safe` recovers every value exactly.
+
+    Parameters
+    ----------
+    values : Series
+        A column (or the headers) about to be written to CSV.
+
+    Returns
+    -------
+    Series
+        The same values, risky text cells prefixed with ``'``.
+
+    References
+    ----------
+    OWASP Foundation. *CSV Injection*. https://owasp.org/www-community/attacks/CSV_Injection
     """
     text = values.astype("string")
     risky = text.str.startswith(FORMULA_STARTS).fillna(False)
@@ -661,8 +852,23 @@ def spreadsheet_safe(values: pd.Series) -> pd.Series:
 def undo_spreadsheet_safe(values: pd.Series) -> pd.Series:
     """The original text of cells written by :func:`spreadsheet_safe`; others unchanged.
 
-    Result tables are read back (the notebooks read ``unit_wave.csv``) and joined to the data
+    Result tables are read back (``analysis.data.results.read_results``) and joined to the data
     on ``unit_id``: a unit called ``=1+1`` or ``-12`` must come back as itself, not ``'=1+1``.
+
+    Parameters
+    ----------
+    values : Series
+        A column (or the headers) read from a CSV file the kit wrote.
+
+    Returns
+    -------
+    Series
+        Text cells marked by :func:`spreadsheet_safe` without their first apostrophe; a column
+        that is not text is returned as it is.
+
+    References
+    ----------
+    OWASP Foundation. *CSV Injection*. https://owasp.org/www-community/attacks/CSV_Injection
     """
     if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
         return values
@@ -697,15 +903,38 @@ def write_tables(
 ) -> Path:
     """Write tables (and small text or binary files) as one directory, all or nothing.
 
-    Used for generated datasets (``kind="dataset"``) and for result folders (``"results"``).
+    Used for generated datasets (``kind="dataset"``) and, through ``analysis.data.results``,
+    for result folders (``"results"``).
 
     ``directory`` must be new, empty, or a folder this function wrote before as the same
-    ``kind`` and holding nothing else (``analysis.data.folders.check_replaceable``): a folder holding
-    a user's files is refused with ``analysis.data.folders.OutputError``, never deleted. Everything is
-    written into a hidden sibling directory, marked with ``.inside-out``, that replaces
-    ``directory`` only once complete, in one atomic exchange; an interrupted or failed run leaves
-    the previous folder as it was and no staging folder behind. A full or read-only disk raises
-    ``analysis.data.folders.StorageError``.
+    ``kind`` and holding nothing else (``analysis.data.folders.check_replaceable``): a folder
+    holding a user's files is refused with ``analysis.data.folders.OutputError``, never deleted.
+    Everything is written into a hidden sibling directory, marked with ``.inside-out``, that
+    replaces ``directory`` only once complete, in one atomic exchange; an interrupted or failed
+    run leaves the previous folder as it was and no staging folder behind. A full or read-only
+    disk raises ``analysis.data.folders.StorageError``.
+
+    Parameters
+    ----------
+    tables : dict of str to DataFrame
+        Tables by name; each becomes ``NAME.csv`` (dates ISO, booleans ``true``/``false``, text
+        :func:`spreadsheet_safe`) or ``NAME.parquet``.
+    directory : Path or str
+        The folder to write.
+    file_format : {"csv", "parquet"}
+    extra_files : dict of str to str or bytes, optional
+        Further files by name, written as they are (``truth.json``, ``manifest.json``).
+    kind : str
+        What the folder is (``analysis.data.folders.WHAT``), recorded in its marker.
+
+    Returns
+    -------
+    Path
+        The folder written.
+
+    References
+    ----------
+    Linux ``renameat2(2)``, flag ``RENAME_EXCHANGE``: the atomic exchange of the two folders.
     """
     from analysis.data import folders
 
@@ -738,7 +967,24 @@ def write_tables(
 
 
 def default_as_of(dataset: Dataset) -> pd.Timestamp:
-    """The end of observation when the parameters do not set ``as_of``: the latest date seen."""
+    """The end of observation when the parameters do not set ``as_of``: the latest date seen.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The validated dataset.
+
+    Returns
+    -------
+    Timestamp
+        The latest of the survey waves, NPS response dates, customers' ``since`` and
+        ``churned_on`` dates (missing dates ignored).
+
+    Raises
+    ------
+    ValueError
+        If the dataset holds no date at all.
+    """
     dates = [
         dataset.employee_survey["wave"].max(),
         dataset.customer_nps["responded_on"].max(),

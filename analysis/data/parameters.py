@@ -50,6 +50,8 @@ import yaml
 from analysis.data.contract import CUSTOMER_NPS, CUSTOMERS, EMPLOYEE_SURVEY_FIXED, UNITS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analysis.data.load import Dataset
 
 # Below three, a group's answers can be narrowed down to an individual's with little effort;
@@ -84,8 +86,8 @@ IDENTIFIER_COLUMNS = tuple(
     )
 )
 # Names the unit × wave panel and the models give their own columns (analysis.measures.panel,
-# analysis.models.estimate); a units column of the same name would collide with them. Scale names give
-# ``<scale>_index``, ``<scale>_respondents`` …, caught by the suffixes.
+# analysis.models.estimate); a units column of the same name would collide with them. Scale
+# names give ``<scale>_index``, ``<scale>_respondents`` …, caught by the suffixes.
 RESERVED_COLUMNS = (
     "wave",
     "wave_number",
@@ -174,6 +176,26 @@ def _number_in(key: str, value: object, low: float, high: float, fix: str) -> st
     return None
 
 
+# The parameters checked against a range on their own: the check and the range, ...
+_RANGES = {
+    "min_group_size": (_whole_in, MIN_GROUP_SIZE_FLOOR, MIN_GROUP_SIZE_CEILING),
+    "outcome_window_days": (_whole_in, 1, OUTCOME_WINDOW_MAX_DAYS),
+    "alpha": (_number_in, ALPHA_LOW, ALPHA_HIGH),
+    "seed": (_whole_in, 0, SEED_LIMIT - 1),
+    "bootstrap_draws": (_whole_in, BOOTSTRAP_DRAWS_LOW, BOOTSTRAP_DRAWS_HIGH),
+    "privacy_epsilon": (_number_in, EPSILON_LOW, EPSILON_HIGH),
+}
+# ... and what a message about each suggests.
+_ADVICE = {
+    "min_group_size": "at least 3 protects respondents' anonymity, and 5 is usual",
+    "outcome_window_days": "91 days (a quarter) is the default",
+    "alpha": "use a significance level such as 0.05 or 0.01",
+    "seed": "any whole number in that range will do",
+    "bootstrap_draws": "2,000 (the default) gives stable 95% limits",
+    "privacy_epsilon": "smaller means more noise and more privacy; 1.0 is the default",
+}
+
+
 def is_reserved_column(name: str) -> bool:
     """Whether the kit computes a column of this name (so a covariate may not have it)."""
     return (
@@ -243,60 +265,36 @@ def _as_of(value: object) -> tuple[dt.date | None, str | None]:
 
 def _field_problems(key: str, value: object) -> list[str]:
     """What is wrong with one parameter on its own, before any data is read."""
-    if key == "min_group_size":
-        problem = _whole_in(
-            key,
-            value,
-            MIN_GROUP_SIZE_FLOOR,
-            MIN_GROUP_SIZE_CEILING,
-            "at least 3 protects respondents' anonymity, and 5 is usual",
-        )
-        return [problem] if problem else []
-    if key == "outcome_window_days":
-        problem = _whole_in(
-            key, value, 1, OUTCOME_WINDOW_MAX_DAYS, "91 days (a quarter) is the default"
-        )
-        return [problem] if problem else []
-    if key == "alpha":
-        fix = "use a significance level such as 0.05 or 0.01"
-        problem = _number_in(key, value, ALPHA_LOW, ALPHA_HIGH, fix)
-        if problem is None and round(value, ALPHA_DECIMALS) != value:
+    if key == "covariates":
+        return _covariate_problems(value)
+    if key == "as_of":
+        problem = _as_of(value)[1]
+    elif key in _RANGES:
+        check, low, high = _RANGES[key]
+        fix = _ADVICE[key]
+        problem = check(key, value, low, high, fix)
+        if key == "alpha" and problem is None and round(value, ALPHA_DECIMALS) != value:
             problem = (
                 f"alpha may have at most {ALPHA_DECIMALS} decimals, so that its confidence level "
                 f"prints exactly, not {_shown(value)}; {fix}"
             )
-        return [problem] if problem else []
-    if key == "seed":
-        problem = _whole_in(key, value, 0, SEED_LIMIT - 1, "any whole number in that range will do")
-        return [problem] if problem else []
-    if key == "bootstrap_draws":
-        problem = _whole_in(
-            key,
-            value,
-            BOOTSTRAP_DRAWS_LOW,
-            BOOTSTRAP_DRAWS_HIGH,
-            "2,000 (the default) gives stable 95% limits",
-        )
-        return [problem] if problem else []
-    if key == "privacy_epsilon":
-        problem = _number_in(
-            key,
-            value,
-            EPSILON_LOW,
-            EPSILON_HIGH,
-            "smaller means more noise and more privacy; 1.0 is the default",
-        )
-        return [problem] if problem else []
-    if key == "covariates":
-        return _covariate_problems(value)
-    if key == "as_of":
-        _, problem = _as_of(value)
-        return [problem] if problem else []
-    return []
+    else:
+        problem = None
+    return [problem] if problem else []
 
 
 @dataclass(frozen=True)
 class Parameters:
+    """The run's parameters, every one checked on construction.
+
+    The ranges and defaults are in the module docstring (and README.md, "Parameters").
+
+    Raises
+    ------
+    ParameterError
+        Listing every value outside its range, when constructed with one.
+    """
+
     min_group_size: int = 5
     outcome_window_days: int = 91
     as_of: dt.date | None = None
@@ -318,6 +316,7 @@ class Parameters:
 
     @property
     def confidence(self) -> float:
+        """The level of every interval, ``1 − alpha``."""
         return 1 - self.alpha
 
     def to_notebook(self) -> dict:
@@ -422,7 +421,27 @@ def problems_with(values: Mapping, dataset: Dataset | None = None) -> list[str]:
 def parameters_from_mapping(
     values: Mapping, source: str = "parameters", dataset: Dataset | None = None
 ) -> Parameters:
-    """Parameters from a mapping; ``ParameterError`` listing every problem, data ones too."""
+    """Parameters from a mapping; ``ParameterError`` listing every problem, data ones too.
+
+    Parameters
+    ----------
+    values : Mapping
+        Parameter names and values, as read from YAML.
+    source : str
+        How messages name where the values came from (a file name).
+    dataset : Dataset, optional
+        With it, the checks that need the data are made too.
+
+    Returns
+    -------
+    Parameters
+        The checked parameters.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem at once.
+    """
     if not isinstance(values, Mapping):
         raise _error(source, ["expected a mapping of key: value"])
     problems = problems_with(values, dataset)
@@ -439,6 +458,25 @@ def check_parameters(
     Covariates must be columns of ``units`` (an absent ``region`` is skipped) that group units;
     ``as_of`` must lie from the first survey wave to the latest date in the data; the outcome
     window must fit in the data's span. Every command calls it before it writes anything.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The loaded data.
+    parameters : Parameters
+        Values already checked on their own.
+    source : str
+        How messages name the parameters.
+
+    Returns
+    -------
+    Parameters
+        ``parameters`` unchanged.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem the data reveal.
     """
     values = {
         "covariates": list(parameters.covariates),
@@ -454,8 +492,23 @@ def check_parameters(
 def load_parameters(path: Path | str | None, dataset: Dataset | None = None) -> Parameters:
     """Read a parameters YAML file; ``None`` gives the defaults.
 
-    With ``dataset``, the checks that need the data are made too, and every problem is
-    reported in one ``ParameterError``.
+    Parameters
+    ----------
+    path : path-like or None
+        The YAML file; ``None`` for the defaults.
+    dataset : Dataset, optional
+        With it, the checks that need the data are made too, and every problem is reported in
+        one ``ParameterError``.
+
+    Returns
+    -------
+    Parameters
+        The file's values (defaults for the keys it leaves out), every one checked.
+
+    Raises
+    ------
+    ParameterError
+        If the file cannot be read, or listing every problem of its values.
     """
     if path is None:
         parameters = Parameters()
@@ -466,3 +519,35 @@ def load_parameters(path: Path | str | None, dataset: Dataset | None = None) -> 
     except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
         raise ParameterError(f"{path}: cannot read parameters ({error})") from None
     return parameters_from_mapping(values, str(path), dataset)
+
+
+def resolve_as_of(dataset: Dataset, parameters: Parameters | None = None) -> pd.Timestamp:
+    """The end of observation: ``parameters.as_of`` if set, else the latest date in the data.
+
+    The one place ``as_of`` is resolved; the estimate, the panel, the calibration study, the
+    benchmark and the notebooks all call it.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The loaded study (``analysis.data.load``).
+    parameters : Parameters, optional
+        The run's parameters; ``None`` (or ``as_of`` unset) uses the data's latest date.
+
+    Returns
+    -------
+    pandas.Timestamp
+        ``as_of`` at midnight; that whole day is observed.
+
+    Notes
+    -----
+    The latest date is the maximum of the last survey wave, the last customer answer, the
+    last customer start and the last churn date (``load.default_as_of``).
+    """
+    import pandas as pd
+
+    from analysis.data.load import default_as_of
+
+    if parameters is not None and parameters.as_of:
+        return pd.Timestamp(parameters.as_of)
+    return default_as_of(dataset)

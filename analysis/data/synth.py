@@ -34,23 +34,20 @@ study there.
 
 Default effect sizes and their grounding
 ----------------------------------------
-* ``nps_effect`` = 4 NPS points per SD of unit engagement. Harter, Schmidt & Hayes (2002, *Journal
-  of Applied Psychology* 87(2), 268–279) report a true-score unit-level correlation of about .33
-  between engagement and customer satisfaction–loyalty; with a between-unit SD of true NPS near 12
-  points (set here by ``unit_nps_sd``) that is a slope of .33 × 12 ≈ 4 points per SD.
+* ``nps_effect`` = 4 NPS points per SD of unit engagement. Harter, Schmidt & Hayes (2002) report a
+  true-score unit-level correlation of about .33 between engagement and customer
+  satisfaction–loyalty; with a between-unit SD of true NPS near 12 points (set here by
+  ``unit_nps_sd``) that is a slope of .33 × 12 ≈ 4 points per SD.
 * The same slope puts top-quartile units about 10 NPS points above bottom-quartile units (the
   quartile means of a normal variable are 2.54 SD apart). Gallup reports top-quartile units
-  about 10% ahead on customer loyalty (Harter et al., 2020, *The Relationship Between
-  Engagement at Work and Organizational Outcomes*, Q12 meta-analysis, 10th ed.); that is a
-  relative difference, and on a base NPS near +25 a 10-point gap is a similar order of size,
-  not an identity.
+  about 10% ahead on customer loyalty (Harter et al., 2020); that is a relative difference, and
+  on a base NPS near +25 a 10-point gap is a similar order of size, not an identity.
 * ``churn_hazard_ratio`` = 0.88 per SD (about 24% lower churn hazard in top- than
   bottom-quartile units) and ``baseline_annual_churn`` = 15% are our assumptions, chosen to be
   modest; the meta-analyses above report loyalty and retention gaps but no hazard ratio.
 * ``mediated_share`` = 0.3 of the log hazard ratio runs through customer sentiment.
 * ``engagement_icc`` = 0.15: ICC(1) values of .05–.20 are typical of work-unit climate data
-  (Bliese, 2000, in Klein & Kozlowski, *Multilevel Theory, Research, and Methods in
-  Organizations*).
+  (Bliese, 2000).
 
 Switches
 --------
@@ -58,6 +55,19 @@ Switches
 engagement, NPS and churn together. ``reverse_causation`` makes customer sentiment in the quarter
 before a wave raise engagement at that wave (``kappa``), with no forward effect unless
 ``nps_effect`` is also given.
+
+References
+----------
+Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: implications
+for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), *Multilevel
+Theory, Research, and Methods in Organizations* (pp. 349–381). Jossey-Bass.
+
+Harter, J. K., Schmidt, F. L., & Hayes, T. L. (2002). Business-unit-level relationship between
+employee satisfaction, employee engagement, and business outcomes: a meta-analysis. *Journal
+of Applied Psychology* 87(2), 268–279.
+
+Harter, J. K., et al. (2020). *The Relationship Between Engagement at Work and Organizational
+Outcomes: Q12 Meta-Analysis* (10th ed.). Gallup.
 """
 
 from __future__ import annotations
@@ -69,7 +79,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from analysis.data.contract import DEFAULT_INSTRUMENT, Instrument
+from analysis.data.contract import DEFAULT_INSTRUMENT, DETRACTOR_MAX, PROMOTER_MIN, Instrument
 
 DAYS_PER_YEAR = 365.25
 REGIONS = ("North", "South", "East", "West", "Central")
@@ -115,7 +125,12 @@ CUSTOMER_SD_LOGIT = 1.0  # customer-to-customer spread of satisfaction, in logit
 
 @dataclass(frozen=True)
 class StudyDesign:
-    """Every knob of the generator. The defaults make ``data/sample``."""
+    """Every knob of the generator. The defaults make ``data/sample``.
+
+    The effect sizes, their grounding in published meta-analyses and the switches
+    (``no_effect``, ``confounding``, ``reverse_causation``) are described in the module
+    docstring; each field's unit is in its comment.
+    """
 
     seed: int = 20240331
     n_units: int = 300
@@ -161,8 +176,32 @@ class StudyDesign:
 
 @dataclass
 class Study:
+    """A generated study: its four tables and the truth they were drawn from.
+
+    Attributes
+    ----------
+    tables : dict of str to DataFrame
+        ``units``, ``employee_survey``, ``customer_nps`` and ``customers``, as the contract
+        defines them.
+    truth : dict
+        The design, the counts and every effect on the scales the kit estimates them on (what
+        ``truth.json`` holds; see :func:`truth_json`).
+    """
+
     tables: dict[str, pd.DataFrame]
     truth: dict
+
+
+@dataclass(frozen=True)
+class _Latent:
+    """The design's effects on the generator's latent scales, as ``truth.json`` reports them."""
+
+    beta: float  # logit of customer satisfaction per SD of unit engagement
+    points_per_logit: float  # NPS points per logit of satisfaction, at the average customer
+    unit_sd: float  # stable unit part of satisfaction, logits
+    sentiment_sd: float  # quarter-to-quarter unit sentiment, logits
+    region_engagement: np.ndarray  # each region's engagement offset, SD units
+    region_nps_logit: np.ndarray  # each region's satisfaction offset, logits
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,8 +241,9 @@ _GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
 def _expected_nps(eta_mean: np.ndarray, spread: float, cutpoints: np.ndarray) -> np.ndarray:
     """E[100 (P(promoter) − P(detractor))] when eta ~ N(eta_mean, spread²), ordinal logistic."""
     eta = np.asarray(eta_mean)[..., None] + spread * _GH_NODES
-    promoter = 1 - expit(cutpoints[8] - eta)  # answer 9 or 10
-    detractor = expit(cutpoints[6] - eta)  # answer 0 to 6
+    # cutpoints[k] separates answer k from k + 1
+    promoter = 1 - expit(cutpoints[PROMOTER_MIN - 1] - eta)  # answer 9 or 10
+    detractor = expit(cutpoints[DETRACTOR_MAX] - eta)  # answer 0 to 6
     return 100 * ((promoter - detractor) * _GH_WEIGHTS).sum(axis=-1)
 
 
@@ -251,7 +291,25 @@ def _beta_for_nps_effect(points: float, spread: float, cutpoints: np.ndarray) ->
 def generate(
     design: StudyDesign = StudyDesign(), instrument: Instrument = DEFAULT_INSTRUMENT
 ) -> Study:
-    """Draw a study. The same design (seed included) gives the same tables, row for row."""
+    """Draw a study. The same design (seed included) gives the same tables, row for row.
+
+    Parameters
+    ----------
+    design : StudyDesign
+        The generator's settings; its switches are applied first (:meth:`StudyDesign.effective`).
+    instrument : Instrument
+        The employee survey's scales and items.
+
+    Returns
+    -------
+    Study
+        The four tables and their truth.
+
+    Notes
+    -----
+    The model (latent unit engagement, ordinal answers, piecewise-exponential churn) and the
+    grounding of its default effect sizes are in the module docstring.
+    """
     d = design.effective()
     streams = np.random.SeedSequence(d.seed).spawn(6)
     rng_units, rng_engagement, rng_staff, rng_items, rng_customers, rng_nps = (
@@ -345,27 +403,16 @@ def generate(
         nps_cuts,
     )
 
-    truth = _truth(
-        d,
-        beta,
-        points_per_logit,
-        unit_sd,
-        sentiment_sd,
-        region_engagement,
-        region_nps_logit,
-        waves,
-        as_of,
-        units,
-        survey,
-        customers,
-        nps,
-        instrument,
-        rng_seed=d.seed,
+    latent = _Latent(
+        beta, points_per_logit, unit_sd, sentiment_sd, region_engagement, region_nps_logit
     )
-    return Study(
-        {"units": units, "employee_survey": survey, "customer_nps": nps, "customers": customers},
-        truth,
-    )
+    tables = {
+        "units": units,
+        "employee_survey": survey,
+        "customer_nps": nps,
+        "customers": customers,
+    }
+    return Study(tables, _truth(d, latent, waves, as_of, tables, instrument))
 
 
 def _employee_survey(
@@ -568,27 +615,22 @@ def _index_points_per_sd(d: StudyDesign, instrument: Instrument) -> float:
 
 
 def _truth(
-    d,
-    beta,
-    points_per_logit,
-    unit_sd,
-    sentiment_sd,
-    region_engagement,
-    region_nps_logit,
-    waves,
-    as_of,
-    units,
-    survey,
-    customers,
-    nps,
-    instrument,
-    rng_seed,
+    d: StudyDesign,
+    latent: _Latent,
+    waves: pd.DatetimeIndex,
+    as_of: pd.Timestamp,
+    tables: dict[str, pd.DataFrame],
+    instrument: Instrument,
 ) -> dict:
+    """What ``truth.json`` holds: the design, the counts, and every effect on the kit's scales."""
+    beta, points_per_logit = latent.beta, latent.points_per_logit
+    units, survey = tables["units"], tables["employee_survey"]
+    customers, nps = tables["customers"], tables["customer_nps"]
     nps_cuts = _cutpoints(CUSTOMER_NPS_BASE, "logit")
     total_log_hr = float(np.log(d.churn_hazard_ratio))
     delta, lam = _churn_paths(d, beta)
     mediated = float(lam * beta)
-    sentiment_points_sd = float(sentiment_sd * points_per_logit)
+    sentiment_points_sd = float(latent.sentiment_sd * points_per_logit)
     return {
         "generator": "analysis.data.synth",
         "design": asdict(d),
@@ -626,13 +668,15 @@ def _truth(
         },
         "nuisance": {
             "nps_points_per_logit": points_per_logit,
-            "unit_sd_logit": float(unit_sd),
-            "sentiment_sd_logit": float(sentiment_sd),
+            "unit_sd_logit": float(latent.unit_sd),
+            "sentiment_sd_logit": float(latent.sentiment_sd),
             "customer_sd_logit": CUSTOMER_SD_LOGIT,
             "region_engagement_sd_units": dict(
-                zip(REGIONS, (float(v) + 0.0 for v in region_engagement), strict=True)
+                zip(REGIONS, (float(v) + 0.0 for v in latent.region_engagement), strict=True)
             ),
-            "region_nps_logit": dict(zip(REGIONS, map(float, region_nps_logit), strict=True)),
+            "region_nps_logit": dict(
+                zip(REGIONS, map(float, latent.region_nps_logit), strict=True)
+            ),
         },
         "notes": (
             "Effects are per SD of latent unit engagement z (within-region SD 1). The observed "
@@ -644,4 +688,5 @@ def _truth(
 
 
 def truth_json(study: Study) -> str:
+    """The study's truth as the text of ``truth.json``: sorted keys, indented, one final newline."""
     return json.dumps(study.truth, indent=2, sort_keys=True) + "\n"

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.data.contract import Scale
+from analysis.data.contract import Scale, nps_category
 from analysis.data.load import Dataset
 from analysis.measures.intervals import wilson_interval
 from analysis.measures.multiplicity import benjamini_hochberg
@@ -35,15 +35,18 @@ from analysis.measures.scales import (
     rwg,
     rwg_summary,
 )
+from analysis.measures.shrinkage import empirical_bayes, rank_shrunken
 
-#: Plain-English names of the default instrument's scales.
+#: Plain-English names of the scales an instrument may use (``contract.SCALE_NAMES``): the one
+#: list the reliability table, the drivers' figure and their sentences all read.
 SCALE_LABELS = {
     "engagement": "Engagement",
     "internal_communication": "Internal communication",
     "brand_alignment": "Brand alignment",
     "points_of_connection": "Points of connection",
-    "employee_effort": "Employee effort",
-    "enps": "eNPS",
+    "employee_effort": "Employee effort (ease)",
+    "enps": "Employee NPS (eNPS)",
+    "communication_effort": "Communication effort",
 }
 
 #: Aggregation thresholds: ICC(1) above .05 (Bliese, 2000), ICC(2) and median r_wg at least .70
@@ -112,8 +115,21 @@ CELL_COLUMNS = (
 
 
 def scale_label(name: str) -> str:
-    """Plain-English name of a scale: ``SCALE_LABELS``, or the name with spaces for others."""
-    return SCALE_LABELS.get(name, name.replace("_", " ").capitalize())
+    """Plain-English name of a scale, or of its unit-wave index column (``<scale>_index``).
+
+    Parameters
+    ----------
+    name : str
+        A scale's name (``engagement``) or its index column, as the drivers' ``term`` names it
+        (``engagement_index``).
+
+    Returns
+    -------
+    str
+        ``SCALE_LABELS`` of the scale, or its name with spaces for a scale it does not list.
+    """
+    scale = name.removesuffix("_index")
+    return SCALE_LABELS.get(scale, scale.replace("_", " ").capitalize())
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,10 +148,17 @@ def _keyed_items(survey: pd.DataFrame, scale: Scale) -> pd.DataFrame:
 def _median_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """Distribution-free interval for a median from order statistics.
 
+    NaN with too few values for the level asked.
+
+    Notes
+    -----
     With ``n`` sorted values, the interval ``(x_(j), x_(n−j+1))`` covers the median with
     probability ``1 − 2 P(Binomial(n, ½) < j)``; ``j`` is the largest rank keeping that at
-    least ``confidence`` (Conover, 1999, *Practical Nonparametric Statistics*, 3rd ed., 3.2).
-    NaN with too few values for the level asked.
+    least ``confidence`` (Conover, 1999, section 3.2).
+
+    References
+    ----------
+    Conover, W. J. (1999). *Practical Nonparametric Statistics*, 3rd ed. Wiley.
     """
     values = np.sort(values[~np.isnan(values)])
     n = len(values)
@@ -152,6 +175,7 @@ def _median_interval(values: np.ndarray, confidence: float) -> tuple[float, floa
 
 
 def _verdict(icc1: float, icc2: float, median_rwg: float) -> str:
+    """Whether aggregation is justified, naming every threshold that fails."""
     checks = (
         (icc1, ICC1_MIN, False, "ICC(1) not above .05 (units barely differ)"),
         (icc2, ICC2_MIN, True, "ICC(2) below .70 (unit-wave means unreliable)"),
@@ -216,13 +240,20 @@ def scale_reliability(
 
     Notes
     -----
+    From the one-way ANOVA of scale scores by unit-wave (mean squares ``MSB``, ``MSW``; ``k0``
+    the adjusted mean group size) and, within a unit-wave, the mean ``s̄²`` of the item
+    variances over the scale's ``J`` items (``analysis.measures.scales``)::
+
+        ICC(1)  = (MSB − MSW) / (MSB + (k0 − 1) MSW),   ICC(2) = (MSB − MSW) / MSB
+        r_wg(J) = J (1 − s̄²/σ²_EU) / (J (1 − s̄²/σ²_EU) + s̄²/σ²_EU),   σ²_EU = (A² − 1) / 12
+
+    with ``A = high − low + 1`` answer options (the uniform null).
+
     Thresholds: ICC(1) of .05–.20 is typical of work-unit data and a value near zero means
     units barely differ; ICC(2) ≥ .70 means the group mean is a reliable measure of the group
-    (Bliese, 2000, "Within-group agreement, non-independence, and reliability", in Klein &
-    Kozlowski (eds.), *Multilevel theory, research, and methods in organizations*, 349–381).
-    r_wg ≥ .70 is the conventional cut-off for agreement enough to aggregate; LeBreton & Senter
-    (2008, *Organizational Research Methods* 11(4), 815–852) call .71–.90 strong agreement and
-    warn that the cut-off is arbitrary. ICC(2) grows with group size (Spearman–Brown), so small
+    (Bliese, 2000). r_wg ≥ .70 is the conventional cut-off for agreement enough to aggregate;
+    LeBreton & Senter (2008) call .71–.90 strong agreement and warn that the cut-off is
+    arbitrary. ICC(2) grows with group size (Spearman–Brown), so small
     unit-waves may fail it even when units truly differ: the verdict then says the unit-wave
     means are noisy, not that the scale is wrong; pooling waves (``shrunken_unit_engagement``)
     is the remedy. Responses are treated as independent; the same person answering several
@@ -233,6 +264,17 @@ def scale_reliability(
     answers by difference (its count of agreeing groups, its share of the sums of squares).
     With ``unit_wave`` every figure rests only on unit-waves that are themselves shown, so
     nothing here depends on the answers of a hidden group.
+
+    References
+    ----------
+    Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: implications
+    for data aggregation and analysis. In K. J. Klein & S. W. J. Kozlowski (Eds.), *Multilevel
+    Theory, Research, and Methods in Organizations* (pp. 349–381). Jossey-Bass.
+    Conover, W. J. (1999). *Practical Nonparametric Statistics*, 3rd ed. Wiley.
+    James, L. R., Demaree, R. G., & Wolf, G. (1984). Estimating within-group interrater
+    reliability with and without response bias. *Journal of Applied Psychology* 69(1), 85–98.
+    LeBreton, J. M., & Senter, J. L. (2008). Answers to 20 questions about interrater reliability
+    and interrater agreement. *Organizational Research Methods* 11(4), 815–852.
     """
     all_responses = dataset.employee_survey
     rows = []
@@ -434,12 +476,41 @@ def organisation_statistics(
 ) -> dict[str, pd.DataFrame]:
     """The exact statistics behind the organisation-wide figures, before any release.
 
-    Each item's answers come only from the unit-waves ``shown_item_cells`` allows. Returns
-    ``"scorecard"`` (one row per points-of-connection item: ``item, label, n, mean`` and
-    ``variance`` of its 0–100 score, ``favourable`` share 0 … 1), ``"effort"`` (one row: ``n,
-    mean, variance, share_easy`` on the item's own 1–7 scale) and ``"enps"`` (one row: ``n,
-    nps``, ``non_passive`` = share of promoters plus detractors), each present only when the
-    instrument has the scale. Never publish these: :func:`organisation_figures` releases them.
+    Each item's answers come only from the unit-waves ``shown_item_cells`` allows. Never
+    publish these: :func:`organisation_figures` releases them.
+
+    Parameters
+    ----------
+    survey : DataFrame
+        ``employee_survey``.
+    unit_wave : DataFrame
+        The suppressed unit × wave display table of the same run.
+    instrument : Instrument
+        The dataset's instrument (``analysis.data.contract.Instrument``).
+    min_group_size : int
+        The run's threshold.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``"scorecard"`` (one row per points-of-connection item: ``item, label, n, mean`` and
+        ``variance`` of its 0–100 score, ``favourable`` share 0 … 1), ``"effort"`` (one row:
+        ``n, mean, variance, share_easy``, ``low``, ``high`` on the item's own scale) and
+        ``"enps"`` (one row: ``n, nps``, ``non_passive`` = share of promoters plus detractors),
+        each present only when the instrument has the scale.
+
+    Notes
+    -----
+    Variances use the ``n − 1`` divisor. ``share_easy`` is the share answering at least the
+    scale's ``favourable`` value (6 when the instrument sets none). With promoter share ``p``
+    and detractor share ``d``, ``nps = 100 (p − d)`` and ``non_passive = p + d``, so that
+    ``var(eNPS) = 100² (non_passive − (nps/100)²) / n`` (Rocks, 2016) can be formed from the
+    released values.
+
+    References
+    ----------
+    Rocks, B. (2016). Interval estimation for the "net promoter score". *The American
+    Statistician* 70(4), 365–372.
     """
     from analysis.measures.scales import POINT_OF_CONNECTION_LABELS, scale_scores
 
@@ -490,7 +561,8 @@ def organisation_statistics(
                 "high": scale.high,
             }
         else:
-            promoters, detractors = (answers >= 9).mean(), (answers <= 6).mean()
+            category = nps_category(answers)
+            promoters, detractors = (category == 0).mean(), (category == 2).mean()
             row = {
                 "n": n,
                 "nps": float(100 * (promoters - detractors)) if n else np.nan,
@@ -536,6 +608,14 @@ def organisation_figures(
     add the noise variance ``2b²``. With thousands of answers the noise is a few hundredths of
     a point; against a reader who holds two reports that differ by one person, ``n₂ m̃₂ −
     n₁ m̃₁`` is that person's answer plus noise of scale ``range/ε`` (README, "Privacy").
+
+    References
+    ----------
+    Dwork, C., McSherry, F., Nissim, K., & Smith, A. (2006). Calibrating noise to sensitivity in
+    private data analysis. In *Theory of Cryptography (TCC 2006)*, Lecture Notes in Computer
+    Science 3876, 265–284. Springer.
+    Rocks, B. (2016). Interval estimation for the "net promoter score". *The American
+    Statistician* 70(4), 365–372.
     """
     from analysis.measures.intervals import wilson_interval
     from analysis.measures.privacy import (
@@ -712,11 +792,13 @@ def shrunken_unit_engagement(
         θ̂_u  = μ + (1 − B_u)(x_u − μ)
         sd_u = √((1 − B_u) v_u + B_u² / Σ W)
 
-    and the interval ``θ̂_u ± z sd_u`` (Morris, 1983, "Parametric empirical Bayes inference:
-    theory and applications", *JASA* 78(381), 47–55; James & Stein, 1961; Efron & Morris,
-    1975, *JASA* 70(350), 311–319). ``τ²`` is the method-of-moments estimate, unbiased when all
-    ``v_u`` are equal. ``(1 − B_u) v_u`` is the posterior variance with ``μ`` and ``τ²`` known;
-    the ``B_u² / Σ W`` term adds the uncertainty of the estimated ``μ``. The uncertainty in
+    and the interval ``θ̂_u ± z sd_u`` (Morris, 1983; James & Stein, 1961; Efron & Morris,
+    1975), computed by the kit's one empirical-Bayes function,
+    ``analysis.measures.shrinkage.empirical_bayes`` (intercept only, so ``p = 1``). ``τ²`` is
+    the method-of-moments estimate with divisor ``K − 1``, unbiased when all ``v_u`` are
+    equal; floored at 0, when every unit sits at ``μ`` and all share rank 1.
+    ``(1 − B_u) v_u`` is the posterior variance with ``μ`` and ``τ²`` known; the ``B_u² / Σ W``
+    term adds the uncertainty of the estimated ``μ``. The uncertainty in
     ``τ²`` is ignored, so intervals are a little narrow when there are few units (Morris, 1983,
     4). With ``v_uw = s²/n_uw`` (one pooled within-group variance) the n-weighted raw mean is
     also the inverse-variance-weighted one and ``v_u = s²/Σ n_uw``. The published unit × wave
@@ -747,6 +829,16 @@ def shrunken_unit_engagement(
     (and withhold this table's row where ``measures.privacy.safe_totals`` withholds the unit
     total): otherwise the unit mean times its responses, minus its shown cells, gives away the
     sum of its hidden cells.
+
+    References
+    ----------
+    Efron, B. & Morris, C. (1975). Data analysis using Stein's estimator and its
+    generalizations. *JASA* 70(350), 311–319.
+    James, W. & Stein, C. (1961). Estimation with quadratic loss. In *Proceedings of the Fourth
+    Berkeley Symposium on Mathematical Statistics and Probability*, vol. 1, 361–379.
+    University of California Press.
+    Morris, C. N. (1983). Parametric empirical Bayes inference: theory and applications.
+    *JASA* 78(381), 47–55.
     """
     required = {"unit_id", "n_respondents", "engagement_index", "engagement_noise_var"}
     missing = required - set(panel.columns)
@@ -766,18 +858,10 @@ def shrunken_unit_engagement(
         weighted=("weighted", "sum"),
         weighted_variance=("weighted_variance", "sum"),
     )
-    raw = (table["weighted"] / table["n_responses"]).to_numpy()
-    v = (table["weighted_variance"] / table["n_responses"] ** 2).to_numpy()
-    k = len(raw)
+    raw = table["weighted"] / table["n_responses"]
+    v = table["weighted_variance"] / table["n_responses"] ** 2
     # One unit gives no between-unit spread: τ² = 0 leaves it at its own mean (μ = x_u).
-    tau2 = max(0.0, float(np.var(raw, ddof=1) - v.mean())) if k >= 2 else 0.0
-    w = 1.0 / (v + tau2)
-    mu = float(np.sum(w * raw) / np.sum(w)) if k else np.nan
-    shrinkage = v / (v + tau2) if tau2 > 0 else np.ones(k)
-    shrunken = mu + (1 - shrinkage) * (raw - mu)
-    mean_variance = 1.0 / np.sum(w) if k else np.nan
-    posterior_sd = np.sqrt((1 - shrinkage) * v + shrinkage**2 * mean_variance)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    fit = empirical_bayes(raw, v, confidence=confidence)
 
     out = pd.DataFrame({"unit_id": table.index.to_numpy()})
     region = None
@@ -795,12 +879,9 @@ def shrunken_unit_engagement(
     out["n_waves"] = table["n_waves"].to_numpy(dtype="int64")
     out["n_responses"] = table["n_responses"].to_numpy(dtype="int64")
     out["n_respondents_distinct"] = out["unit_id"].map(distinct).fillna(0).to_numpy(dtype="int64")
-    out["raw_mean"] = raw
-    out["shrinkage"] = shrinkage
-    out["shrunken"] = shrunken
-    out["posterior_sd"] = posterior_sd
-    out["conf_low"] = shrunken - z * posterior_sd
-    out["conf_high"] = shrunken + z * posterior_sd
+    out["raw_mean"] = raw.to_numpy()
+    for column in ("shrinkage", "shrunken", "posterior_sd", "conf_low", "conf_high"):
+        out[column] = fit[column].to_numpy()
 
     shown = suppress(
         out,
@@ -809,7 +890,7 @@ def shrunken_unit_engagement(
         min_group_size=min_group_size,
         parents=[()],
     )
-    rank = shown["shrunken"].where(~shown[SUPPRESSED]).rank(ascending=False, method="min")
+    rank = rank_shrunken(shown["shrunken"].where(~shown[SUPPRESSED]))
     shown.insert(shown.columns.get_loc("conf_high") + 1, "rank", rank)
     return shown
 
@@ -857,13 +938,19 @@ def cell_significance(
     less than ``v_i``. In the published table ``v_i`` also holds the release noise ``2b²``
     (``analysis.models.estimate.released_unit_wave``), independent between cells, so the test counts
     it. The p-values of all shown cells are adjusted together by
-    Benjamini–Hochberg (``measures.multiplicity.benjamini_hochberg``; Benjamini & Hochberg, 1995,
-    *JRSS B* 57(1), 289–300), and a cell is ``significant`` when its adjusted p-value is at most
+    Benjamini–Hochberg (``measures.multiplicity.benjamini_hochberg``; Benjamini & Hochberg,
+    1995), and a cell is ``significant`` when its adjusted p-value is at most
     ``alpha``. The wave mean uses shown cells only, so nothing here depends on a hidden value.
     The test asks whether a cell differs from its wave by more than the sampling of its
     respondents explains; true, stable differences between units count as differences. Cells
     of one wave are slightly negatively correlated through the shared mean, which BH tolerates
     in practice; the z test assumes ``n_i`` large enough for a normal mean.
+
+    References
+    ----------
+    Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate: a practical and
+    powerful approach to multiple testing. *Journal of the Royal Statistical Society B* 57(1),
+    289–300.
     """
     required = {"unit_id", "wave", "n_respondents", "engagement_index", "engagement_noise_var"}
     missing = required - set(unit_wave.columns)

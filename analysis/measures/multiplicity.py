@@ -1,4 +1,8 @@
-"""Adjusting p-values for many tests: Holm (family-wise error) and Benjamini–Hochberg (FDR)."""
+"""Adjusting p-values for many tests: Benjamini–Hochberg (false discovery rate).
+
+The key drivers and the unit × wave engagement cells use it. The estimand table's Holm
+adjustment (family-wise error) lives with the estimands, in ``analysis.models``.
+"""
 
 from __future__ import annotations
 

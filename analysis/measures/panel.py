@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.data.load import Dataset, default_as_of
-from analysis.measures.nps import DETRACTOR_MAX, PROMOTER_MIN
+from analysis.data.contract import nps_category
+from analysis.data.load import Dataset
+from analysis.data.parameters import resolve_as_of
 from analysis.measures.scales import respondent_scale_score
 
 DEFAULT_OUTCOME_WINDOW_DAYS = 91
@@ -101,7 +102,7 @@ def nps_counts_in_windows(
     """
     window = np.timedelta64(int(window_days), "D")
     score = customer_nps["likelihood_to_recommend"].to_numpy()
-    category = np.where(score >= PROMOTER_MIN, 0, np.where(score <= DETRACTOR_MAX, 2, 1))
+    category = nps_category(score)
     # integer unit codes once: a string group-by per wave costs seconds at ten million answers
     codes, units = pd.factorize(customer_nps["unit_id"], sort=True)
     responded_on = customer_nps["responded_on"].to_numpy()
@@ -202,7 +203,7 @@ def unit_wave_panel(
     Windows with no answers have zero counts and a missing NPS. Works from counts, so millions
     of customer answers are reduced once and never copied.
     """
-    as_of = pd.Timestamp(as_of) if as_of is not None else default_as_of(dataset)
+    as_of = pd.Timestamp(as_of) if as_of is not None else resolve_as_of(dataset)
     panel = unit_wave_scales(dataset)
     panel = panel[panel["wave"] <= as_of].reset_index(drop=True)  # after the end: unobserved
     waves = np.sort(panel["wave"].unique())

@@ -8,9 +8,7 @@ combined with other published figures by subtraction, gives away a value for a s
 ``min_group_size`` respondents.
 
 The method is primary and complementary (secondary) cell suppression for tabular data (Cox,
-1980, "Suppression methodology and statistical disclosure control", *Journal of the American
-Statistical Association* 75(370), 377–385; Hundepool et al., 2012, *Statistical Disclosure
-Control*, Wiley, on secondary cell suppression):
+1980; Hundepool et al., 2012, on secondary cell suppression):
 
 1. **Primary.** A row with ``count < min_group_size`` shows none of its ``values``.
 2. **Complementary.** ``parents`` lists every grouping whose totals or count-weighted means are
@@ -52,8 +50,7 @@ releases: a reviewer reruns the kit after one more respondent joined a unit of e
 Rounding would leave the difference exact whenever the two means round apart; a
 release-to-release guard would need the earlier releases, which the kit does not keep and a
 reader may hold from anywhere. The defence is the Laplace mechanism of differential privacy
-(Dwork, McSherry, Nissim & Smith, 2006, "Calibrating noise to sensitivity in private data
-analysis", *TCC*, LNCS 3876, 265–284): publish ``m + Lap(b)``, density ``e^{−|x|/b} / 2b``,
+(Dwork, McSherry, Nissim & Smith, 2006): publish ``m + Lap(b)``, density ``e^{−|x|/b} / 2b``,
 with ``b = Δ / ε``, ``Δ`` the figure's sensitivity and ``ε`` the parameter
 ``privacy_epsilon``.
 
@@ -87,6 +84,17 @@ exactly in ``n₂ m̃₂ − n₁ m̃₁``; a secret from the manifest's per-fil
 uncertainty: the noise variance ``2b²`` comes back with every released figure, and intervals
 and precision weights computed from released figures add it. Residual risks, and which
 outputs stay exact, are listed in README.md, "Privacy".
+
+References
+----------
+Cox, L. H. (1980). Suppression methodology and statistical disclosure control. *Journal of the
+American Statistical Association* 75(370), 377–385.
+
+Dwork, C., McSherry, F., Nissim, K., & Smith, A. (2006). Calibrating noise to sensitivity in
+private data analysis. In *Theory of Cryptography (TCC 2006)*, Lecture Notes in Computer
+Science 3876, 265–284. Springer.
+
+Hundepool, A., et al. (2012). *Statistical Disclosure Control*. Wiley.
 """
 
 from __future__ import annotations
@@ -335,24 +343,23 @@ def disclosure_risks(
     return risks
 
 
-def assert_no_disclosure(
-    table: pd.DataFrame,
-    *,
-    count: str,
-    values: Sequence[str],
-    min_group_size: int,
-    parents: Sequence[Sequence[str]] = ((),),
-    totals: Mapping[Sequence[str], pd.DataFrame] | None = None,
-) -> None:
-    """Raise ``AssertionError`` listing every :func:`disclosure_risks` finding; for tests."""
-    risks = disclosure_risks(
-        table,
-        count=count,
-        values=values,
-        min_group_size=min_group_size,
-        parents=parents,
-        totals=totals,
-    )
+def assert_no_disclosure(table: pd.DataFrame, **rules) -> None:
+    """Raise ``AssertionError`` listing every :func:`disclosure_risks` finding; for tests.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The table as displayed.
+    **rules
+        ``count``, ``values``, ``min_group_size``, ``parents`` and ``totals``, exactly as
+        :func:`disclosure_risks` takes them (keywords only).
+
+    Raises
+    ------
+    AssertionError
+        Listing every risk found.
+    """
+    risks = disclosure_risks(table, **rules)
     if risks:
         raise AssertionError("disclosure risk:\n" + "\n".join(f"- {risk}" for risk in risks))
 
@@ -752,8 +759,20 @@ RELEASE_DOMAIN = b"inside-out/privacy-release/v1"
 class Release:
     """The privacy budget of one figure and the secret its noise is derived from.
 
-    Build it with :func:`release_for`. ``key`` is a secret: it is never written, shown or
-    logged (it is left out of ``repr``), and anyone holding it could remove the noise.
+    Build it with :func:`release_for`.
+
+    Attributes
+    ----------
+    epsilon : float
+        The budget ``ε`` of each released figure, finite and positive.
+    key : bytes
+        At least 16 secret bytes. Never written, shown or logged (it is left out of ``repr``):
+        anyone holding it could remove the noise.
+
+    Raises
+    ------
+    ValueError
+        On a budget that is not a finite positive number, or a key shorter than 16 bytes.
     """
 
     epsilon: float
@@ -780,6 +799,16 @@ def data_secret(dataset) -> bytes:
     It is not derived from the per-file SHA-256 digests that ``manifest.json`` publishes (the
     tag comes first, and they hash bytes, not values), nor from the ``seed`` parameter: a reader
     of the report holds neither the data nor this digest.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The loaded tables and instrument.
+
+    Returns
+    -------
+    bytes
+        The 32-byte digest; never written, shown or logged.
     """
     from analysis.data.contract import TABLE_NAMES
 
@@ -804,6 +833,18 @@ def release_for(dataset, parameters) -> Release:
     cancel (with a shared draw ``L``, ``n₂ m̃₂ − n₁ m̃₁ = x + (range/ε)(L − L)`` would be the
     added person's answer exactly; and two budgets ``ε₁ ≠ ε₂`` over the same draw would give the
     figure itself by solving two equations).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The loaded tables and instrument (:func:`data_secret`).
+    parameters : Parameters or Mapping
+        Every run parameter; ``privacy_epsilon`` is the budget of each figure.
+
+    Returns
+    -------
+    Release
+        The budget and the key.
     """
     settings = parameters.to_notebook() if hasattr(parameters, "to_notebook") else dict(parameters)
     text = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -821,6 +862,18 @@ def standard_laplace(release: Release, figures: Sequence[Sequence[object]]) -> n
     uniform ``u`` in (0, 1), and the inverse distribution function gives
     ``L = ln(2u)`` for ``u < ½`` and ``−ln(2 − 2u)`` otherwise. A figure's draw depends on the
     secret and its own name only, not on which other figures exist.
+
+    Parameters
+    ----------
+    release : Release
+        Holds the secret key.
+    figures : sequence of tuples
+        One name per figure.
+
+    Returns
+    -------
+    ndarray
+        One draw per figure, in order.
     """
     keyed = hashlib.blake2b(key=release.key[:64], digest_size=8)
     words = bytearray()
@@ -883,7 +936,20 @@ def laplace_mechanism(
 
 
 def mean_sensitivity(value_range: float, count) -> np.ndarray:
-    """``range / n``: how far one response can move a mean of ``n`` published answers."""
+    """``range / n``: how far one response can move a mean of ``n`` published answers.
+
+    Parameters
+    ----------
+    value_range : float
+        ``R = high − low`` of the answers.
+    count : array-like
+        The published number of answers ``n`` behind each mean.
+
+    Returns
+    -------
+    ndarray
+        ``R / n``; NaN where ``n`` is 0.
+    """
     count = np.asarray(count, dtype="float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(count > 0, value_range / count, np.nan)
@@ -892,9 +958,23 @@ def mean_sensitivity(value_range: float, count) -> np.ndarray:
 def variance_sensitivity(value_range: float, count) -> np.ndarray:
     """``range² / n``: how far one response can move a sample variance (``n − 1`` divisor).
 
-    Replacing one of ``n`` values in ``[0, R]`` changes the sum of squared deviations by at
-    most ``(1 − 1/n) R²`` (it is ``(1 − 1/n)(x − x̄₋)²`` plus a constant in that value, with
-    ``x̄₋`` the mean of the others), hence the variance by at most ``R² / n``.
+    Parameters
+    ----------
+    value_range : float
+        ``R = high − low`` of the answers.
+    count : array-like
+        The published number of answers ``n`` behind each variance.
+
+    Returns
+    -------
+    ndarray
+        ``R² / n``; NaN where ``n < 2``.
+
+    Notes
+    -----
+    Replacing one of ``n`` values in ``[0, R]`` changes the sum of squared deviations by at most
+    ``(1 − 1/n) R²`` (it is ``(1 − 1/n)(x − x̄₋)²`` plus a constant in that value, with ``x̄₋`` the
+    mean of the others), hence the variance by at most ``R² / n``.
     """
     count = np.asarray(count, dtype="float64")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -905,8 +985,21 @@ def widened_interval(estimate, low, high, noise_variance, confidence: float):
     """Add the noise variance to an interval: each half-width ``h`` becomes ``√(h² + z² 2b²)``.
 
     Keeps the interval's own shape (a Wilson interval stays asymmetric) and adds the release
-    noise in quadrature, as independent errors add. ``z`` is the normal quantile of
-    ``confidence``.
+    noise in quadrature, as independent errors add.
+
+    Parameters
+    ----------
+    estimate, low, high : array-like of float
+        The figure and its interval before noise.
+    noise_variance : array-like of float
+        ``2 b²``, as :func:`laplace_mechanism` returns it.
+    confidence : float
+        The interval's level; ``z`` is the standard normal quantile at ``(1 + confidence) / 2``.
+
+    Returns
+    -------
+    tuple of ndarray
+        The widened ``(low, high)``.
     """
     from scipy import stats
 

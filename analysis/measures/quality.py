@@ -10,11 +10,16 @@ Three tidy tables for the first page of a report, before any finding:
   (``analysis.measures.privacy.suppress``).
 
 Counts here are counts of whole tables (a census of what was collected), not estimates, so they
-carry no interval. Shares carry a 95% Wilson score interval (``analysis.measures.
-wilson_interval``; Wilson, 1927, *JASA* 22(158), 209–212), which treats the counted things as
-independent trials; unit-waves of one unit are alike, so read those intervals as a lower bound on
-the uncertainty. Nothing here shows an employee answer: counts of respondents say how many
+carry no interval. Shares carry a 95% Wilson score interval
+(``analysis.measures.intervals.wilson_interval``; Wilson, 1927), which treats the counted things
+as independent trials; unit-waves of one unit are alike, so read those intervals as a lower bound
+on the uncertainty. Nothing here shows an employee answer: counts of respondents say how many
 people answered, not what they answered (see ``analysis.measures.privacy``).
+
+References
+----------
+Wilson, E. B. (1927). Probable inference, the law of succession, and statistical inference.
+*Journal of the American Statistical Association* 22(158), 209–212.
 """
 
 from __future__ import annotations
@@ -89,9 +94,27 @@ def linked_answers(
 ) -> int:
     """Number of distinct customer answers in at least one surveyed unit-wave's outcome window.
 
+    Unlike ``panel["n_responses"].sum()``, an answer inside two overlapping windows is counted
+    once.
+
+    Parameters
+    ----------
+    customer_nps : DataFrame
+        The customer answers, with ``unit_id`` and ``responded_on``.
+    panel : DataFrame
+        The unit × wave panel: one row per surveyed unit-wave, with ``unit_id`` and ``wave``.
+    outcome_window_days : int
+        The length of each wave's outcome window.
+
+    Returns
+    -------
+    int
+        The number of linked answers.
+
+    Notes
+    -----
     An answer is linked when its unit has a row in ``panel`` at a wave ``w`` with
-    ``w < responded_on <= w + outcome_window_days``. Unlike ``panel["n_responses"].sum()``, an
-    answer inside two overlapping windows is counted once.
+    ``w < responded_on <= w + outcome_window_days``.
     """
     if customer_nps.empty or panel.empty:
         return 0

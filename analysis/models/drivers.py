@@ -16,8 +16,7 @@ correlation matrix ``R = V Λ V'`` and the predictor–outcome correlations ``r`
     Σ_j ε_j = r' R^{-1} r = R²        because each column of Λ* has unit length
 
 ``share_j = 100 ε_j / R²`` is the percentage of the explained variance credited to predictor j
-(Johnson, 2000, "A heuristic method for estimating the relative weight of predictor variables in
-multiple regression", *Multivariate Behavioral Research* 35(1), 1–19). With uncorrelated predictors
+(Johnson, 2000). With uncorrelated predictors
 ``ε_j = r_j²``; with correlated ones the shared variance is spread over the predictors that share
 it, so a scale that merely travels with a true driver also receives weight. Relative weights
 describe a linear model's fit; they are not causal effects, and they carry no sign.
@@ -25,7 +24,7 @@ describe a linear model's fit; they are not causal effects, and they carry no si
 Uncertainty: the cluster bootstrap
 ----------------------------------
 Rows of one unit (its waves) are not independent, so whole units are resampled with replacement
-(Cameron & Miller, 2015, *Journal of Human Resources* 50(2), 317–372, section VI). Each replicate
+(Cameron & Miller, 2015, section VI). Each replicate
 only needs weighted sums per unit, computed once::
 
     W_g = Σ_{i∈g} w_i,    S_g = Σ_{i∈g} w_i d_i,    C_g = Σ_{i∈g} w_i d_i d_i'     d = (x, y)
@@ -37,8 +36,7 @@ Intervals are bootstrap percentiles; ``std_error`` is the bootstrap standard dev
 Significance: a random comparator and Benjamini–Hochberg
 --------------------------------------------------------
 A relative weight is never negative, so "is it zero?" cannot be tested by an interval around it.
-Tonidandel, LeBreton & Johnson (2009, "Determining the statistical significance of relative
-weights", *Psychological Methods* 14(4), 387–399) add a random variable to the predictors and ask
+Tonidandel, LeBreton & Johnson (2009) add a random variable to the predictors and ask
 whether each predictor's weight exceeds the random variable's: the bootstrap distribution of
 ``ε_j − ε_random`` (both from the model with the random variable) gives the test. Here the
 random variable is drawn afresh for every replicate, independently for each row of the resampled
@@ -57,6 +55,21 @@ Assumptions: units are a sample from a larger population of units (the bootstrap
 there are enough units (at least about 30) for percentile intervals; the relation is linear; the
 predictors are not perfectly collinear. Observation weights (by default each unit-wave's number
 of customer answers) are precision weights, as in weighted least squares.
+
+References
+----------
+Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate: a practical and
+powerful approach to multiple testing. *Journal of the Royal Statistical Society B* 57(1),
+289–300.
+
+Cameron, A. C., & Miller, D. L. (2015). A practitioner's guide to cluster-robust inference.
+*Journal of Human Resources* 50(2), 317–372.
+
+Johnson, J. W. (2000). A heuristic method for estimating the relative weight of predictor
+variables in multiple regression. *Multivariate Behavioral Research* 35(1), 1–19.
+
+Tonidandel, S., LeBreton, J. M., & Johnson, J. W. (2009). Determining the statistical
+significance of relative weights. *Psychological Methods* 14(4), 387–399.
 """
 
 from __future__ import annotations
@@ -110,12 +123,16 @@ def relative_weights(X: pd.DataFrame, y: pd.Series, weights: pd.Series | None = 
         and sum to the R² of the (weighted) least-squares regression of ``y`` on ``X`` with an
         intercept.
 
+    Raises
+    ------
+    ValueError
+        On missing values, a constant column or perfectly collinear predictors.
+
     Notes
     -----
     With ``R = V Λ V'`` the predictor correlation matrix and ``r`` the predictor–outcome
     correlations: ``Λ* = V Λ^{1/2} V'``, ``β* = (Λ*)^{-1} r`` and ``ε_j = Σ_k Λ*_{jk}² β*_k²``
-    (see the module docstring). Raises ``ValueError`` on missing values, a constant column or
-    perfectly collinear predictors.
+    (see the module docstring).
 
     References
     ----------
@@ -187,13 +204,15 @@ def driver_importance(
     Returns
     -------
     DataFrame
-        One row per predictor, in the order given: ``term, estimate, share, std_error,
-        conf_low, conf_high, p_value, p_adjusted, significant, n_obs, n_units, method``.
-        ``estimate`` is the raw relative weight (its part of R²) and ``share`` the percentage of
-        R² (the shares sum to 100); ``std_error``, ``conf_low`` and ``conf_high`` refer to
-        ``estimate``; ``p_value`` tests ``ε_j = ε_random`` and ``p_adjusted`` is its
-        Benjamini–Hochberg adjustment; ``significant`` is ``p_adjusted < alpha``. ``n_obs``
-        and ``n_units`` count the rows and clusters used.
+        One row per predictor, in the order given: ``term, estimate, share, share_conf_low,
+        share_conf_high, std_error, conf_low, conf_high, p_value, p_adjusted, significant,
+        n_obs, n_units, method``. ``estimate`` is the raw relative weight (its part of R²) and
+        ``share`` the percentage of R² (the shares sum to 100), with its own percentile
+        interval (each replicate's weights over that replicate's R²); ``std_error``,
+        ``conf_low`` and ``conf_high`` refer to ``estimate``; ``p_value`` tests
+        ``ε_j = ε_random`` and ``p_adjusted`` is its Benjamini–Hochberg adjustment;
+        ``significant`` is ``p_adjusted < alpha``. ``n_obs`` and ``n_units`` count the rows and
+        clusters used.
 
     Notes
     -----
@@ -205,10 +224,15 @@ def driver_importance(
 
     References
     ----------
-    Johnson (2000), *Multivariate Behavioral Research* 35(1), 1–19; Tonidandel, LeBreton &
-    Johnson (2009), *Psychological Methods* 14(4), 387–399; Benjamini & Hochberg (1995),
-    *JRSS B* 57(1), 289–300; Cameron & Miller (2015), *Journal of Human Resources* 50(2),
-    317–372.
+    Johnson, J. W. (2000). A heuristic method for estimating the relative weight of predictor
+    variables in multiple regression. *Multivariate Behavioral Research* 35(1), 1–19.
+
+    Tonidandel, S., LeBreton, J. M., & Johnson, J. W. (2009). Determining the statistical
+    significance of relative weights. *Psychological Methods* 14(4), 387–399.
+
+    Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate: a practical and
+    powerful approach to multiple testing. *Journal of the Royal Statistical Society B* 57(1),
+    289–300.
     """
     predictors = list(predictors)
     _check_arguments(panel, predictors, outcome, cluster, weight, draws, confidence, alpha)

@@ -2,14 +2,16 @@
 
 Pure: a validated ``Dataset`` and ``Parameters`` in, tidy tables out. ``data.load`` writes them.
 
-``estimates`` has one row per estimand with the columns ``estimand, term, estimate, std_error,
-conf_low, conf_high, p_value, n_obs, n_units, method``, ``p_adjusted`` (Holm, see
+``estimates`` has one row per estimand of ``registry.ESTIMANDS``, in its order, with the
+columns ``tidy.ESTIMATE_COLUMNS`` (the tidy row and the fit's facts: ``se_method``,
+``jackknife_groups``, ``bootstrap_draws``, ``correction``), ``p_adjusted`` (Holm, see
 ``with_holm``) and ``INFLUENCE_COLUMNS`` (does leaving out one unit flip the finding? see
 ``one_unit_fragility``). Hazard ratios are reported exponentiated
 (``estimate``, ``conf_low``, ``conf_high``) with ``std_error`` on the log scale, as R's broom does
-with ``exponentiate = TRUE``. The estimates are exact; the employee figures of the display
-tables (``unit_wave``, the quartile means) are released with Laplace noise
-(``released_unit_wave``, ``released_quartiles``, ``analysis.measures.privacy``).
+with ``exponentiate = TRUE``. Each estimand's fit lives in ``registry``; this module runs them
+all, checks their influence and releases the display tables. The estimates are exact; the
+employee figures of the display tables (``unit_wave``, the quartile means) are released with
+Laplace noise (``released_unit_wave``, ``released_quartiles``, ``analysis.measures.privacy``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.data.load import Dataset, default_as_of
-from analysis.data.parameters import Parameters, check_parameters
-from analysis.measures.nps import clustered_mean_difference
+from analysis.data.load import Dataset
+from analysis.data.parameters import Parameters, check_parameters, resolve_as_of
 from analysis.measures.panel import unit_wave_panel
 from analysis.measures.privacy import Release, release_for
-from analysis.models import hazard, linkage, power
-from analysis.models.linkage import ESTIMATE_COLUMNS, EstimationError
+from analysis.measures.shrinkage import CALIBRATION_FLOOR, calibration_signal, df_correction
+from analysis.models import hazard, linkage, registry
+from analysis.models.linkage import EstimationError
+from analysis.models.registry import (  # noqa: F401  the fits' home is the registry
+    ChurnModel,
+    Fitting,
+    Jackknife,
+    _hazard_jackknife,
+    _mediation_cells,
+    calibrated_engagement_sd,
+    churn_hazard_on_engagement,
+    churn_model,
+    nps_mediated_share,
+    nps_on_engagement_with_jackknife,
+    retention_quartile_gap,
+)
+from analysis.models.tidy import ESTIMATE_COLUMNS
 
 SCALE_INDEX_SUFFIX = "_index"
 # Cluster-robust errors rest on the number of units; below about ten they are unreliable
@@ -37,6 +53,23 @@ MIN_UNITS = 10
 
 @dataclass
 class Results:
+    """Everything ``estimate_all`` produces for one dataset.
+
+    Attributes
+    ----------
+    estimates : DataFrame
+        One tidy row per registered estimand (``analysis.models.tidy.ESTIMATE_COLUMNS``), with
+        ``p_adjusted`` (Holm) and the influence columns.
+    drivers : DataFrame
+        Relative-weight importance of each internal measure for customer NPS.
+    unit_wave : DataFrame
+        The unit × wave table as released: small groups suppressed, the rest with Laplace noise.
+    quartiles : DataFrame
+        Customer NPS by engagement quartile of unit-waves, released the same way.
+    panel : DataFrame
+        The unreleased unit × wave panel the models were fitted on; never written to a file.
+    """
+
     estimates: pd.DataFrame
     drivers: pd.DataFrame
     unit_wave: pd.DataFrame
@@ -51,325 +84,6 @@ class Results:
             "unit_wave": self.unit_wave,
             "nps_by_engagement_quartile": self.quartiles,
         }
-
-
-def calibrated_engagement_sd(panel: pd.DataFrame, covariates) -> pd.Series:
-    """Each customer-facing unit-wave's calibrated engagement, in SD of the true index."""
-    rows = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"])
-    design = linkage.absorbed_design(rows, covariates)
-    calibrated, _ = linkage.calibrate(
-        rows["engagement_index"],
-        rows["engagement_noise_var"],
-        design,
-        rows["n_respondents"].astype(float),
-    )
-    return calibrated / linkage.true_index_sd(rows)
-
-
-@dataclass
-class ChurnModel:
-    """The fitted churn model's pieces, shared by its row, mediation and the influence check."""
-
-    units: pd.DataFrame  # customer-facing unit-waves with engagement_sd and unit_wave_row
-    episodes: pd.DataFrame
-    cells: pd.DataFrame  # unit × wave × tenure-band cells with engagement_sd
-    design: linkage.Design  # waves absorbed; dense column 0 is engagement_sd
-    params: np.ndarray  # the dense columns' coefficients: params[0] is the log hazard ratio
-    replicates: np.ndarray | None = None  # the jackknife's, once churn_hazard_on_engagement ran
-    wave_effects: np.ndarray | None = None  # the absorbed waves' log baselines
-
-
-@dataclass
-class Jackknife:
-    """A delete-a-group jackknife's replicates and each unit's group."""
-
-    replicates: np.ndarray
-    group: pd.Series  # group number by unit_id
-
-
-def nps_on_engagement_with_jackknife(
-    panel: pd.DataFrame, covariates, confidence: float
-) -> tuple[dict, Jackknife]:
-    """``linkage.nps_on_engagement``'s row, and its jackknife replicates for the influence check.
-
-    The same steps as ``linkage.nps_on_engagement`` (which stays the reference; the tests check
-    that both give the same row), keeping the replicates instead of only their spread.
-    """
-    rows = linkage.customer_facing_rows(panel)
-    rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
-    slope = linkage._nps_slope(rows, covariates)
-    group, k = linkage.jackknife_groups(rows["unit_id"])
-    replicates = np.array([linkage._nps_slope(rows[group != g], covariates) for g in range(k)])
-    used = [c for c in covariates if c in rows.columns]
-    row = linkage._row(
-        "nps_on_engagement",
-        "engagement_sd",
-        slope,
-        linkage.jackknife_se(replicates),
-        k - 1,
-        len(rows),
-        int(rows["unit_id"].nunique()),
-        "WLS (inverse-variance weights), wave FE"
-        + "".join(f" + {c}" for c in used)
-        + f", calibrated engagement, SE by delete-a-group jackknife over units ({k} groups)",
-        confidence,
-    )
-    return row, Jackknife(replicates, _unit_groups(rows["unit_id"], group))
-
-
-def _unit_groups(unit_ids: pd.Series, group: np.ndarray) -> pd.Series:
-    frame = pd.DataFrame({"unit_id": unit_ids.astype("string").to_numpy(), "group": group})
-    return frame.drop_duplicates("unit_id").set_index("unit_id")["group"]
-
-
-def churn_model(
-    dataset: Dataset, panel: pd.DataFrame, as_of: pd.Timestamp, covariates
-) -> ChurnModel:
-    """Fit the churn model of ``churn_hazard_on_engagement`` (no standard error)."""
-    units = linkage.customer_facing_rows(panel).dropna(subset=["engagement_index"]).copy()
-    units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
-    units["unit_wave_row"] = np.arange(len(units))
-    unit_covariates = [c for c in covariates if c in units.columns]
-    episodes = hazard.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    cells = hazard.hazard_cells(episodes)
-    cells["unit_id"] = cells["unit_id"].astype("string")
-    cells = hazard.attach_unit_covariates(
-        cells, units, ["engagement_sd", "unit_wave_row", *unit_covariates]
-    )
-    # wave effects absorbed, not spelled out: a thousand waves cost no more than eight
-    design = hazard.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
-    events = cells["events"].to_numpy(float)
-    exposure = cells["exposure"].to_numpy(float) / 365.25
-    params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
-    return ChurnModel(units, episodes, cells, design, params, wave_effects=wave_effects)
-
-
-def churn_hazard_on_engagement(
-    dataset: Dataset,
-    panel: pd.DataFrame,
-    as_of: pd.Timestamp,
-    covariates,
-    confidence: float,
-    model: ChurnModel | None = None,
-) -> tuple[dict, pd.DataFrame]:
-    """Hazard ratio of churn per +1 SD of the unit's engagement, engagement updated each wave.
-
-    A piecewise-exponential proportional-hazards model on tenure (eight tenure bands),
-    with wave (calendar-quarter) effects and the covariates, fitted as a Poisson model on the
-    cells of unit × wave × tenure band (``hazard.hazard_cells``); customers who joined before
-    the first wave enter there (delayed entry). Engagement is constant within a cell, so the
-    cells carry the whole likelihood and a million customers cost no more than their units;
-    the customer-level Cox model on the same episodes gives the same hazard ratio (checked in
-    tests/test_linkage.py). The SE is the delete-a-group jackknife over units
-    (``linkage.jackknife_se``), recalibrating engagement in each replicate; the calibration study
-    found the cluster-robust sandwich about 17% too small with units of very different sizes.
-
-    Returns the tidy row and the hazard cells with ``engagement_sd`` (reused for mediation).
-    ``model`` is ``churn_model``'s fit when the caller already has it.
-    """
-    if model is None:
-        model = churn_model(dataset, panel, as_of, covariates)
-    units, cells, design, params = model.units, model.cells, model.design, model.params
-    replicates, k = _hazard_jackknife(units, cells, design, params, covariates, model.wave_effects)
-    model.replicates = replicates
-    log_hr, se = float(params[0]), linkage.jackknife_se(replicates)
-    t = stats.t.ppf(0.5 + confidence / 2, k - 1)
-    row = {
-        "estimand": "churn_hazard_on_engagement",
-        "term": "engagement_sd",
-        "estimate": float(np.exp(log_hr)),
-        "std_error": se,
-        "conf_low": float(np.exp(log_hr - t * se)),
-        "conf_high": float(np.exp(log_hr + t * se)),
-        "p_value": float(2 * stats.t.sf(abs(log_hr) / se, k - 1)),
-        "n_obs": _customers_in(model.episodes, units),
-        "n_units": int(cells["unit_id"].nunique()),
-        "method": "proportional hazards, piecewise-exponential baseline in tenure (8 bands), "
-        "wave FE + covariates, engagement updated at each wave, delayed entry at the first "
-        f"wave, fitted on unit × wave × tenure-band cells; SE by delete-a-group jackknife over "
-        f"units ({k} groups); hazard ratio, std_error on the log scale",
-    }
-    return row, cells
-
-
-def _hazard_jackknife(
-    units: pd.DataFrame,
-    cells: pd.DataFrame,
-    design: pd.DataFrame | linkage.Design,
-    params: np.ndarray,
-    covariates,
-    wave_effects: np.ndarray | None = None,
-) -> tuple[np.ndarray, int]:
-    """The engagement log hazard ratio without each jackknife group of units.
-
-    Each replicate recalibrates engagement on the remaining units and takes one Newton step
-    from the full-sample estimate on their cells (score and information recomputed there). A
-    deleted group is a fiftieth of the data, so one step lands far closer to the refitted
-    value than the spread of the replicates (checked against full refits in
-    tests/test_linkage.py). With ``design`` a ``linkage.Design`` (``churn_model``'s, waves
-    absorbed, engagement in column 0, ``wave_effects`` the waves' fitted effects) the step is
-    the same, taken by ``hazard.absorbed_newton_step``; a spelled-out design (constant,
-    engagement, …) is still accepted (tests/test_scale.py checks that both agree).
-    """
-    group, k = linkage.jackknife_groups(units["unit_id"])
-    row = cells["unit_wave_row"].to_numpy()
-    cell_group = group[row]
-    events = cells["events"].to_numpy(float)
-    exposure = cells["exposure"].to_numpy(float) / 365.25
-    if isinstance(design, linkage.Design):
-        x = design.dense.copy()
-        offset = wave_effects[design.groups]
-        estimates = np.empty(k)
-        for g in range(k):
-            kept = group != g
-            engagement = np.zeros(len(units))
-            engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
-            x[:, 0] = engagement[row]
-            mu = exposure * np.exp(x @ params + offset)
-            moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
-            step = hazard.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
-            estimates[g] = params[0] + step[0]
-        return estimates, k
-    x = design.to_numpy(float, copy=True)
-    events = cells["events"].to_numpy(float)
-    exposure = cells["exposure"].to_numpy(float) / 365.25
-    estimates = np.empty(k)
-    for g in range(k):
-        kept = group != g
-        engagement = np.zeros(len(units))
-        engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
-        x[:, 1] = engagement[row]
-        inside = cell_group != g
-        x_g = x[inside]
-        mu = exposure[inside] * np.exp(x_g @ params)
-        # least squares, not solve: deleting a group can empty a level of a small study's wave
-        # or region (a zero row and column), which leaves the engagement step determined
-        step = np.linalg.lstsq(
-            hazard.information(x_g, mu), x_g.T @ (events[inside] - mu), rcond=None
-        )[0]
-        estimates[g] = params[1] + step[1]
-    return estimates, k
-
-
-def _customers_in(episodes: pd.DataFrame, unit_waves: pd.DataFrame) -> int:
-    """Distinct customers with an episode in one of ``unit_waves``."""
-    categories = episodes["unit_id"].cat.categories
-    waves = pd.DatetimeIndex(np.sort(episodes["wave"].unique()))
-    unit_pos = categories.get_indexer(unit_waves["unit_id"])
-    wave_pos = waves.get_indexer(unit_waves["wave"])
-    known = (unit_pos >= 0) & (wave_pos >= 0)
-    lookup = np.zeros((len(categories), len(waves)), dtype=bool)
-    lookup[unit_pos[known], wave_pos[known]] = True
-    inside = lookup[episodes["unit_id"].cat.codes.to_numpy(), waves.get_indexer(episodes["wave"])]
-    return int(np.unique(episodes["customer_id"].cat.codes.to_numpy()[inside]).size)
-
-
-def retention_quartile_gap(
-    dataset: Dataset,
-    panel: pd.DataFrame,
-    min_group_size: int,
-    as_of: pd.Timestamp,
-    confidence: float,
-) -> dict:
-    """Top- minus bottom-quartile 12-month retention, in percentage points (Gallup style).
-
-    Quartiles as for ``nps_quartile_gap``; customers active on a wave date count for their unit's
-    quartile at that wave if twelve months have passed by ``as_of``. SE clustered by unit.
-    """
-    try:
-        groups = _retention_quartile_groups(dataset, panel, min_group_size, as_of)
-    except EstimationError as error:  # no unit-wave large enough to show
-        return _missing_row("retention_quartile_gap", "top_minus_bottom_pp", str(error))
-    if groups is None:
-        return _missing_row(
-            "retention_quartile_gap",
-            "top_minus_bottom_pp",
-            "no wave is twelve months before the end of observation",
-        )
-    top, bottom = groups
-    gap = clustered_mean_difference(top, bottom, confidence).to_dict()
-    if pd.isna(gap["std_error"]):
-        return _missing_row(
-            "retention_quartile_gap",
-            "top_minus_bottom_pp",
-            "the top and bottom quartiles hold fewer than two units",
-        )
-    return {
-        "estimand": "retention_quartile_gap",
-        "term": "top_minus_bottom_pp",
-        **gap,
-        "method": "difference in 12-month retention (percentage points), top vs bottom "
-        "engagement quartile of unit-waves, SE clustered by unit",
-    }
-
-
-def _retention_quartile_groups(
-    dataset: Dataset, panel: pd.DataFrame, min_group_size: int, as_of: pd.Timestamp
-) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Per-unit ``total`` (100 × retained) and ``n`` (at risk) in the top and bottom quartile."""
-    eligible = linkage.quartile_unit_waves(panel, min_group_size)
-    retained = hazard.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
-    merged = eligible[["unit_id", "wave", "quartile"]].merge(retained, on=["unit_id", "wave"])
-    merged = merged[merged["at_risk"] > 0]
-
-    def per_unit(quartile: int) -> pd.DataFrame:
-        group = (
-            merged[merged["quartile"] == quartile].groupby("unit_id")[["retained", "at_risk"]].sum()
-        )
-        return pd.DataFrame({"total": 100.0 * group["retained"], "n": group["at_risk"]})
-
-    top, bottom = per_unit(4), per_unit(1)
-    if len(top) + len(bottom) < 2 or top["n"].sum() == 0 or bottom["n"].sum() == 0:
-        return None
-    return top, bottom
-
-
-def _missing_row(estimand: str, term: str, reason: str) -> dict:
-    return {
-        "estimand": estimand,
-        "term": term,
-        "estimate": np.nan,
-        "std_error": np.nan,
-        "conf_low": np.nan,
-        "conf_high": np.nan,
-        "p_value": np.nan,
-        "n_obs": 0,
-        "n_units": 0,
-        "method": f"not estimable: {reason}",
-    }
-
-
-def nps_mediated_share(
-    panel: pd.DataFrame, cells: pd.DataFrame, covariates, parameters: Parameters
-) -> dict:
-    """Share of the engagement → churn effect that runs through the unit's NPS.
-
-    The mediator is the unit's NPS in the same quarter (the outcome window of the cell's
-    wave), calibrated for its sampling error and scaled per 10 points. ``cells`` are the hazard
-    cells of ``churn_hazard_on_engagement``.
-    """
-    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
-    return hazard.mediated_share(
-        with_mediator,
-        "engagement_sd",
-        "nps_10",
-        covariates=[*unit_covariates, "wave"],
-        draws=parameters.bootstrap_draws,
-        seed=parameters.seed,
-        confidence=parameters.confidence,
-    )
-
-
-def _mediation_cells(panel: pd.DataFrame, cells: pd.DataFrame, covariates):
-    """The hazard cells with the calibrated mediator ``nps_10``, and the unit covariates."""
-    rows = linkage.customer_facing_rows(panel)
-    rows = rows[rows["n_responses"] > 0]
-    design = linkage.absorbed_design(rows, covariates)
-    noise = linkage.nps_noise_var(rows["promoters"], rows["detractors"], rows["n_responses"])
-    calibrated, _ = linkage.calibrate(rows["nps"], noise, design, rows["n_responses"].astype(float))
-    mediator = rows[["unit_id", "wave"]].assign(nps_10=calibrated / 10)
-    with_mediator = cells.merge(mediator, on=["unit_id", "wave"], how="inner")
-    return with_mediator, [c for c in covariates if c in with_mediator.columns]
 
 
 def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -552,7 +266,30 @@ def released_quartiles(
 def estimate_all(
     dataset: Dataset, parameters: Parameters, progress: Callable[[str], None] = lambda _: None
 ) -> Results:
-    """Build the panel and every estimand, drivers and the suppressed unit-wave table."""
+    """Build the panel, every estimand of the registry, drivers and the released tables.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A validated study (``analysis.data.load``).
+    parameters : Parameters
+        The run's parameters; ``as_of`` is resolved by ``parameters.resolve_as_of``.
+    progress : callable
+        Called with a short message before each slow step.
+
+    Returns
+    -------
+    Results
+        ``estimates`` (one ``tidy`` row per entry of ``registry.ESTIMANDS``, in its order,
+        with ``p_adjusted`` and the influence columns), drivers, the released unit × wave and
+        quartile tables, and the panel.
+
+    Notes
+    -----
+    The entries are fitted in order on one ``registry.Fitting``, which fits the churn model
+    once for the hazard ratio, the mediated share and the influence check. Holm's adjustment
+    (``with_holm``) runs over every row with a p-value, then ``one_unit_fragility``.
+    """
     from analysis.models.drivers import driver_importance
 
     empty = [
@@ -564,7 +301,7 @@ def estimate_all(
         raise EstimationError(f"nothing to estimate from: {', '.join(empty)} has no rows")
     # Covariates, as_of and the window against the data, every problem at once, before any work
     check_parameters(dataset, parameters)
-    as_of = pd.Timestamp(parameters.as_of) if parameters.as_of else default_as_of(dataset)
+    as_of = resolve_as_of(dataset, parameters)
     covariates = parameters.covariates
     confidence = parameters.confidence
     progress("building the unit × wave panel")
@@ -583,61 +320,23 @@ def estimate_all(
             "unit-waves with staff and customer answers: with nothing varying, no model can "
             "relate NPS to engagement"
         )
-    progress("engagement → NPS models")
-    engagement_row, engagement_jackknife = nps_on_engagement_with_jackknife(
-        panel, covariates, confidence
-    )
-    rows = [
-        engagement_row,
-        linkage.nps_on_engagement_within(panel, confidence=confidence),
-        linkage.engagement_on_prior_nps(panel, covariates, confidence=confidence),
-    ]
-    progress("churn hazard (time-varying engagement, unit × wave × tenure cells)")
-    churn_fit = churn_model(dataset, panel, as_of, covariates)
-    churn, cells = churn_hazard_on_engagement(
-        dataset, panel, as_of, covariates, confidence, model=churn_fit
-    )
-    rows.append(churn)
-    # quartiles need unit-waves large enough to show; without them, a "not estimable" row
-    quartiles = pd.DataFrame(columns=list(linkage.QUARTILE_COLUMNS))
-    try:
-        quartiles = linkage.nps_by_engagement_quartile(panel, parameters.min_group_size, confidence)
-        gap = linkage.nps_quartile_gap(panel, parameters.min_group_size, confidence).iloc[0]
-        if pd.isna(gap["std_error"]):
-            raise EstimationError("the top and bottom quartiles hold fewer than two units")
-        gap_row = {
-            "estimand": "nps_quartile_gap",
-            **gap.to_dict(),
-            "method": "difference in NPS points, top vs bottom engagement quartile of "
-            "unit-waves, SE clustered by unit",
-        }
-    except EstimationError as error:
-        gap_row = _missing_row("nps_quartile_gap", "nps_quartile_gap", str(error))
-    rows.append(gap_row)
-    rows.append(
-        retention_quartile_gap(dataset, panel, parameters.min_group_size, as_of, confidence)
-    )
-    progress(f"mediation through NPS ({parameters.bootstrap_draws} bootstrap draws)")
-    rows.append(nps_mediated_share(panel, cells, covariates, parameters))
-    rows.append(power.mde_row(rows[0], parameters.alpha))
+    fitting = Fitting(dataset, parameters, panel, as_of)
+    rows = registry.fit_rows(fitting, progress=progress)
     estimates = pd.DataFrame(rows)[list(ESTIMATE_COLUMNS)]
     estimates = with_holm(estimates.astype({"n_obs": "int64", "n_units": "int64"}))
+    # quartiles need unit-waves large enough to show; without them the table is empty
+    try:
+        quartiles = linkage.nps_by_engagement_quartile(panel, parameters.min_group_size, confidence)
+    except EstimationError:
+        quartiles = pd.DataFrame(columns=list(linkage.QUARTILE_COLUMNS))
     progress("influence of single units on each finding")
+    churn_fit = fitting.churn_model()
     leave_out = leave_one_unit_out(dataset, panel, parameters, as_of, churn_fit)
-    jackknives = {
-        "nps_on_engagement": engagement_jackknife,
-        "churn_hazard_on_engagement": Jackknife(
-            churn_fit.replicates,
-            _unit_groups(
-                churn_fit.units["unit_id"], linkage.jackknife_groups(churn_fit.units["unit_id"])[0]
-            ),
-        ),
-    }
     estimates = one_unit_fragility(
         estimates,
         leave_out,
         parameters.alpha,
-        jackknives,
+        fitting.jackknives,
         refit=lambda unit, names: refit_without(
             unit, names, dataset, panel, parameters, as_of, churn_fit
         ),
@@ -892,7 +591,7 @@ def refit_without(
     negligible difference). The churn model reuses the hazard cells of the other units and
     recalibrates their engagement. The estimate is on the test's scale (log hazard ratio).
     """
-    covariates, confidence = parameters.covariates, parameters.confidence
+    covariates = parameters.covariates
     rest = panel[panel["unit_id"].astype("string") != unit]
     results: dict[str, tuple[float, float]] = {}
     model = None
@@ -913,33 +612,16 @@ def refit_without(
             cells["events"].to_numpy(float), cells["exposure"].to_numpy(float) / 365.25, design
         )
         model = ChurnModel(units, churn.episodes, cells, design, params, wave_effects=wave_effects)
-    for name in names:
-        try:
-            if name == "nps_on_engagement":
-                row = nps_on_engagement_with_jackknife(rest, covariates, confidence)[0]
-            elif name == "nps_on_engagement_within":
-                row = linkage.nps_on_engagement_within(rest, confidence=confidence)
-            elif name == "engagement_on_prior_nps":
-                row = linkage.engagement_on_prior_nps(rest, covariates, confidence=confidence)
-            elif name == "churn_hazard_on_engagement":
-                row = churn_hazard_on_engagement(
-                    dataset, rest, as_of, covariates, confidence, model=model
-                )[0]
-            elif name == "nps_quartile_gap":
-                row = linkage.nps_quartile_gap(rest, parameters.min_group_size, confidence)
-                row = row.iloc[0].to_dict()
-            elif name == "retention_quartile_gap":
-                row = retention_quartile_gap(
-                    dataset, rest, parameters.min_group_size, as_of, confidence
-                )
-            elif name == "nps_mediated_share":
-                row = nps_mediated_share(rest, model.cells, covariates, parameters)
-            else:
-                continue
-        except (EstimationError, np.linalg.LinAlgError, ValueError, ZeroDivisionError):
-            results[name] = (np.nan, np.nan)
+    fitting = Fitting(dataset, parameters, rest, as_of, churn=model)
+    for estimand in registry.ESTIMANDS:
+        if estimand.name not in names:
             continue
-        results[name] = (_test_scale(name, row["estimate"]), float(row["p_value"]))
+        try:
+            row = estimand.fit(fitting)
+        except (EstimationError, np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+            results[estimand.name] = (np.nan, np.nan)
+            continue
+        results[estimand.name] = (estimand.test_scale(row["estimate"]), float(row["p_value"]))
     return results
 
 
@@ -968,7 +650,7 @@ def _jackknife_se_ratio(jackknife: Jackknife, units: pd.Index, change: np.ndarra
 
 def _test_scale(estimand: str, estimate: float) -> float:
     """The estimate on the scale its test uses: the log for a hazard ratio."""
-    return float(np.log(estimate)) if estimand == "churn_hazard_on_engagement" else float(estimate)
+    return registry.by_name(estimand).test_scale(estimate)
 
 
 def _holm_rows(p_values: np.ndarray) -> np.ndarray:
@@ -984,18 +666,6 @@ def _holm_rows(p_values: np.ndarray) -> np.ndarray:
 
 def _codes(unit_ids: pd.Series, units: pd.Index) -> np.ndarray:
     return units.get_indexer(unit_ids.astype("string"))
-
-
-def _residualise(
-    values: np.ndarray, design: np.ndarray | linkage.Design, weights: np.ndarray
-) -> np.ndarray:
-    """Weighted least-squares residuals of ``values`` (one or more columns) on ``design``."""
-    if isinstance(design, linkage.Design):  # waves absorbed: rows × dense columns², not × waves²
-        return design.fit(np.zeros((len(design), 0)), values, weights)[2]
-    root = np.sqrt(weights)
-    scaled = values * (root[:, None] if values.ndim == 2 else root)
-    coef, *_ = np.linalg.lstsq(design * root[:, None], scaled, rcond=None)
-    return values - design @ coef
 
 
 def _slope_without(
@@ -1021,7 +691,7 @@ def _sd_ratio(rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
     def sd(count, first, second, noise):
         with np.errstate(divide="ignore", invalid="ignore"):
             observed = (second - first**2 / count) / (count - 1)
-            return np.sqrt(np.maximum(observed - noise / count, 0.05 * observed))
+            return np.sqrt(np.maximum(observed - noise / count, CALIBRATION_FLOOR * observed))
 
     full = sd(len(x), x.sum(), (x**2).sum(), v.sum())
     without = sd(
@@ -1061,7 +731,9 @@ class _Partial:
         if isinstance(self.design, linkage.Design):
             stacked = np.moveaxis(values[:, None] if vector else values, -2, 0)
             shape = stacked.shape
-            flat = _residualise(stacked.reshape(shape[0], -1), self.design, self.weights)
+            flat = linkage.weighted_residuals(
+                stacked.reshape(shape[0], -1), self.design, self.weights
+            )[1]
             residual = np.moveaxis(flat.reshape(shape), 0, -2) * self.root[:, None]
             return residual[:, 0] if vector else residual
         scaled = (values[:, None] if vector else values) * self.root[:, None]
@@ -1110,14 +782,17 @@ def _loo_nps_on_engagement(facing: pd.DataFrame, covariates, units: pd.Index) ->
     x_design, w = design, weights.to_numpy(float)
     codes = _codes(rows["unit_id"], units)
     n_units = len(units)
-    x = _residualise(calibrated.to_numpy(float) / sd_true, x_design, w)
-    y = _residualise(rows["nps"].to_numpy(float), x_design, w)
+    x = linkage.weighted_residuals(calibrated.to_numpy(float) / sd_true, x_design, w)[1]
+    y = linkage.weighted_residuals(rows["nps"].to_numpy(float), x_design, w)[1]
     _, without = _slope_without(x, y, w, codes, n_units)
-    # linkage.calibrate, step by step: λ_i = signal / (signal + v_i) on the residuals r
+    # linkage.calibrate, step by step: λ_i = signal / (signal + v_i) on the residuals r, the
+    # signal from the moments with divisor n − p (measures.shrinkage.residual_moments)
     noise = rows["engagement_noise_var"].to_numpy(float)
-    residual = _residualise(rows["engagement_index"].to_numpy(float), x_design, w)
+    residual = linkage.weighted_residuals(rows["engagement_index"].to_numpy(float), x_design, w)[1]
     weight_sum = w.sum()
     total, mean_noise = np.sum(w * residual**2) / weight_sum, np.sum(w * noise) / weight_sum
+    n_columns = linkage.design_columns(x_design)
+    own_rows = np.bincount(codes, minlength=n_units)
     own_weight = np.bincount(codes, w, n_units)
     own_total = np.bincount(codes, w * residual**2, n_units)
     own_noise = np.bincount(codes, w * noise, n_units)
@@ -1129,9 +804,9 @@ def _loo_nps_on_engagement(facing: pd.DataFrame, covariates, units: pd.Index) ->
     for chunk in _chunks(chosen, len(rows)):
         left = weight_sum - own_weight[chunk]
         total_u = (total * weight_sum - own_total[chunk]) / left
-        signal = np.maximum(
-            total_u - (mean_noise * weight_sum - own_noise[chunk]) / left, 0.05 * total_u
-        )
+        total_u = total_u * df_correction(len(rows) - own_rows[chunk], n_columns)
+        noise_u = (mean_noise * weight_sum - own_noise[chunk]) / left
+        signal = np.maximum(total_u - noise_u, CALIBRATION_FLOOR * total_u)  # calibration_signal
         column = signal[:, None] / (signal[:, None] + noise[None, :]) * residual[None, :]
         column = partial(column[:, :, None])[:, :, 0]  # (units, rows)
         for k, u in enumerate(chunk):
@@ -1186,23 +861,7 @@ def _loo_reverse(
     the unit, every row recalibrated and the coefficient refitted on the remaining rows.
     Covariate and wave effects stay fixed.
     """
-    eligible = facing[facing["prior_n_responses"] > 0]
-    orientations = []
-    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
-        part = eligible[
-            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
-        ]
-        orientations.append(
-            part.assign(
-                outcome=part[f"engagement_half_{outcome_half}"],
-                outcome_n=part[f"n_half_{outcome_half}"],
-                lag=part[f"engagement_half_{lag_half}_lag"],
-                lag_noise=part["engagement_noise_var_lag"]
-                * part["n_respondents_lag"]
-                / part[f"n_half_{lag_half}_lag"],
-            )
-        )
-    rows = pd.concat(orientations, ignore_index=True)
+    rows = linkage.stacked_half_rows(facing)
     if rows.empty:
         return np.full(len(units), np.nan)
     sd_true = linkage.true_index_sd(index_rows)
@@ -1218,13 +877,15 @@ def _loo_reverse(
             ).to_numpy(float),
         ]
     )
-    # linkage.calibrate_jointly, step by step
-    residual = _residualise(observed, x_design, w)
+    # linkage.calibrate_jointly, step by step (moments with divisor n − p)
+    residual = linkage.weighted_residuals(observed, x_design, w)[1]
     fitted = observed - residual
     weight_sum = w.sum()
-    total = (residual * w[:, None]).T @ residual / weight_sum
+    n_columns = linkage.design_columns(x_design)
+    cross = (residual * w[:, None]).T @ residual  # Σ w r rᵀ
+    total = cross / weight_sum * df_correction(len(w), n_columns)
     mean_noise = (noise * w[:, None]).sum(axis=0) / weight_sum
-    signal = _floored_signal(total, mean_noise)
+    signal = calibration_signal(total, mean_noise)
     inverse = np.linalg.inv(signal[None, :, :] + noise[:, :, None] * np.eye(2)[None, :, :])
     gain = signal[None, :, :] @ inverse  # G_i = Σ_T (Σ_T + V_i)⁻¹
     calibrated = fitted + np.einsum("ijk,ik->ij", gain, residual)
@@ -1264,9 +925,12 @@ def _loo_reverse(
         axis=-2,
     )  # (units, 2, 2)
     own_noise = np.column_stack([np.bincount(codes, w * noise[:, i], n_units) for i in (0, 1)])
+    scale_u = df_correction(len(w) - np.bincount(codes, minlength=n_units), n_columns)
+    # without such a unit no residual degree of freedom is left: no estimate to compare
+    scale_u[~np.isfinite(scale_u)] = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         left = (weight_sum - own_weight)[:, None]
-        total_u = (total[None, :, :] * weight_sum - own) / left[:, :, None]
+        total_u = (cross[None, :, :] - own) / left[:, :, None] * scale_u[:, None, None]
         noise_u = (mean_noise[None, :] * weight_sum - own_noise) / left
     change = total_u - total[None, :, :]
     change[:, 0, 0] -= noise_u[:, 0] - mean_noise[0]
@@ -1277,18 +941,18 @@ def _loo_reverse(
         + gradient[2] * change[:, 0, 1]
     )
     # the deletion formula for the final least squares, the other columns partialled out
-    x = _residualise(z[:, 0], z[:, 1:], w)
-    target = _residualise(y, z[:, 1:], w)
+    x = linkage.weighted_residuals(z[:, 0], z[:, 1:], w)[1]
+    target = linkage.weighted_residuals(y, z[:, 1:], w)[1]
     slope, without = _slope_without(x, target, w, codes, n_units)
     without = without + through_calibration
     # recalibrated without the unit, for the units that matter most
-    present = own_weight > 0
+    present = (own_weight > 0) & np.isfinite(scale_u)
     chosen = _screened(without - slope, present, len(rows))
     partial = _Partial(x_design, w)
     target = partial(y)
     members = _unit_rows(codes, chosen)
     for chunk in _chunks(chosen, len(rows)):
-        signal_u = np.stack([_floored_signal(total_u[u], noise_u[u]) for u in chunk])
+        signal_u = np.stack([calibration_signal(total_u[u], noise_u[u]) for u in chunk])
         moved_u = _gain_times(signal_u, noise, residual)
         columns = partial(moved_u[:, :, ::-1] * scale[::-1][None, None, :])  # prior, lag
         for k, u in enumerate(chunk):
@@ -1318,12 +982,6 @@ def _gain_times(signal: np.ndarray, noise: np.ndarray, residual: np.ndarray) -> 
     q1 = (first * r1 - b * r0) / determinant
     moved = np.stack([a * q0 + b * q1, b * q0 + d * q1], axis=-1)
     return moved if stack else moved[0]
-
-
-def _floored_signal(total: np.ndarray, mean_noise: np.ndarray) -> np.ndarray:
-    """``Σ_R − diag(mean v)`` with its eigenvalues floored as ``linkage.calibrate_jointly``."""
-    eigenvalues, vectors = np.linalg.eigh(total - np.diag(mean_noise))
-    return vectors @ np.diag(np.maximum(eigenvalues, 0.05 * np.diag(total).min())) @ vectors.T
 
 
 def _loo_churn(churn: ChurnModel, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.models.linkage import Design
+from analysis.models.linkage import Design, absorbed_design
 
 DAY = np.timedelta64(1, "D")
 
@@ -23,12 +23,27 @@ DAY = np.timedelta64(1, "D")
 def churn_episodes(customers: pd.DataFrame, waves: Sequence, as_of: pd.Timestamp) -> pd.DataFrame:
     """Counting-process episodes: one row per customer and wave interval they were at risk in.
 
-    Columns: ``customer_id, unit_id`` (categorical: a million customers split at eight waves
-    would otherwise copy millions of strings), ``wave`` (the wave whose engagement applies),
-    ``start, stop`` (tenure in days at the episode's start and end), ``event`` (1 if the
-    customer churned at ``stop``), ``exposure`` (``stop − start``). Wave *k*'s interval runs from
-    wave *k* to wave *k + 1* (the last to ``as_of``); a customer is at risk from
-    ``max(since, wave 1)``.
+    Parameters
+    ----------
+    customers : DataFrame
+        ``customer_id, unit_id, since, churned_on``.
+    waves : sequence of dates
+        The survey waves (duplicates and order do not matter).
+    as_of : Timestamp
+        The end of observation.
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id, unit_id`` (categorical: a million customers split at eight waves would
+        otherwise copy millions of strings), ``wave`` (the wave whose engagement applies),
+        ``start, stop`` (tenure in days at the episode's start and end), ``event`` (1 if the
+        customer churned at ``stop``), ``exposure`` (``stop − start``).
+
+    Notes
+    -----
+    Wave *k*'s interval runs from wave *k* to wave *k + 1* (the last to ``as_of``); a customer is
+    at risk from ``max(since, wave 1)``.
     """
     waves = pd.DatetimeIndex(sorted(pd.unique(pd.Series(waves))))
     wave_values = waves.to_numpy()
@@ -81,31 +96,171 @@ def attach_unit_covariates(
     return episodes.merge(unit_waves[keep].dropna(), on=["unit_id", "wave"], how="inner")
 
 
+def _risk_set_bounds(
+    failures: np.ndarray, entry: np.ndarray, stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index range ``[first, last]`` of the sorted failure times at which each row is at risk.
+
+    A row is at risk at failure time ``t_j`` when ``entry < t_j ≤ stop`` (the interval is open on
+    the left, as in R's ``Surv(start, stop, event)``). ``first > last`` marks a row whose interval
+    contains no failure time: it is in no risk set and carries no information.
+    """
+    first = np.searchsorted(failures, entry, side="right")
+    last = np.searchsorted(failures, stop, side="right") - 1
+    return first, last
+
+
+def _score_residuals(
+    entry: np.ndarray,
+    stop: np.ndarray,
+    event: np.ndarray,
+    exog: np.ndarray,
+    params: np.ndarray,
+) -> np.ndarray:
+    """Cox score residuals for counting-process rows ``(entry, stop]``, Breslow ties.
+
+    Parameters
+    ----------
+    entry, stop : ndarray, shape (n,)
+        Each row is at risk on ``(entry, stop]``.
+    event : ndarray, shape (n,)
+        1 if the row ends in a failure at ``stop``.
+    exog : ndarray, shape (n, p)
+        Covariates of each row (time-varying covariates take one row per constant piece).
+    params : ndarray, shape (p,)
+        Log hazard ratios at which the residuals are evaluated.
+
+    Returns
+    -------
+    ndarray, shape (n, p)
+        Row ``i``'s score residual; rows sum to the score ``∂ log PL / ∂β``, which is zero at the
+        maximum partial likelihood estimate.
+
+    Notes
+    -----
+    With ``r_i = exp(x_i β)``, risk sets ``R_j = {i : entry_i < t_j ≤ stop_i}`` at the distinct
+    failure times ``t_j``, ``d_j`` failures at ``t_j``, ``S0_j = Σ_{R_j} r_i``,
+    ``x̄_j = Σ_{R_j} r_i x_i / S0_j`` and Breslow's increment ``dΛ_j = d_j / S0_j``,
+
+    ``U_i = δ_i (x_i − x̄(stop_i)) − r_i Σ_{j : entry_i < t_j ≤ stop_i} (x_i − x̄_j) dΛ_j``
+
+    (Therneau & Grambsch 2000, ch. 2.7 and 8). The sum over ``j`` splits into
+    ``x_i (A0(stop_i) − A0(entry_i)) − (A1(stop_i) − A1(entry_i))`` with the cumulative sums
+    ``A0(t) = Σ_{t_j ≤ t} dΛ_j`` and ``A1(t) = Σ_{t_j ≤ t} x̄_j dΛ_j``, and ``S0``, ``S1`` are
+    running sums of rows entering and leaving the risk set: the cost is ``O((n + m) log m)`` for
+    ``m`` failure times, with no loop over rows. A row whose interval contains no failure time
+    gets exactly zero. (``statsmodels``' ``PHReg.score_residuals`` leaves such a row in its
+    risk set at every earlier failure time, which inflates the robust variance.)
+
+    References
+    ----------
+    Lin, D. Y. & Wei, L. J. (1989). The robust inference for the Cox proportional hazards model.
+    *Journal of the American Statistical Association* 84(408), 1074–1078.
+
+    Therneau, T. M. & Grambsch, P. M. (2000). *Modeling Survival Data: Extending the Cox Model*.
+    Springer, ch. 2.7 and 8.
+    """
+    failures, deaths = np.unique(stop[event == 1], return_counts=True)
+    m, p = len(failures), exog.shape[1]
+    # Residuals do not change when a constant is added to x or to xβ; centring x and shifting xβ
+    # to a maximum of 0 keeps exp() from overflowing and limits cancellation in the sums.
+    x = exog - exog.mean(axis=0)
+    eta = x @ params
+    risk = np.exp(eta - eta.max())
+    first, last = _risk_set_bounds(failures, entry, stop)
+    at_risk = first <= last
+    enter, leave, weight = first[at_risk], last[at_risk] + 1, risk[at_risk]
+
+    def running(values: np.ndarray) -> np.ndarray:
+        """Σ over the rows at risk at each failure time: add on entering, subtract on leaving."""
+        flow = np.bincount(enter, values, minlength=m + 1)
+        return np.cumsum(flow - np.bincount(leave, values, minlength=m + 1))[:m]
+
+    s0 = running(weight)
+    xbar = np.column_stack([running(weight * x[at_risk, k]) for k in range(p)]) / s0[:, None]
+    hazard = deaths / s0
+    a0 = np.concatenate([[0.0], np.cumsum(hazard)])
+    a1 = np.vstack([np.zeros((1, p)), np.cumsum(xbar * hazard[:, None], axis=0)])
+    # a0[k] sums the failure times before index k: row i's times are first_i .. last_i.
+    low, high = np.minimum(first, last + 1), last + 1
+    compensator = risk[:, None] * (x * (a0[high] - a0[low])[:, None] - (a1[high] - a1[low]))
+    failed = event == 1
+    residuals = -compensator
+    residuals[failed] += x[failed] - xbar[last[failed]]
+    return residuals
+
+
 def cox_cluster_robust(
     episodes: pd.DataFrame, predictors: pd.DataFrame, cluster: pd.Series
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cox proportional-hazards fit on counting-process episodes with delayed entry.
+    """Cox proportional-hazards fit on counting-process episodes, clustered robust covariance.
 
-    Breslow partial likelihood (``statsmodels`` ``PHReg`` with ``entry``); the covariance is the
-    cluster-robust sandwich of Lin & Wei (1989, *JASA* 84(408), 1074–1078),
-    ``I⁻¹ (Σ_g U_g U_gᵀ) I⁻¹ · G/(G − 1)``, with ``U_g`` the summed score residuals of cluster
-    ``g``, so customers of one unit are not treated as independent. Returns ``(params, cov)``.
+    Parameters
+    ----------
+    episodes : DataFrame
+        One row per episode with ``start`` (entry), ``stop`` and ``event`` (0/1): the row is at
+        risk on ``(start, stop]``; ``start > 0`` is delayed entry (left truncation) or a later
+        piece of a subject split at covariate changes.
+    predictors : DataFrame
+        Covariates, one row per episode.
+    cluster : Series
+        Cluster label of each episode (e.g. the unit): episodes of one cluster may be dependent.
+
+    Returns
+    -------
+    params : ndarray, shape (p,)
+        Maximum partial likelihood log hazard ratios (Breslow ties).
+    cov : ndarray, shape (p, p)
+        Cluster-robust covariance ``I⁻¹ (Σ_g U_g U_gᵀ) I⁻¹ · G/(G − 1)``.
+
+    Notes
+    -----
+    The point estimate and the information ``I`` come from ``statsmodels``' ``PHReg``. ``U_g`` is
+    the sum over cluster ``g``'s episodes of the score residuals
+
+    ``U_i = δ_i (x_i − x̄(stop_i)) − r_i Σ_{j : start_i < t_j ≤ stop_i} (x_i − x̄_j) d_j / S0_j``
+
+    computed by ``_score_residuals`` (``r_i = exp(x_i β)``; ``x̄_j``, ``S0_j`` over the risk set
+    at failure time ``t_j``; ``d_j`` failures there). This is Lin & Wei's (1989) sandwich, the
+    one R's ``coxph(..., cluster = g)`` reports, times the small-sample factor ``G/(G − 1)``.
+    Splitting a subject's follow-up into pieces leaves both the estimate and, with clusters at
+    least as coarse as subjects, this covariance unchanged.
+
+    ``PHReg`` counts a row as at risk at a failure time equal to its entry; an episode that
+    starts on the day another ends in a failure would then be counted twice. Giving ``PHReg``
+    as entry each row's first failure time after its start makes its risk sets exactly the
+    open-on-the-left ones above, with no tolerance. Episodes whose interval contains no
+    failure time are in no risk set and carry no information: they are left out of the fit
+    and get a score residual of zero. ``statsmodels``' own score residuals keep such episodes
+    in the risk set at every earlier failure time (on weekly counting-process data this
+    inflated the SE up to about twofold), which is why they are not used.
+
+    References
+    ----------
+    Lin, D. Y. & Wei, L. J. (1989). The robust inference for the Cox proportional hazards model.
+    *Journal of the American Statistical Association* 84(408), 1074–1078.
+
+    Therneau, T. M. & Grambsch, P. M. (2000). *Modeling Survival Data: Extending the Cox Model*.
+    Springer, ch. 2.7 and 8.
     """
     from statsmodels.duration.hazard_regression import PHReg
 
+    start = episodes["start"].to_numpy(float)
     stop = episodes["stop"].to_numpy(float)
-    # An episode is at risk on (start, stop]; PHReg counts an entry equal to a failure time as
-    # at risk at that time, which would count a customer twice when an episode ends in a churn
-    # on a wave date. A shift far below the time resolution restores the open interval.
-    entry = episodes["start"].to_numpy(float)
-    entry = np.where(entry > 0, entry + 1e-7 * max(float(stop.max()), 1.0), 0.0)
+    event = episodes["event"].to_numpy(int)
+    exog = predictors.to_numpy(float)
+    failures = np.unique(stop[event == 1])
+    first, last = _risk_set_bounds(failures, start, stop)
+    informative = first <= last
     model = PHReg(
-        stop, predictors.to_numpy(float), status=episodes["event"].to_numpy(int), entry=entry
+        stop[informative],
+        exog[informative],
+        status=event[informative],
+        entry=failures[first[informative]],
+        ties="breslow",
     )
     fit = model.fit()
-    # Episodes outside every risk set (e.g. starting after the last churn) carry no
-    # information; statsmodels returns NaN for them, which is a score of zero.
-    scores = np.nan_to_num(fit.score_residuals, nan=0.0)
+    scores = _score_residuals(start, stop, event, exog, fit.params)
     codes = pd.factorize(cluster)[0]
     per_cluster = np.zeros((codes.max() + 1, scores.shape[1]))
     np.add.at(per_cluster, codes, scores)
@@ -124,10 +279,46 @@ def customer_level_cox(
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """The churn hazard the customer-level way: Cox on every customer's split episodes.
 
-    ``column`` (engagement) and ``covariates`` come from ``unit_waves`` at each episode's wave;
-    wave and covariates enter as indicators. This is the model the cell-based estimand
-    replaces: kept as the reference its shortcut is tested against, and as the benchmark's
-    naive baseline. Returns ``(params, cov, episodes)``; ``column`` is the first parameter.
+    This is the model the cell-based estimand replaces: kept as the reference its shortcut is
+    tested against (``tests/test_linkage.py``), and as the benchmark's naive baseline.
+
+    Parameters
+    ----------
+    customers : DataFrame
+        The customer file (``customer_id, unit_id, since, churned_on``).
+    unit_waves : DataFrame
+        One row per unit and wave with ``column`` and ``covariates``.
+    as_of : Timestamp
+        End of observation.
+    column : str
+        The unit-level exposure (engagement), a time-varying covariate through the waves.
+    covariates : sequence of str
+        Unit-level covariates entered as indicators (those missing from ``unit_waves`` are
+        skipped); wave indicators are always added.
+
+    Returns
+    -------
+    params : ndarray
+        Log hazard ratios; ``column``'s is the first.
+    cov : ndarray
+        Lin–Wei covariance clustered by unit, from ``cox_cluster_robust``.
+    episodes : DataFrame
+        The counting-process episodes ``(start, stop]`` the model was fitted on.
+
+    Notes
+    -----
+    Episodes come from ``churn_episodes`` (delayed entry at the first wave, one episode per
+    wave interval), so the hazard is ``λ₀(tenure) exp(β x_unit(wave) + γ_region + δ_wave)``;
+    the score residuals behind ``cov`` handle episodes whose interval holds no churn (see
+    ``_score_residuals``).
+
+    References
+    ----------
+    Lin, D. Y. & Wei, L. J. (1989). The robust inference for the Cox proportional hazards model.
+    *Journal of the American Statistical Association* 84(408), 1074–1078.
+
+    Therneau, T. M. & Grambsch, P. M. (2000). *Modeling Survival Data: Extending the Cox Model*.
+    Springer, ch. 3 (time-dependent covariates) and 8.
     """
     episodes = churn_episodes(customers, unit_waves["wave"].unique(), as_of)
     episodes["unit_id"] = episodes["unit_id"].astype("string")
@@ -150,12 +341,34 @@ TENURE_BANDS_DAYS = (0, 91, 182, 365, 730, 1096, 1826, 3652, np.inf)
 def hazard_cells(episodes: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
     """Aggregate episodes to cells of unit × wave × tenure band (× ``columns``).
 
-    Returns ``unit_id, wave, *columns, band, exposure, events`` for cells with exposure. Exposure
-    is split across tenure bands exactly; an event counts in the band of its ``stop``. These are
-    the sufficient statistics of a piecewise-exponential model whose covariates are constant
-    within a cell (Holford, 1980, *Biometrics* 36(2); Laird & Olivier, 1981, *JASA* 76(374)):
-    its likelihood is, up to a constant, that of Poisson counts ``events`` with mean
+    Parameters
+    ----------
+    episodes : DataFrame
+        As from :func:`churn_episodes`, with any ``columns`` attached.
+    columns : sequence of str
+        Further keys of a cell (covariates constant within it).
+
+    Returns
+    -------
+    DataFrame
+        ``unit_id, wave, *columns, band, exposure, events`` for cells with exposure.
+
+    Notes
+    -----
+    Exposure is split across tenure bands (``TENURE_BANDS_DAYS``) exactly; an event counts in the
+    band of its ``stop``. These are the sufficient statistics of a piecewise-exponential model
+    whose covariates are constant within a cell (Holford, 1980; Laird & Olivier, 1981): its
+    likelihood is, up to a constant, that of Poisson counts ``events`` with mean
     ``exposure · exp(xᵀβ)``, so the model never needs the customer-level rows again.
+
+    References
+    ----------
+    Holford, T. R. (1980). The analysis of rates and of survivorship using log-linear models.
+    *Biometrics* 36(2), 299–305.
+
+    Laird, N., & Olivier, D. (1981). Covariance analysis of censored survival data using
+    log-linear analysis techniques. *Journal of the American Statistical Association* 76(374),
+    231–240.
     """
     keys = ["unit_id", "wave", *columns]
     groups = episodes.groupby(keys, sort=True, observed=True, dropna=False)
@@ -189,7 +402,30 @@ def poisson_fit(
     start: np.ndarray | None = None,
     iterations: int = 50,
 ) -> np.ndarray:
-    """Poisson log-linear fit with a log-exposure offset by Newton–Raphson (weighted)."""
+    """Poisson log-linear fit with a log-exposure offset by Newton–Raphson (weighted).
+
+    Parameters
+    ----------
+    events, exposure : ndarray
+        Each cell's event count and exposure.
+    design : ndarray
+        The design matrix, constant first.
+    weights : ndarray, optional
+        Case weights (a bootstrap's multiplicities); ``None`` weights cells equally.
+    start : ndarray, optional
+        Starting coefficients; by default the constant at the overall log rate, the rest 0.
+    iterations : int
+        At most this many Newton steps; it stops when no step exceeds 1e-9.
+
+    Returns
+    -------
+    ndarray
+        The coefficients.
+
+    Notes
+    -----
+    Each step solves ``(Xᵀ W μ X) δ = Xᵀ W (events − μ)`` with ``μ = exposure · exp(Xβ)``.
+    """
     w = np.ones(len(events)) if weights is None else weights
     beta = np.zeros(design.shape[1]) if start is None else start.copy()
     if start is None:
@@ -213,14 +449,33 @@ def poisson_fit_absorbed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``poisson_fit`` with the group effects of ``design`` (the waves) absorbed.
 
-    Returns ``(beta, alpha)``: the coefficients of ``design.dense`` and each group's effect
-    (the log of its baseline; ``−inf`` for a group without events, whose effect the likelihood
-    drives to −∞). Given ``beta``, each group's effect has a closed form,
-    ``α_g = log(Σ_g w·events / Σ_g w·exposure·exp(xβ))``, so Newton–Raphson runs on ``beta``
-    alone with the profile likelihood's information, the weighted within-group covariance
-    ``Σ w μ (x − x̄_g)(x − x̄_g)ᵀ`` (the Schur complement of the group block): the same fit as
-    the spelled-out design (``hazard_design`` with ``"wave"``), at a cost of cells × dense
-    columns² per step instead of cells × (waves + columns)².
+    The same fit as the spelled-out design (``hazard_design`` with ``"wave"``), at a cost of
+    cells × dense columns² per step instead of cells × (waves + columns)².
+
+    Parameters
+    ----------
+    events, exposure : ndarray
+        Each cell's event count and exposure.
+    design : Design
+        The dense columns and each cell's group.
+    weights : ndarray, optional
+        Case weights; ``None`` weights cells equally.
+    iterations : int
+        At most this many Newton steps.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(beta, alpha)``: the coefficients of ``design.dense`` and each group's effect (the log of
+        its baseline; ``−inf`` for a group without events, whose effect the likelihood drives to
+        −∞).
+
+    Notes
+    -----
+    Given ``beta``, each group's effect has a closed form,
+    ``α_g = log(Σ_g w·events / Σ_g w·exposure·exp(xβ))``, so Newton–Raphson runs on ``beta`` alone
+    with the profile likelihood's information, the weighted within-group covariance
+    ``Σ w μ (x − x̄_g)(x − x̄_g)ᵀ`` (the Schur complement of the group block).
     """
     w = np.ones(len(events)) if weights is None else weights
     x, groups, n_groups = design.dense, design.groups, design.n_groups
@@ -251,14 +506,34 @@ def profile_information(
     rows: np.ndarray | None = None,
     chunk: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``Σ μ x̃ x̃ᵀ`` and ``Σ x̃ r`` for ``x = design.dense`` centred within its groups
-    (μ-weighted), over ``rows`` (a boolean mask; all rows by default).
+    """The profile information and score of ``design.dense``, the group effects profiled out.
 
+    Parameters
+    ----------
+    design : Design
+        The dense columns and their absorbed groups.
+    mu : ndarray
+        The fitted means.
+    residual : ndarray
+        ``events − mu``.
+    rows : ndarray of bool, optional
+        Restrict the sums to these cells; all cells by default.
+    chunk : int
+        Cells per pass.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``Σ μ x̃ x̃ᵀ`` and ``Σ x̃ r`` for ``x = design.dense`` centred within its groups
+        (μ-weighted).
+
+    Notes
+    -----
     Computed as the Schur complement of the group block of the spelled-out information,
     ``A − B D⁻¹ Bᵀ`` and ``xᵀ r − Bᵀ D⁻¹ s`` (``A = Σ μ x xᵀ``, ``B`` and ``D`` the groups' sums of
-    ``μ x`` and ``μ``, ``s`` their sums of ``r``), accumulated over chunks of rows: one pass,
-    and no array as large as the cells is made (at two million cells those temporaries, not
-    the arithmetic, set the time).
+    ``μ x`` and ``μ``, ``s`` their sums of ``r``), accumulated over chunks of rows: one pass, and
+    no array as large as the cells is made (at two million cells those temporaries, not the
+    arithmetic, set the time).
     """
     x, groups, n_groups = design.dense, design.groups, design.n_groups
     p = x.shape[1]
@@ -286,13 +561,29 @@ def absorbed_newton_step(
 ) -> np.ndarray:
     """One Newton–Raphson step for ``design.dense``'s coefficients, the group effects included.
 
-    ``mu`` are the fitted means at the current parameters (group effects included); ``rows``
-    (a boolean mask) restricts the step to some cells, as a deleted-group jackknife does. The
-    group block of the information is diagonal, so the dense part of the full step is the
-    Schur-complement solve ``(Σ μ x̃ x̃ᵀ)⁻¹ Σ x̃ (events − μ)`` with ``x̃`` the columns centred
-    within each group (μ-weighted): the same step as on the spelled-out design. Least squares,
-    not solve: deleting units can empty a level of a covariate (a zero column), which leaves
-    the other coefficients' steps determined.
+    Parameters
+    ----------
+    design : Design
+        The dense columns and their groups.
+    events : ndarray
+        Each cell's event count.
+    mu : ndarray
+        The fitted means at the current parameters (group effects included).
+    rows : ndarray of bool, optional
+        Restrict the step to these cells, as a deleted-group jackknife does.
+
+    Returns
+    -------
+    ndarray
+        The step in the dense coefficients.
+
+    Notes
+    -----
+    The group block of the information is diagonal, so the dense part of the full step is the
+    Schur-complement solve ``(Σ μ x̃ x̃ᵀ)⁻¹ Σ x̃ (events − μ)`` with ``x̃`` the columns centred within
+    each group (μ-weighted): the same step as on the spelled-out design. Least squares, not solve:
+    deleting units can empty a level of a covariate (a zero column), which leaves the other
+    coefficients' steps determined.
     """
     return np.linalg.lstsq(*profile_information(design, mu, events - mu, rows), rcond=None)[0]
 
@@ -309,9 +600,30 @@ def poisson_without_units(
 ) -> np.ndarray:
     """``params[column]`` without each unit: one Newton step on its efficient score.
 
-    ``codes`` give each cell's unit (``0 … n_units − 1``; negative for none). The efficient
-    score of a coefficient is its score with every other column and the absorbed group effects
-    projected out (μ-weighted), ``x̃ = x − P x``; without unit ``u`` the step is
+    Parameters
+    ----------
+    design : Design
+        The fit's design.
+    params, group_effects : ndarray
+        The fit on all cells (:func:`poisson_fit_absorbed`).
+    events, exposure : ndarray
+        Each cell's event count and exposure.
+    codes : ndarray of int
+        Each cell's unit, ``0 … n_units − 1``; negative for none.
+    n_units : int
+        The number of units.
+    column : int
+        The coefficient to recompute.
+
+    Returns
+    -------
+    ndarray
+        One value per unit: the coefficient with that unit left out.
+
+    Notes
+    -----
+    The efficient score of a coefficient is its score with every other column and the absorbed
+    group effects projected out (μ-weighted), ``x̃ = x − P x``; without unit ``u`` the step is
     ``−Σ_u x̃ (events − μ) / (Σ μ x̃² − Σ_u μ x̃²)``, the nuisance parameters profiled to first
     order. Costs cells × columns², whatever the number of groups (waves) or units.
     """
@@ -338,13 +650,22 @@ class PoissonFit:
 
     With an absorbed design (``Design``) ``params`` are the dense columns' coefficients and
     ``information`` and ``cluster_scores`` those of the profile likelihood: the columns centred
-    within each absorbed group (μ-weighted), so ``I⁻¹ U_g`` has the same dense entries as with
-    the group effects spelled out.
+    within each absorbed group (μ-weighted), so ``I⁻¹ U_g`` has the same dense entries as with the
+    group effects spelled out.
+
+    Attributes
+    ----------
+    params : ndarray
+        The coefficients.
+    information : ndarray
+        ``Xᵀ diag(μ) X`` at the estimate.
+    cluster_scores : ndarray
+        One row per cluster: the sum over its cells of ``x (events − μ)``.
     """
 
     params: np.ndarray
-    information: np.ndarray  # Xᵀ diag(μ) X at the estimate
-    cluster_scores: np.ndarray  # Σ over each cluster's cells of x (events − μ), one row each
+    information: np.ndarray
+    cluster_scores: np.ndarray
 
 
 def poisson_with_cluster_scores(
@@ -352,8 +673,22 @@ def poisson_with_cluster_scores(
 ) -> PoissonFit:
     """Poisson fit, its information ``I = Xᵀ diag(μ) X`` and each cluster's summed score ``U_g``.
 
-    Cells of one unit share the unit's customers, so resampling and influence work on whole
-    units: ``U_g`` is what a unit contributes to the score equations at the estimate.
+    Cells of one unit share the unit's customers, so resampling and influence work on whole units:
+    ``U_g`` is what a unit contributes to the score equations at the estimate.
+
+    Parameters
+    ----------
+    events, exposure : ndarray
+        Each cell's event count and exposure.
+    design : DataFrame or Design
+        The spelled-out design, or one with the waves absorbed (then the profile likelihood's
+        information and scores, see :class:`PoissonFit`).
+    cluster : Series
+        Each cell's unit.
+
+    Returns
+    -------
+    PoissonFit
     """
     if isinstance(design, Design):
         params, alpha = poisson_fit_absorbed(events, exposure, design)
@@ -372,8 +707,23 @@ def poisson_with_cluster_scores(
 
 
 def hazard_design(cells: pd.DataFrame, columns: Sequence[str], covariates: Sequence[str]):
-    """Design of a piecewise-exponential model: constant, ``columns``, then indicator columns
-    for tenure band and each categorical covariate (first level dropped)."""
+    """Design of a piecewise-exponential model, the indicators spelled out.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        As from :func:`hazard_cells`.
+    columns : sequence of str
+        Numeric columns, entered as they are.
+    covariates : sequence of str
+        Categorical covariates; those absent from ``cells`` are skipped.
+
+    Returns
+    -------
+    DataFrame
+        The constant, ``columns``, then indicator columns for tenure band and each categorical
+        covariate (first level dropped).
+    """
     parts = [pd.DataFrame({"const": 1.0}, index=cells.index), cells[list(columns)]]
     for name in ["band", *[c for c in covariates if c in cells.columns]]:
         parts.append(
@@ -387,28 +737,32 @@ def hazard_absorbed_design(
 ) -> Design:
     """``hazard_design``'s column space with ``"wave"`` (when a covariate) absorbed.
 
-    ``dense`` holds ``columns``, then the tenure-band and other covariate indicators, as
-    ``hazard_design`` orders them without the constant and the waves; so ``columns[0]`` is
-    coefficient 0. Fit with ``poisson_fit_absorbed``.
+    Parameters
+    ----------
+    cells, columns
+        As for :func:`hazard_design`.
+    covariates : sequence of str
+        Categorical covariates; ``"wave"`` among them is absorbed, the others spelled out.
+
+    Returns
+    -------
+    Design
+        ``dense`` holds ``columns``, then the tenure-band and other covariate indicators, as
+        ``hazard_design`` orders them without the constant and the waves; so ``columns[0]`` is
+        coefficient 0. Fit with ``poisson_fit_absorbed``.
     """
-    names = ["band", *[c for c in covariates if c in cells.columns and c != "wave"]]
-    dense = np.column_stack(
-        [
-            cells[list(columns)].to_numpy(float).reshape(len(cells), -1),
-            *[
-                pd.get_dummies(
-                    cells[name].astype("string"), prefix=name, drop_first=True, dtype=float
-                ).to_numpy(float)
-                for name in names
-            ],
-        ]
+    # The indicators and the wave groups are those of the unit-wave models; cells never hold a
+    # missing covariate (``attach_unit_covariates`` drops them), so none is coded "(missing)".
+    indicators = absorbed_design(
+        cells,
+        ["band", *[c for c in covariates if c != "wave"]],
+        wave_effects="wave" in covariates and "wave" in cells.columns,
     )
-    if "wave" in covariates and "wave" in cells.columns and len(cells):
-        groups, levels = pd.factorize(cells["wave"], sort=True)
-        n_groups = len(levels)
-    else:
-        groups, n_groups = np.zeros(len(cells), dtype=np.intp), 1
-    return Design(dense, groups, n_groups, n_groups + dense.shape[1])
+    numeric = cells[list(columns)].to_numpy(float).reshape(len(cells), -1)
+    dense = np.column_stack([numeric, indicators.dense])
+    return Design(
+        dense, indicators.groups, indicators.n_groups, indicators.n_columns + numeric.shape[1]
+    )
 
 
 def mediated_share(
@@ -422,6 +776,31 @@ def mediated_share(
 ) -> dict:
     """Share of engagement's effect on churn that runs through customer NPS (difference method).
 
+    Parameters
+    ----------
+    cells : DataFrame
+        Hazard cells (:func:`hazard_cells`) with both columns and the covariates.
+    exposure_column : str
+        The exposure (engagement).
+    mediator_column : str
+        The mediator (NPS).
+    covariates : sequence of str
+        Control covariates; ``"wave"`` is absorbed.
+    draws : int
+        Bootstrap draws.
+    seed : int
+        Seed of the bootstrap's generator.
+    confidence : float
+        The interval's level.
+
+    Returns
+    -------
+    dict
+        ``estimand, term, estimate, std_error, conf_low, conf_high, p_value, n_obs, n_units,
+        method``.
+
+    Notes
+    -----
     Two piecewise-exponential models on the same cells (tenure bands and covariates as
     controls)::
 
@@ -429,14 +808,25 @@ def mediated_share(
         log h = c' · engagement + b · NPS + …       (direct effect, NPS held fixed)
 
     share = (c − c') / c, the proportion mediated on the log-hazard scale (Baron & Kenny, 1986;
-    for survival outcomes VanderWeele, 2011, *Biometrics* 67(4)). The interval is a percentile
-    cluster bootstrap over units by the estimating-function bootstrap (Hu & Kalbfleisch, 2000,
-    *Canadian Journal of Statistics* 28(3), 495–514): each draw reweights units by multinomial
-    counts ``w_g`` and solves the linearised score equations of both models,
+    for survival outcomes VanderWeele, 2011). The interval is a percentile cluster bootstrap over
+    units by the estimating-function bootstrap (Hu & Kalbfleisch, 2000): each draw reweights
+    units by multinomial counts ``w_g`` and solves the linearised score equations of both models,
     ``θ* = θ̂ + I⁻¹ Σ_g w_g U_g``, so a draw costs a matrix product instead of two refits; the
     ratio of the drawn coefficients keeps the skew of the share. Assumes no unmeasured
     confounding of the engagement–NPS–churn paths, which these data cannot check. The share is
     unstable when c is near 0; read it only where the total effect is clearly non-zero.
+
+    References
+    ----------
+    Baron, R. M., & Kenny, D. A. (1986). The moderator–mediator variable distinction in social
+    psychological research: conceptual, strategic, and statistical considerations. *Journal of
+    Personality and Social Psychology* 51(6), 1173–1182.
+
+    Hu, F., & Kalbfleisch, J. D. (2000). The estimating function bootstrap. *Canadian Journal of
+    Statistics* 28(3).
+
+    VanderWeele, T. J. (2011). Causal mediation analysis with survival data. *Epidemiology*
+    22(4), 582–585.
     """
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
@@ -487,8 +877,22 @@ def retention_by_unit_wave(
 ) -> pd.DataFrame:
     """Customers at risk at each unit-wave and how many were still customers ``horizon`` later.
 
-    Only waves whose horizon ends by ``as_of`` count. Columns: ``unit_id, wave, at_risk,
-    retained``, one row per unit and wave with a customer at risk (sorted by wave, then unit).
+    Parameters
+    ----------
+    customers : DataFrame
+        ``customer_id, unit_id, since, churned_on``.
+    unit_waves : DataFrame
+        Has ``wave``: the waves to count at.
+    horizon_days : int
+        How long after the wave a customer must still be one to count as retained.
+    as_of : Timestamp, optional
+        Only waves whose horizon ends by then count.
+
+    Returns
+    -------
+    DataFrame
+        ``unit_id, wave, at_risk, retained``, one row per unit and wave with a customer at risk
+        (sorted by wave, then unit).
     """
     horizon = pd.Timedelta(days=horizon_days)
     waves = pd.DatetimeIndex(sorted(unit_waves["wave"].unique()))
@@ -531,13 +935,47 @@ def kaplan_meier_by_quartile(
     """Kaplan–Meier retention curves by the engagement quartile of each customer's unit.
 
     Time is days since the customer entered the study: the first wave, or joining if later.
-    Customers churned before the first wave are not in the study. ``unit_quartiles`` maps
-    ``unit_id`` to quartile (1–4). Estimator and Greenwood's variance via ``statsmodels``'
-    ``SurvfuncRight`` (Kaplan & Meier, 1958, *JASA* 53(282); Greenwood, 1926), pointwise
-    log-log intervals. These bands treat customers as independent, so they are narrower than
-    bands that allow for customers of one unit being alike; for inference use the hazard ratio
-    and the retention gap, whose errors are clustered by unit. Returns ``quartile, time,
-    retained, conf_low, conf_high, at_risk, n``.
+
+    Parameters
+    ----------
+    customers : DataFrame
+        ``customer_id, unit_id, since, churned_on``.
+    unit_quartiles : Series
+        Maps ``unit_id`` to quartile (1–4).
+    first_wave : Timestamp
+        Time runs from here, or from joining if later.
+    as_of : Timestamp
+        The end of observation.
+    confidence : float
+        The level of the pointwise bands.
+
+    Returns
+    -------
+    DataFrame
+        ``quartile, time, retained, conf_low, conf_high, at_risk, n``.
+
+    Notes
+    -----
+    Customers churned before the first wave are not in the study. Estimator and Greenwood's
+    variance via ``statsmodels``' ``SurvfuncRight`` (Kaplan & Meier, 1958; Greenwood, 1926),
+    pointwise log-log intervals (Kalbfleisch & Prentice, 2002)::
+
+        S(t)^{exp(± z · se / |S log S|)}
+
+    These bands treat customers as independent, so they are narrower than bands that allow for
+    customers of one unit being alike; for inference use the hazard ratio and the retention gap,
+    whose errors are clustered by unit.
+
+    References
+    ----------
+    Greenwood, M. (1926). The natural duration of cancer. *Reports on Public Health and Medical
+    Subjects* 33, 1–26. HMSO.
+
+    Kalbfleisch, J. D., & Prentice, R. L. (2002). *The Statistical Analysis of Failure Time Data*
+    (2nd ed.). Wiley.
+
+    Kaplan, E. L., & Meier, P. (1958). Nonparametric estimation from incomplete observations.
+    *Journal of the American Statistical Association* 53(282), 457–481.
     """
     from statsmodels.duration.survfunc import SurvfuncRight
 

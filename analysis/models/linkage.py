@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis.measures.nps import clustered_nps, clustered_nps_difference
+from analysis.measures.nps import clustered_nps, clustered_nps_difference, nps_noise_var
+from analysis.measures.shrinkage import calibration_signal, residual_moments
+from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
 
 class EstimationError(ValueError):
@@ -62,22 +63,79 @@ def quartile_unit_waves(panel: pd.DataFrame, min_group_size: int) -> pd.DataFram
     return eligible.assign(quartile=engagement_quartiles(eligible["engagement_index"]))
 
 
-def nps_quartile_gap(
-    panel: pd.DataFrame, min_group_size: int, confidence: float = 0.95
-) -> pd.DataFrame:
+def nps_quartile_gap(panel: pd.DataFrame, min_group_size: int, confidence: float = 0.95) -> dict:
     """Top- minus bottom-quartile customer NPS, in NPS points, as one tidy row.
 
-    Quartiles as in ``nps_by_engagement_quartile``; the standard error is cluster-robust by unit
-    (``analysis.measures.nps.clustered_nps_difference``) and the p-value two-sided from Student's t
-    with ``G − 1`` degrees of freedom. Columns: ``term, estimate, std_error, conf_low,
-    conf_high, p_value, n_obs, n_units``; ``n_obs`` counts customer answers.
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        The unit × wave panel (``measures.panel.unit_wave_panel``).
+    min_group_size : int
+        Fewest respondents behind a unit-wave's engagement index for it to be ranked.
+    confidence : float
+        Level of the interval.
+
+    Returns
+    -------
+    dict
+        A ``tidy.tidy_row``; ``n_obs`` counts customer answers. A ``tidy.not_estimable`` row
+        when fewer than eight unit-waves can be ranked or the two quartiles hold fewer than two
+        units.
+
+    Notes
+    -----
+    Quartiles as in ``nps_by_engagement_quartile``. With ``S_g`` each unit's contribution to
+    the difference of the two pooled NPS, the SE is cluster-robust (CR1) by unit,
+    ``var = G/(G − 1) Σ_g S_g²`` (``measures.nps.clustered_nps_difference``); t interval and
+    two-sided p-value with ``G − 1`` degrees of freedom.
+
+    References
+    ----------
+    Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust
+    inference. *Journal of Human Resources* 50(2), 317–372.
     """
-    eligible = quartile_unit_waves(panel, min_group_size)
+    name = "nps_quartile_gap"
+    try:
+        eligible = quartile_unit_waves(panel, min_group_size)
+    except EstimationError as error:
+        return not_estimable(name, name, str(error))
     counts = ["promoters", "passives", "detractors"]
     top = eligible[eligible["quartile"] == 4].groupby("unit_id")[counts].sum()
     bottom = eligible[eligible["quartile"] == 1].groupby("unit_id")[counts].sum()
     gap = clustered_nps_difference(top, bottom, confidence=confidence)
-    return pd.DataFrame([{"term": "nps_quartile_gap", **gap.to_dict()}])
+    return quartile_gap_row(
+        name,
+        name,
+        gap,
+        "difference in NPS points, top vs bottom engagement quartile of unit-waves, "
+        "SE clustered by unit",
+    )
+
+
+def quartile_gap_row(estimand: str, term: str, gap: pd.Series, method: str) -> dict:
+    """A top- minus bottom-quartile contrast as a tidy row.
+
+    Parameters
+    ----------
+    estimand, term : str
+        The row's names.
+    gap : pandas.Series
+        ``measures.nps.clustered_mean_difference``'s contrast (``estimate, std_error,
+        conf_low, conf_high, p_value, n_obs, n_units``; CR1 by unit, t with ``G − 1`` df).
+    method : str
+        The row's short description.
+
+    Returns
+    -------
+    dict
+        A ``tidy.tidy_row`` with ``se_method`` ``"cluster_robust_cr1"``, or a
+        ``tidy.not_estimable`` row when the quartiles hold fewer than two units (no SE).
+    """
+    if pd.isna(gap["std_error"]):
+        return not_estimable(
+            estimand, term, "the top and bottom quartiles hold fewer than two units"
+        )
+    return computed_row(estimand, term, gap, method=method, se_method="cluster_robust_cr1")
 
 
 def nps_by_engagement_quartile(
@@ -123,19 +181,6 @@ def nps_by_engagement_quartile(
 
 # --------------------------------------------------------------------------------------------
 # Linkage models on the unit × wave panel
-
-ESTIMATE_COLUMNS = (
-    "estimand",
-    "term",
-    "estimate",
-    "std_error",
-    "conf_low",
-    "conf_high",
-    "p_value",
-    "n_obs",
-    "n_units",
-    "method",
-)
 
 
 def covariate_design(
@@ -242,18 +287,31 @@ def absorbed_design(
     return Design(dense, groups, n_groups, n_groups + dense.shape[1])
 
 
-def _weighted_residuals(
+def weighted_residuals(
     values: np.ndarray, design: np.ndarray | pd.DataFrame | Design, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted values and residuals of weighted least squares of ``values`` on ``design``."""
+    """Fitted values and residuals of weighted least squares of ``values`` (one column or
+    several) on ``design``; with a ``Design`` the waves are absorbed (rows × dense columns²)."""
     if isinstance(design, Design):
         _, _, residual = design.fit(np.zeros((len(design), 0)), values, weights)
         return values - residual, residual
     design = np.asarray(design, dtype=float)
     root = np.sqrt(weights)
-    coef, *_ = np.linalg.lstsq(design * root[:, None], values * root, rcond=None)
+    scaled = values * (root[:, None] if np.ndim(values) == 2 else root)
+    coef, *_ = np.linalg.lstsq(design * root[:, None], scaled, rcond=None)
     fitted = design @ coef
     return fitted, values - fitted
+
+
+def design_columns(design: np.ndarray | pd.DataFrame | Design) -> int:
+    """Columns ``p`` of a design, intercept and absorbed wave effects included.
+
+    The moment estimators of the signal variance divide the residual sum of squares by
+    ``n − p`` (``analysis.measures.shrinkage.residual_moments``).
+    """
+    if isinstance(design, Design):
+        return design.n_columns
+    return int(np.asarray(design).shape[1])
 
 
 def two_way_residuals(
@@ -342,17 +400,48 @@ def calibrate(
     ``X`` removes that bias (regression calibration; Carroll, Ruppert, Stefanski & Crainiceanu,
     2006, *Measurement Error in Nonlinear Models*, 2nd ed., ch. 4)::
 
-        Î = Xγ + λ (I − Xγ),   λ = σ²_T|X / (σ²_T|X + v),   σ²_T|X = var(I − Xγ) − mean(v)
+        Î = Xγ + λ (I − Xγ),   λ = σ²_T|X / (σ²_T|X + v)
+        σ²_T|X = n/(n − p) · Σ w (I − Xγ)² / Σ w − Σ w v / Σ w
 
-    Returns the calibrated values and the estimated signal variance ``σ²_T|X``. Assumes the
-    error is independent of the true value and of the outcome's error, as for two separate
-    samples (staff answers and customer answers).
+    with ``p`` the design's columns (``design_columns``): the kit's one moment estimator of the
+    signal variance (``analysis.measures.shrinkage.residual_moments``, divisor ``n − p``; the
+    divisor ``n`` shrinks too far when the design has many columns for its rows). ``λ`` is the
+    ``1 − B`` of empirical Bayes. The signal variance is floored at 5% of the residual variance
+    (``analysis.measures.shrinkage.calibration_signal``), not at 0 as for rankings: a zero
+    signal would make ``Î`` a combination of the covariates and leave no slope to estimate.
+
+    Parameters
+    ----------
+    values : Series
+        The error-prone means ``I``.
+    noise_var : Series
+        Their sampling variances ``v``.
+    design : DataFrame or Design
+        The covariates ``X`` (intercept included, or waves absorbed).
+    weights : Series, optional
+        Weights of the least-squares fit of ``I`` on ``X`` and of the moments; equal if omitted.
+
+    Returns
+    -------
+    tuple of (Series, float)
+        The calibrated values and the estimated signal variance ``σ²_T|X``.
+
+    Notes
+    -----
+    Assumes the error is independent of the true value and of the outcome's error, as for two
+    separate samples (staff answers and customer answers).
+
+    References
+    ----------
+    Carroll, R. J., Ruppert, D., Stefanski, L. A. & Crainiceanu, C. M. (2006). *Measurement
+    Error in Nonlinear Models*, 2nd ed., ch. 4.
+    Morris, C. N. (1983). Parametric empirical Bayes inference. *JASA* 78(381), 47–55.
     """
     w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
-    fitted, residual = _weighted_residuals(values.to_numpy(dtype=float), design, w)
+    fitted, residual = weighted_residuals(values.to_numpy(dtype=float), design, w)
     noise = noise_var.to_numpy(dtype=float)
-    total = float(np.average(residual**2, weights=w))
-    signal = max(total - float(np.average(noise, weights=w)), 0.05 * total)
+    moments = residual_moments(residual, noise, design_columns(design), w)
+    signal = calibration_signal(moments.total, moments.noise)
     reliability = signal / (signal + noise)
     return pd.Series(fitted + reliability * residual, index=values.index), signal
 
@@ -371,23 +460,42 @@ def calibrate_jointly(
 
         T̂_i = X_i Γ + Σ_T (Σ_T + diag(v_i))⁻¹ (W_i − X_i Γ),   Σ_T = Σ_R − diag(mean v)
 
-    with ``Σ_R`` the weighted covariance of the residuals ``W − XΓ``. Calibrating one mean at a
-    time would ignore what the other tells about it: lagged engagement and prior NPS both carry
+    with ``Σ_R`` the weighted covariance of the residuals ``W − XΓ`` with divisor ``n − p``
+    (``analysis.measures.shrinkage.residual_moments``, as ``calibrate``) and ``Σ_T``'s
+    eigenvalues floored at 5% of the smallest residual variance
+    (``analysis.measures.shrinkage.calibration_signal``). Calibrating one mean at a time would
+    ignore what the other tells about it: lagged engagement and prior NPS both carry
     information about last quarter's true engagement.
+
+    Parameters
+    ----------
+    values : DataFrame
+        The error-prone means ``W``, one column each.
+    noise_var : DataFrame
+        Their sampling variances, the same shape.
+    design : DataFrame or Design
+        The covariates ``X``.
+    weights : Series, optional
+        Weights of the fits and of the moments; equal if omitted.
+
+    Returns
+    -------
+    DataFrame
+        The calibrated values ``T̂``, indexed and named like ``values``.
+
+    References
+    ----------
+    Carroll, R. J., Ruppert, D., Stefanski, L. A. & Crainiceanu, C. M. (2006). *Measurement
+    Error in Nonlinear Models*, 2nd ed., 4.4.
     """
     w = np.ones(len(values)) if weights is None else weights.to_numpy(dtype=float)
     fitted = np.empty(values.shape)
     residual = np.empty(values.shape)
     for j, column in enumerate(values.columns):
-        fitted[:, j], residual[:, j] = _weighted_residuals(
-            values[column].to_numpy(float), design, w
-        )
+        fitted[:, j], residual[:, j] = weighted_residuals(values[column].to_numpy(float), design, w)
     noise = noise_var.to_numpy(dtype=float)
-    total = (residual * w[:, None]).T @ residual / w.sum()
-    signal = total - np.diag(np.average(noise, axis=0, weights=w))
-    eigenvalues, vectors = np.linalg.eigh(signal)  # keep the signal covariance positive
-    floor = 0.05 * np.diag(total).min()
-    signal = vectors @ np.diag(np.maximum(eigenvalues, floor)) @ vectors.T
+    moments = residual_moments(residual, noise, design_columns(design), w)
+    signal = calibration_signal(moments.total, moments.noise)  # a positive-definite Σ_T
     stacked = signal[None, :, :] + np.einsum("ij,jk->ijk", noise, np.eye(noise.shape[1]))
     gain = np.linalg.solve(stacked, np.broadcast_to(signal, stacked.shape))  # (Σ_T+V)⁻¹ Σ_T
     adjusted = np.einsum("ikj,ik->ij", gain, residual)  # Σ_T (Σ_T+V)⁻¹ r, Σ_T symmetric
@@ -399,17 +507,30 @@ def true_index_sd(panel: pd.DataFrame) -> float:
 
     This is the contract's "one standard deviation of engagement" with the sampling error of
     small units taken out, so an effect "per SD" does not depend on how many staff answered.
+
+    Parameters
+    ----------
+    panel : DataFrame
+        Unit-waves with ``engagement_index`` and ``engagement_noise_var``.
+
+    Returns
+    -------
+    float
+        ``√σ²_T`` with ``σ²_T = Σ (I − Ī)² / (n − 1) − mean(v)``.
+
+    Notes
+    -----
+    The moment estimator of ``analysis.measures.shrinkage`` with an intercept only (``p = 1``),
+    floored at 5% of the observed variance as in ``calibrate`` (the SD divides the slopes).
+
+    References
+    ----------
+    Morris, C. N. (1983). Parametric empirical Bayes inference. *JASA* 78(381), 47–55.
     """
-    observed = float(panel["engagement_index"].var())
+    index = panel["engagement_index"].dropna().to_numpy(dtype=float)
     noise = float(panel["engagement_noise_var"].mean())
-    return float(np.sqrt(max(observed - noise, 0.05 * observed)))
-
-
-def nps_noise_var(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -> pd.Series:
-    """Sampling variance of a unit's NPS, ``100² (p + d − (p − d)²) / n``, with pooled shares."""
-    p = promoters.sum() / n.sum()
-    d = detractors.sum() / n.sum()
-    return 100**2 * (p + d - (p - d) ** 2) / n
+    total = residual_moments(index - index.mean(), np.full(len(index), noise), 1).total
+    return float(np.sqrt(calibration_signal(total, noise)))
 
 
 def nps_precision_weights(
@@ -420,18 +541,46 @@ def nps_precision_weights(
     A unit-wave NPS varies around the truth by sampling (``σ²_i``, the trinomial variance with
     pooled shares over ``n_responses``) and the truth varies between units beyond the model
     (``τ²``). Weighting by ``n_responses`` alone would hand a few very large units most of the
-    weight; these weights cap that, as in random-effects meta-analysis. ``τ²`` is the
-    method-of-moments estimate: residual variance of NPS on the covariates less the mean
-    sampling variance (DerSimonian & Laird, 1986, *Controlled Clinical Trials* 7(3)).
+    weight; these weights cap that, as in random-effects meta-analysis.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Unit-waves with ``nps``, ``promoters``, ``detractors``, ``n_responses`` (and
+        ``unit_id``, ``wave`` for ``within_unit``).
+    design : DataFrame or Design
+        The covariates of the NPS model.
+    within_unit : bool
+        Estimate ``τ²`` of change within units: NPS is demeaned within unit first, and the
+        units' means count among the design's columns.
+
+    Returns
+    -------
+    Series
+        ``1 / (τ² + σ²_i)``, aligned with ``rows``.
+
+    Notes
+    -----
+    ``τ²`` is the kit's one method-of-moments estimate
+    (``analysis.measures.shrinkage.residual_moments``): residual sum of squares of NPS on the
+    ``p`` design columns over ``n − p``, less the mean sampling variance, floored at 0 (then
+    the weights are the plain inverse sampling variances). Within units, ``p`` adds the ``U``
+    unit means less the one constant they share with the design.
+
+    References
+    ----------
+    DerSimonian, R. & Laird, N. (1986). Meta-analysis in clinical trials. *Controlled Clinical
+    Trials* 7(3), 177–188.
+    Morris, C. N. (1983). Parametric empirical Bayes inference. *JASA* 78(381), 47–55.
     """
     sampling = nps_noise_var(rows["promoters"], rows["detractors"], rows["n_responses"])
     outcome = rows["nps"]
-    noise_share = 1.0
-    if within_unit:  # τ² of change within units: demean first; demeaning removes 1/T of noise
+    n_columns = design_columns(design)
+    if within_unit:
         outcome = outcome - outcome.groupby(rows["unit_id"]).transform("mean")
-        noise_share = 1 - 1 / rows.groupby("unit_id")["wave"].transform("size")
-    _, residual = _weighted_residuals(outcome.to_numpy(float), design, np.ones(len(rows)))
-    between = max(float(np.mean(residual**2)) - float((sampling * noise_share).mean()), 1.0)
+        n_columns += int(rows["unit_id"].nunique()) - 1
+    _, residual = weighted_residuals(outcome.to_numpy(float), design, np.ones(len(rows)))
+    between = residual_moments(residual, sampling.to_numpy(float), n_columns).tau2
     return 1.0 / (between + sampling)
 
 
@@ -461,50 +610,19 @@ def _cluster_fit(
     return coef[:k], np.sqrt(np.diag(covariance)[:k])
 
 
-def _row(
-    estimand: str,
-    term: str,
-    estimate: float,
-    std_error: float,
-    df: int,
-    n_obs: int,
-    n_units: int,
-    method: str,
-    confidence: float,
-) -> dict:
-    t = stats.t.ppf(0.5 + confidence / 2, df)
-    p_value = 2 * stats.t.sf(abs(estimate / std_error), df) if std_error > 0 else np.nan
-    return {
-        "estimand": estimand,
-        "term": term,
-        "estimate": estimate,
-        "std_error": std_error,
-        "conf_low": estimate - t * std_error,
-        "conf_high": estimate + t * std_error,
-        "p_value": p_value,
-        "n_obs": n_obs,
-        "n_units": n_units,
-        "method": method,
-    }
-
-
-def not_estimable_row(estimand: str, term: str, reason: str) -> dict:
-    """The row of an estimand the data cannot support: no numbers, ``method`` says why."""
-    return {
-        "estimand": estimand,
-        "term": term,
-        "estimate": np.nan,
-        "std_error": np.nan,
-        "conf_low": np.nan,
-        "conf_high": np.nan,
-        "p_value": np.nan,
-        "n_obs": 0,
-        "n_units": 0,
-        "method": f"not estimable: {reason}",
-    }
-
-
 def customer_facing_rows(panel: pd.DataFrame) -> pd.DataFrame:
+    """The unit-waves of customer-facing units (all of them when ``units`` has no such column).
+
+    Parameters
+    ----------
+    panel : DataFrame
+        The unit × wave panel, optionally with a ``customer_facing`` column (missing = facing).
+
+    Returns
+    -------
+    DataFrame
+        The rows whose customers can answer for them: the only rows any linkage model uses.
+    """
     if "customer_facing" not in panel:
         return panel
     return panel[panel["customer_facing"].fillna(True).astype(bool)]
@@ -575,24 +693,80 @@ def nps_on_engagement(
     the calibration study (``make validate``) found the CR1 cluster-robust SE 10–15% too small
     with units of very different sizes (a false-positive rate near 9%).
     """
+    rows, slope, _, replicates = nps_on_engagement_fit(panel, covariates)
+    return nps_on_engagement_row(rows, slope, replicates, covariates, confidence)
+
+
+def nps_on_engagement_fit(
+    panel: pd.DataFrame, covariates: Sequence[str]
+) -> tuple[pd.DataFrame, float, np.ndarray, np.ndarray]:
+    """``nps_on_engagement``'s fit: its rows, slope, jackknife groups and replicates.
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        The unit × wave panel.
+    covariates : sequence of str
+        Unit covariates beside the wave effects.
+
+    Returns
+    -------
+    tuple
+        ``(rows, slope, group, replicates)``: the unit-waves used, the slope, each row's
+        jackknife group (``jackknife_groups``) and the slope without each group.
+    """
     rows = customer_facing_rows(panel)
     rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
     slope = _nps_slope(rows, covariates)
     group, k = jackknife_groups(rows["unit_id"])
-    replicates = [_nps_slope(rows[group != g], covariates) for g in range(k)]
+    replicates = np.array([_nps_slope(rows[group != g], covariates) for g in range(k)])
+    return rows, slope, group, replicates
+
+
+def nps_on_engagement_row(
+    rows: pd.DataFrame,
+    slope: float,
+    replicates: Sequence[float],
+    covariates: Sequence[str],
+    confidence: float,
+) -> dict:
+    """``nps_on_engagement``'s tidy row from its slope and jackknife replicates.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The unit-waves the slope was fitted on.
+    slope : float
+        NPS points per SD of engagement.
+    replicates : sequence of float
+        The slope without each jackknife group (``jackknife_groups``).
+    covariates : sequence of str
+        The covariates asked for; those present in ``rows`` are named in ``method``.
+    confidence : float
+        Level of the interval.
+
+    Returns
+    -------
+    dict
+        A ``tidy.tidy_row``: t with ``K − 1`` df, ``se_method`` ``"jackknife"``.
+    """
+    k = len(replicates)
     used = [c for c in covariates if c in rows.columns]
-    return _row(
+    return tidy_row(
         "nps_on_engagement",
         "engagement_sd",
         slope,
         jackknife_se(replicates),
-        k - 1,
-        len(rows),
-        int(rows["unit_id"].nunique()),
-        "WLS (inverse-variance weights), wave FE"
+        df=k - 1,
+        confidence=confidence,
+        n_obs=len(rows),
+        n_units=int(rows["unit_id"].nunique()),
+        method="WLS (inverse-variance weights), wave FE"
         + "".join(f" + {c}" for c in used)
-        + f", calibrated engagement, SE by delete-a-group jackknife over units ({k} groups)",
-        confidence,
+        + ", calibrated engagement, SE by delete-a-group jackknife over units",
+        se_method="jackknife",
+        jackknife_groups=k,
+        correction="regression_calibration",
     )
 
 
@@ -622,7 +796,7 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
     ]
     rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
     if rows["unit_id"].nunique() < 2:
-        return not_estimable_row(
+        return not_estimable(
             "nps_on_engagement_within",
             "engagement_sd",
             f"{rows['unit_id'].nunique()} customer-facing units have staff answers in both "
@@ -644,7 +818,7 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
         .sum()
     )
     if b.sum() == 0:
-        return not_estimable_row(
+        return not_estimable(
             "nps_on_engagement_within",
             "engagement_sd",
             "engagement does not change within any unit",
@@ -653,18 +827,63 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
     g = len(a)
     std_error = float(np.sqrt(g / (g - 1) * np.sum(((a - slope * b) / b.sum()) ** 2)))
     sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
-    return _row(
+    return tidy_row(
         "nps_on_engagement_within",
         "engagement_sd",
         slope * sd_true,
         std_error * sd_true,
-        g - 1,
-        len(rows),
-        g,
-        "unit and wave fixed effects (within), split-half correction for measurement "
+        df=g - 1,
+        confidence=confidence,
+        n_obs=len(rows),
+        n_units=g,
+        method="unit and wave fixed effects (within), split-half correction for measurement "
         "error, inverse-variance weights, SE clustered by unit",
-        confidence,
+        se_method="cluster_robust_cr1",
+        correction="split_half_iv",
     )
+
+
+def stacked_half_rows(facing: pd.DataFrame) -> pd.DataFrame:
+    """The reverse model's rows: each unit-wave twice, outcome and lag from opposite halves.
+
+    Parameters
+    ----------
+    facing : pandas.DataFrame
+        Customer-facing unit-waves of the panel (``customer_facing_rows``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The unit-waves with customer answers before the wave, stacked in two orientations
+        (outcome from half A with lag from half B, then the reverse), each kept where both
+        halves have answers, with ``outcome``, ``outcome_n`` (the outcome half's size),
+        ``lag`` and ``lag_noise``.
+
+    Notes
+    -----
+    Each orientation uses different people on the two sides, so the same people's habits do
+    not link the outcome's error to the lag's; stacking recovers the power of the full
+    staff, and clustering by unit accounts for the two rows sharing a unit-wave. The lag's
+    noise is the pooled within-unit-wave variance over the lag half's size,
+    ``s²_w / n_half = v_lag · n_lag / n_half``.
+    """
+    eligible = facing[facing["prior_n_responses"] > 0]
+    orientations = []
+    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
+        part = eligible[
+            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
+        ]
+        orientations.append(
+            part.assign(
+                outcome=part[f"engagement_half_{outcome_half}"],
+                outcome_n=part[f"n_half_{outcome_half}"],
+                lag=part[f"engagement_half_{lag_half}_lag"],
+                lag_noise=part["engagement_noise_var_lag"]
+                * part["n_respondents_lag"]
+                / part[f"n_half_{lag_half}_lag"],
+            )
+        )
+    return pd.concat(orientations, ignore_index=True)
 
 
 def engagement_on_prior_nps(
@@ -687,29 +906,9 @@ def engagement_on_prior_nps(
     effect alone would show up as a reverse one. If customers' experience
     drives staff engagement, γ > 0 even after the previous wave's engagement is held fixed.
     """
-    eligible = customer_facing_rows(panel)
-    eligible = eligible[eligible["prior_n_responses"] > 0]
-    # Both orientations, stacked: outcome from half A with lag from half B, and the reverse.
-    # Each uses different people on the two sides; stacking recovers the power of the full
-    # staff, and clustering by unit accounts for the two rows sharing a unit-wave.
-    orientations = []
-    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
-        part = eligible[
-            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
-        ]
-        orientations.append(
-            part.assign(
-                outcome=part[f"engagement_half_{outcome_half}"],
-                outcome_n=part[f"n_half_{outcome_half}"],
-                lag=part[f"engagement_half_{lag_half}_lag"],
-                lag_noise=part["engagement_noise_var_lag"]
-                * part["n_respondents_lag"]
-                / part[f"n_half_{lag_half}_lag"],
-            )
-        )  # pooled s²_w over the half's size
-    rows = pd.concat(orientations, ignore_index=True)
+    rows = stacked_half_rows(customer_facing_rows(panel))
     if rows["unit_id"].nunique() < 2:
-        return not_estimable_row(
+        return not_estimable(
             "engagement_on_prior_nps",
             "prior_nps_per_10_points",
             f"{rows['unit_id'].nunique()} customer-facing units have staff answers in one fixed "
@@ -737,15 +936,17 @@ def engagement_on_prior_nps(
     params, bse = _cluster_fit(
         rows["outcome"] / sd_true, predictors, design, weights, rows["unit_id"]
     )
-    return _row(
+    return tidy_row(
         "engagement_on_prior_nps",
         "prior_nps_per_10_points",
         float(params[0]),
         float(bse[0]),
-        int(rows["unit_id"].nunique()) - 1,
-        len(rows[["unit_id", "wave"]].drop_duplicates()),
-        int(rows["unit_id"].nunique()),
-        "WLS, wave FE + covariates, split-half outcome and lag, prior NPS and lagged "
+        df=int(rows["unit_id"].nunique()) - 1,
+        confidence=confidence,
+        n_obs=len(rows[["unit_id", "wave"]].drop_duplicates()),
+        n_units=int(rows["unit_id"].nunique()),
+        method="WLS, wave FE + covariates, split-half outcome and lag, prior NPS and lagged "
         "engagement calibrated jointly, SE clustered by unit",
-        confidence,
+        se_method="cluster_robust_cr1",
+        correction="regression_calibration",
     )

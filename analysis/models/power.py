@@ -19,10 +19,35 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.models.tidy import computed_row
+
 
 def minimum_detectable_effect(
     std_error: float, df: int, alpha: float = 0.05, power: float = 0.80
 ) -> float:
+    """The smallest true effect a two-sided t test detects with the given power.
+
+    Parameters
+    ----------
+    std_error : float
+        Standard error of the estimator on this dataset.
+    df : int
+        Degrees of freedom of its t reference (clusters − 1).
+    alpha : float
+        Two-sided significance level.
+    power : float
+        Required power, ``1 − β``.
+
+    Returns
+    -------
+    float
+        ``MDE = (t_{1−α/2, df} + t_{1−β, df}) · SE``, on the estimator's own scale.
+
+    References
+    ----------
+    Bloom, H. S. (1995). Minimum detectable effects: a simple way to report the statistical
+    power of experimental designs. *Evaluation Review* 19(5), 547–556.
+    """
     return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * std_error)
 
 
@@ -44,19 +69,45 @@ def power_curve(
 
 
 def mde_row(estimate_row: dict, alpha: float = 0.05, power: float = 0.80) -> dict:
-    """The MDE of a linkage estimate as a tidy row (the interval is not applicable)."""
+    """The minimum detectable effect of a linkage estimate as a tidy row.
+
+    Parameters
+    ----------
+    estimate_row : dict
+        The estimate's tidy row (``tidy.tidy_row``); its SE facts are carried over.
+    alpha : float
+        Two-sided level of the test.
+    power : float
+        Power against the detectable effect.
+
+    Returns
+    -------
+    dict
+        A ``tidy.tidy_row`` named ``<estimand>_mde`` with the MDE as ``estimate``, the
+        estimate's ``std_error``, and no interval or p-value (not applicable).
+
+    Notes
+    -----
+    ``MDE = (t_{1−α/2, df} + t_{power, df}) · SE`` with ``df = units − 1``
+    (``minimum_detectable_effect``).
+
+    References
+    ----------
+    Bloom, H. S. (1995). Minimum detectable effects: a simple way to report the statistical
+    power of experimental designs. *Evaluation Review* 19(5), 547–556.
+    """
     df = int(estimate_row["n_units"]) - 1
     mde = minimum_detectable_effect(float(estimate_row["std_error"]), df, alpha, power)
-    return {
-        "estimand": f"{estimate_row['estimand']}_mde",
-        "term": estimate_row["term"],
-        "estimate": mde,
-        "std_error": float(estimate_row["std_error"]),
-        "conf_low": np.nan,
-        "conf_high": np.nan,
-        "p_value": np.nan,
-        "n_obs": estimate_row["n_obs"],
-        "n_units": estimate_row["n_units"],
-        "method": f"minimum detectable effect at {power:.0%} power, two-sided α = {alpha}"
+    return computed_row(
+        f"{estimate_row['estimand']}_mde",
+        estimate_row["term"],
+        # no interval or test: the MDE is a property of the design, not an estimate
+        {**estimate_row, "estimate": mde, "conf_low": np.nan, "conf_high": np.nan}
+        | {"p_value": np.nan},
+        method=f"minimum detectable effect at {power:.0%} power, two-sided α = {alpha}"
         " (Bloom 1995)",
-    }
+        se_method=estimate_row.get("se_method", "none"),
+        jackknife_groups=estimate_row.get("jackknife_groups", 0),
+        bootstrap_draws=estimate_row.get("bootstrap_draws", 0),
+        correction=estimate_row.get("correction", "none"),
+    )

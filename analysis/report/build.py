@@ -1,20 +1,22 @@
 """Render the leadership report: run the notebooks with papermill, turn them into HTML.
 
-This module and ``analysis.data.load`` are the only ones that write files, and only where
-``analysis.data.folders`` allows: a reports folder that is new, empty or the kit's own. The data,
-the parameters and the output folder are checked, and every estimate computed, before anything
-is created. A run then builds everything in a hidden staging folder ``.partial-<run-id>`` under
-the reports folder and moves it into place as ``<run-id>/`` only when every notebook has run and
-every page has rendered; ``latest`` then points to it. A failed run never touches an earlier
-report: its staging folder is kept as ``.failed-<run-id>`` (the last three are kept) so the
-partial executed notebook can be opened. An interrupted run (Ctrl-C, SIGTERM), a full or
-read-only disk, or a refused input leaves nothing behind.
+This module only renders. The tables the notebooks show are estimated by
+``analysis.report.page.estimate`` and written with their manifest by
+``analysis.data.results`` (the one module that writes and reads result files); the pages are
+written here, into a run folder that ``analysis.data.folders`` allows: a reports folder that is
+new, empty or the kit's own. The data, the parameters and the output folder are checked, and
+every estimate computed, before anything is created. A run then builds everything in a hidden
+staging folder ``.partial-<run-id>`` under the reports folder and moves it into place as
+``<run-id>/`` only when every notebook has run and every page has rendered; ``latest`` then
+points to it. A failed run never touches an earlier report: its staging folder is kept as
+``.failed-<run-id>`` (the last three are kept) so the partial executed notebook can be opened.
+An interrupted run (Ctrl-C, SIGTERM), a full or read-only disk, or a refused input leaves
+nothing behind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import subprocess
 import time
@@ -28,9 +30,9 @@ import pandas as pd
 
 from analysis import PROJECT_ROOT
 from analysis.data import folders
-from analysis.data.load import load_dataset, write_tables
+from analysis.data.load import load_dataset
 from analysis.data.parameters import Parameters
-from analysis.data.provenance import build_manifest
+from analysis.data.results import manifest_json
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -54,7 +56,6 @@ PAGES = (
     Page("engagement_nps", "engagement_nps.ipynb", "Engagement and NPS"),
     Page("retention", "retention.ipynb", "Engagement and retention"),
 )
-RESULT_FILES = ("estimates", "drivers", "unit_wave", "nps_by_engagement_quartile")
 
 
 class ReportError(RuntimeError):
@@ -247,63 +248,6 @@ def run_notebooks(
     return executed
 
 
-def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """The result tables written by ``estimate``, read back for the notebooks."""
-    from analysis.data.load import undo_spreadsheet_safe
-
-    results_dir = Path(results_dir)
-    tables = {}
-    for name in RESULT_FILES:
-        table = pd.read_csv(
-            results_dir / f"{name}.csv",
-            dtype={"unit_id": "string"},
-            parse_dates=["wave"] if name == "unit_wave" else False,
-        )
-        # ids were written safe for spreadsheets ('=1+1); the notebooks join on the originals
-        tables[name] = table.apply(undo_spreadsheet_safe)
-        # headers too: io._csv_ready neutralises column names like cells
-        tables[name].columns = undo_spreadsheet_safe(pd.Series(table.columns, dtype=object))
-    return tables
-
-
-RESULTS_KEY = "results_key.json"
-
-
-def results_key(data_dir: Path | str, parameters: Parameters) -> str:
-    """What the result tables were computed from: input file hashes and parameters, as JSON."""
-    from analysis.data.load import INSTRUMENT_FILE, file_sha256, find_table_files
-
-    data_dir = Path(data_dir)
-    files, _ = find_table_files(data_dir)
-    paths = [*files.values()] + [p for p in [data_dir / INSTRUMENT_FILE] if p.exists()]
-    key = {
-        "inputs_sha256": {p.name: file_sha256(p) for p in sorted(paths)},
-        "parameters": parameters.to_notebook(),
-    }
-    return json.dumps(key, indent=2, sort_keys=True) + "\n"
-
-
-def ensure_results(
-    data_dir: Path | str, results_dir: Path | str, parameters: Parameters
-) -> dict[str, pd.DataFrame]:
-    """Read the result tables, computing them first unless they match these data and parameters.
-
-    ``make report`` computes them once before any notebook runs; this lets a researcher run a
-    single notebook in JupyterLab on its defaults, and recomputes when the data or a parameter
-    changed (results made with another ``min_group_size`` must never be shown).
-    """
-    results_dir = Path(results_dir)
-    key = results_key(data_dir, parameters)
-    stored = results_dir / RESULTS_KEY
-    current = stored.exists() and stored.read_text(encoding="utf-8") == key
-    if not (current and all((results_dir / f"{n}.csv").exists() for n in RESULT_FILES)):
-        from analysis.models.estimate import estimate_all
-
-        results = estimate_all(load_dataset(data_dir), parameters)
-        write_tables(results.tables(), results_dir, extra_files={RESULTS_KEY: key}, kind="results")
-    return read_results(results_dir)
-
-
 def _describe_figures(notebook) -> None:
     """Give every figure alternative text: the heading of the section it answers."""
     heading = notebook.metadata.get("title", "Figure")
@@ -363,6 +307,66 @@ def _require_something_to_show(unit_wave: pd.DataFrame, min_group_size: int) -> 
     )
 
 
+def page_context(page: Page, manifest: dict, pages: tuple[Page, ...] = (), **overrides) -> dict:
+    """What the page template shows besides the notebook: title, navigation and provenance.
+
+    Parameters
+    ----------
+    page : Page
+        The page being rendered.
+    manifest : dict
+        The run's manifest (``analysis.data.provenance.build_manifest``); its footer shows the
+        run, the commit, the parameters, the inputs by hash and the packages, never a path.
+    pages : tuple of Page
+        Every page of the run; with more than one, each page links to every other.
+    **overrides
+        Entries to show instead of the manifest's (``inputs`` for a study whose inputs are its
+        code).
+
+    Returns
+    -------
+    dict
+    """
+    return {
+        "title": page.title,
+        "subtitle": page.title,
+        "run_id": manifest["run_id"],
+        "run_at": manifest["run_at"],
+        "git_commit": manifest["git_commit"],
+        "parameters": manifest["parameters"],
+        "inputs": manifest["inputs_sha256"],
+        "dataset": manifest["dataset"],
+        "packages": manifest["packages"],
+        "pages": [
+            {"href": f"{p.slug}.html", "title": p.title, "current": p.slug == page.slug}
+            for p in pages
+        ]
+        if len(pages) > 1
+        else [],
+        **overrides,
+    }
+
+
+def write_manifest(manifest: dict, run_dir: Path) -> Path:
+    """Write a run's ``manifest.json`` beside its pages.
+
+    Parameters
+    ----------
+    manifest : dict
+        The run's manifest (``analysis.data.provenance.build_manifest``).
+    run_dir : Path
+        The run's (staging) folder.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    path = run_dir / "manifest.json"
+    path.write_text(manifest_json(manifest), encoding="utf-8")
+    return path
+
+
 def build_report(
     data_dir: Path | str,
     out_root: Path | str,
@@ -373,64 +377,74 @@ def build_report(
 ) -> Path:
     """Validate the data, estimate, run every notebook, render every page, publish atomically.
 
-    ``pages`` and ``notebooks_dir`` let a research group run its own set of notebooks; the page
-    whose slug is ``index`` is the entry page, and every page links to every other.
+    The tables are estimated once (``analysis.report.page.estimate``) before the run folder
+    exists, then written with the run's one manifest into ``<run-id>/results``
+    (``analysis.report.page.publish_results``), where every notebook finds them current and
+    only reads them.
 
-    Returns the new run's folder. Raises ``analysis.data.folders.OutputError``,
-    ``data.load.DatasetError`` or ``models.linkage.EstimationError`` before anything is
-    written, or ``ReportError`` (the earlier report stays; the partial run is kept as
-    ``.failed-<run-id>``).
+    Parameters
+    ----------
+    data_dir : Path or str
+        The dataset folder.
+    out_root : Path or str
+        The reports folder: new, empty or the kit's.
+    parameters : Parameters
+    progress : callable
+        Called with a line of text as the run advances.
+    pages : tuple of Page
+        The notebooks to run; the page whose slug is ``index`` is the entry page, and every
+        page links to every other. A research group may run its own set.
+    notebooks_dir : Path
+        Where the pages' notebooks are.
+
+    Returns
+    -------
+    Path
+        The new run's folder.
+
+    Raises
+    ------
+    OutputError, DatasetError, EstimationError
+        Before anything is written (``analysis.data.folders``, ``analysis.data.load``,
+        ``analysis.models.linkage``).
+    ReportError
+        A notebook failed: the earlier report stays, the partial run is kept as
+        ``.failed-<run-id>``.
     """
+    from analysis.report.page import estimate, publish_results
+
     data_dir = Path(data_dir).resolve()
     out_root = folders.check_run_root(out_root, "reports", inputs=[data_dir])
     started = time.monotonic()
     progress(f"Validating {data_dir}")
     dataset = load_dataset(data_dir)
-    from analysis.models.estimate import estimate_all
 
     def estimate_progress(message: str) -> None:
         progress(f"[estimate] {message}")
 
     # estimated before the run folder exists: data too thin to estimate creates nothing
-    results = estimate_all(dataset, parameters, estimate_progress)
-    _require_something_to_show(results.unit_wave, parameters.min_group_size)
-    run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    tables = estimate(dataset, parameters, estimate_progress)
+    _require_something_to_show(tables["unit_wave"], parameters.min_group_size)
     with staged_run(out_root, "reports", inputs=[data_dir]) as (staging, run_id):
-        manifest = build_manifest(data_dir, dataset.files, parameters, run_id, run_at)
+        # the notebooks find these tables current for their parameters and only read them
+        _, manifest = publish_results(
+            data_dir,
+            staging / "results",
+            parameters,
+            dataset=dataset,
+            tables=tables,
+            run_id=run_id,
+        )
         notebook_parameters = {
             "data_dir": str(data_dir),
             "output_dir": str(staging / "results"),
             **parameters.to_notebook(),
         }
-        write_tables(
-            results.tables(),
-            staging / "results",
-            kind="results",
-            extra_files={RESULTS_KEY: results_key(data_dir, parameters)},
-        )
         executed = run_notebooks(staging, notebook_parameters, progress, pages, notebooks_dir)
         for page in pages:
-            context = {
-                "title": page.title,
-                "subtitle": page.title,
-                "run_id": run_id,
-                "run_at": run_at,
-                "git_commit": manifest["git_commit"],
-                "parameters": manifest["parameters"],
-                "inputs": manifest["inputs_sha256"],
-                "dataset": manifest["dataset"],
-                "packages": manifest["packages"],
-                "pages": [
-                    {"href": f"{p.slug}.html", "title": p.title, "current": p.slug == page.slug}
-                    for p in pages
-                ]
-                if len(pages) > 1
-                else [],
-            }
+            context = page_context(page, manifest, pages)
             render_page(executed[page.slug], staging / f"{page.slug}.html", context)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
-        )
+        write_manifest(manifest, staging)
     final = out_root / run_id
     progress(f"Report ready in {time.monotonic() - started:.1f} s: {final / 'index.html'}")
     return final

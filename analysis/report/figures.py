@@ -11,13 +11,21 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from analysis.report.sentences import ESTIMAND_LABELS, level
+from analysis.models import registry
+from analysis.report.sentences import level
 
 INK = "#1d2433"
 MUTED = "#5b6475"
 ACCENT = "#1f5f8b"
 QUARTILE_COLOURS = ("#b9c9dc", "#86a6c6", "#4f7fab", "#1f5f8b")
 SUPPRESSED = "#e6e8ec"
+
+
+def _titled(figure: plt.Figure, title: str, fontsize: float = 11) -> plt.Figure:
+    """Give a many-panel figure its bold title at the left edge, fit its layout, return it."""
+    figure.suptitle(title, x=0.01, ha="left", fontsize=fontsize, fontweight="bold")
+    figure.tight_layout()
+    return figure
 
 
 def use_house_style() -> None:
@@ -51,7 +59,20 @@ def use_house_style() -> None:
 
 
 def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure:
-    """Point-and-interval plot of NPS by engagement quartile, each point labelled with its n."""
+    """Point-and-interval plot of NPS by engagement quartile, each point labelled with its n.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per quartile: ``label, nps, conf_low, conf_high, n_responses, n_units``. Rows
+        without an interval are left out; with none left, the figure says so.
+    confidence : float
+        The intervals' level, for the title.
+
+    Returns
+    -------
+    Figure
+    """
     figure, axes = plt.subplots()
     table = table.dropna(subset=["nps", "conf_low", "conf_high"])
     if table.empty:  # every unit-wave suppressed, or too few to form quartiles
@@ -108,14 +129,26 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
 def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure:
     """Every estimand as a point and interval on its own axis, with its no-effect line.
 
-    Filled markers are significant after Holm's adjustment (``p_adjusted`` below alpha).
+    Parameters
+    ----------
+    estimates : DataFrame
+        The estimates table; rows of estimands without a label, or without an interval, are left
+        out.
+    alpha : float
+        Filled markers are significant after Holm's adjustment (``p_adjusted`` below ``alpha``;
+        ``p_value`` where there is no adjusted one).
+
+    Returns
+    -------
+    Figure
     """
-    rows = estimates[estimates["estimand"].isin(ESTIMAND_LABELS)].dropna(
+    labels = registry.labels()
+    rows = estimates[estimates["estimand"].isin(labels)].dropna(
         subset=["estimate", "conf_low", "conf_high"]
     )
     figure, axes = plt.subplots(len(rows), 1, figsize=(8, 0.85 * len(rows) + 0.6), squeeze=False)
     for axis, (_, row) in zip(axes[:, 0], rows.iterrows(), strict=True):
-        label, null = ESTIMAND_LABELS[row["estimand"]]
+        label, null = labels[row["estimand"]]
         significant = row.get("p_adjusted", row["p_value"]) < alpha
         axis.axvline(null, color=MUTED, linewidth=1, linestyle="--")
         axis.errorbar(
@@ -143,19 +176,24 @@ def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure
         )
         axis.grid(axis="y", visible=False)
         sns.despine(ax=axis, left=True)
-    figure.suptitle(
-        "Every estimate with its 95% interval (filled = significant after Holm)",
-        x=0.01,
-        ha="left",
-        fontsize=12,
-        fontweight="bold",
+    return _titled(
+        figure, "Every estimate with its 95% interval (filled = significant after Holm)", 12
     )
-    figure.tight_layout()
-    return figure
 
 
 def retention_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Kaplan–Meier retention by engagement quartile, with pointwise 95% bands and n."""
+    """Kaplan–Meier retention by engagement quartile, with pointwise 95% bands and n.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        ``quartile, time, retained, conf_low, conf_high, n``, as
+        ``analysis.models.hazard.kaplan_meier_by_quartile`` returns them.
+
+    Returns
+    -------
+    Figure
+    """
     figure, axes = plt.subplots()
     for quartile, group in curves.groupby("quartile"):
         colour = QUARTILE_COLOURS[int(quartile) - 1]
@@ -190,7 +228,20 @@ def retention_curves(curves: pd.DataFrame) -> plt.Figure:
 
 
 def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
-    """Relative weights as % of explained NPS variance, with bootstrap intervals."""
+    """Relative weights as % of explained NPS variance, with bootstrap intervals.
+
+    Parameters
+    ----------
+    drivers : DataFrame
+        ``term, share, share_conf_low, share_conf_high, significant``, as
+        ``analysis.models.drivers.driver_importance`` returns them.
+    labels : dict of str to str, optional
+        Display names of the terms; a term without one is shown as it is.
+
+    Returns
+    -------
+    Figure
+    """
     table = drivers.sort_values("share")
     figure, axes = plt.subplots(figsize=(8, 0.5 * len(table) + 1.2))
     names = [(labels or {}).get(t, t) for t in table["term"]]
@@ -217,7 +268,23 @@ def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = Non
 def power_curve(
     curve: pd.DataFrame, mde: float, estimate: float | None = None, n_units: int | None = None
 ) -> plt.Figure:
-    """Power against the true effect size, with the minimum detectable effect marked."""
+    """Power against the true effect size, with the minimum detectable effect marked.
+
+    Parameters
+    ----------
+    curve : DataFrame
+        ``effect`` (NPS points per SD of engagement) and ``power`` (0 … 1).
+    mde : float
+        The effect detected with 80% power.
+    estimate : float, optional
+        The study's own estimate, marked when given.
+    n_units : int, optional
+        The units the curve assumes, for the title.
+
+    Returns
+    -------
+    Figure
+    """
     figure, axes = plt.subplots()
     axes.plot(curve["effect"], 100 * curve["power"], color=ACCENT, linewidth=2)
     axes.axhline(80, color=MUTED, linestyle=":", linewidth=1)
@@ -250,11 +317,21 @@ def power_curve(
 
 
 def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figure:
-    """Engagement index by unit × wave. Colour only where a cell differs significantly from its
-    wave's mean after FDR correction; suppressed cells hatched grey; others pale grey.
+    """Engagement index by unit × wave, coloured only where a cell differs significantly.
 
-    ``cells`` has ``unit_id, wave, engagement_index, difference, significant, suppressed``;
-    ``unit_labels`` maps unit_id to the label shown, in display order.
+    A cell is coloured where it differs significantly from its wave's mean after FDR correction;
+    suppressed cells are hatched grey; the others are pale grey.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        ``unit_id, wave, engagement_index, difference, significant, suppressed``.
+    unit_labels : Series
+        Maps ``unit_id`` to the label shown, in display order.
+
+    Returns
+    -------
+    Figure
     """
     units = list(unit_labels.index)
     waves = sorted(cells["wave"].unique())
@@ -313,7 +390,21 @@ def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figur
 def estimates_with_intervals(
     table: pd.DataFrame, label: str, value: str, title: str, axis_label: str, n: str = "n"
 ) -> plt.Figure:
-    """A point and its 95% interval per row of a tidy table, each labelled with its n."""
+    """A point and its 95% interval per row of a tidy table, each labelled with its n.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per point, with ``conf_low`` and ``conf_high``.
+    label, value, n : str
+        The columns holding each row's label, estimate and n.
+    title, axis_label : str
+        The figure's title and the value axis's label.
+
+    Returns
+    -------
+    Figure
+    """
     figure, axes = plt.subplots(figsize=(8, 0.45 * len(table) + 1.4))
     positions = np.arange(len(table))
     axes.errorbar(
@@ -362,10 +453,29 @@ def calibration_rates(
 ) -> plt.Figure:
     """Monte-Carlo rates with their Wilson 95% bands, one panel per condition, ours vs naive.
 
-    ``summary`` is ``analysis.studies.calibration.summarise``'s table; ``measure`` is ``rejection``
-    (false-positive rate) or ``coverage``. The dashed line is the nominal rate and the grey
-    strip the range a perfectly calibrated method would show 95% of the time with that many
-    replicates (``nominal ± 1.96 √(nominal (1 − nominal) / R)``).
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``'s table.
+    conditions : list of str
+        The conditions to show, one panel each.
+    labels : dict of str to str
+        Display names of the estimands.
+    measure : {"rejection", "coverage"}
+        The false-positive rate or the coverage of the intervals.
+    nominal : float
+        The nominal rate.
+
+    Returns
+    -------
+    Figure
+
+    Notes
+    -----
+    The dashed line is the nominal rate and the grey strip the range a perfectly calibrated
+    method would show 95% of the time with ``R`` replicates::
+
+        nominal ± 1.96 √(nominal (1 − nominal) / R)
     """
     rate = "rejection_rate" if measure == "rejection" else "coverage"
     shown = summary[summary["condition"].isin(conditions)].dropna(subset=[rate])
@@ -426,23 +536,27 @@ def calibration_rates(
         sns.despine(ax=axis, left=True)
     axes[0, 0].invert_yaxis()  # once: the panels share their y axis
     what = "False-positive rate" if measure == "rejection" else "Coverage of 95% intervals"
-    figure.suptitle(
+    return _titled(
+        figure,
         f"{what}: ours (blue dots) vs the naive analysis (orange squares), "
         f"with Monte-Carlo 95% bands; dashed = nominal {nominal:.0%}",
-        x=0.01,
-        ha="left",
-        fontsize=11,
-        fontweight="bold",
     )
-    figure.tight_layout()
-    return figure
 
 
 def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
     """Power against the number of units, one line per number of waves, Wilson 95% bands.
 
-    ``power`` is ``analysis.studies.calibration.power_table``: ``estimand, n_units, n_waves,
-    replicates, rejection_rate, rejection_low, rejection_high``.
+    Parameters
+    ----------
+    power : DataFrame
+        ``analysis.studies.calibration.power_table``: ``estimand, n_units, n_waves, replicates,
+        rejection_rate, rejection_low, rejection_high``.
+    labels : dict of str to str
+        Display names of the estimands.
+
+    Returns
+    -------
+    Figure
     """
     estimands = list(dict.fromkeys(power["estimand"]))
     figure, axes = plt.subplots(
@@ -486,12 +600,6 @@ def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
         sns.despine(ax=axis)
     axes[0, 0].set_ylabel("Chance of detecting the effect (%)")
     axes[0, -1].legend(title="Survey waves", frameon=False)
-    figure.suptitle(
-        "Power against units and waves at the generator's default effects (dotted: 80%)",
-        x=0.01,
-        ha="left",
-        fontsize=11,
-        fontweight="bold",
+    return _titled(
+        figure, "Power against units and waves at the generator's default effects (dotted: 80%)"
     )
-    figure.tight_layout()
-    return figure

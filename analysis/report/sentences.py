@@ -18,6 +18,9 @@ import html
 import matplotlib as mpl
 import pandas as pd
 
+from analysis.measures.internal import scale_label
+from analysis.models import registry
+
 # Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the left-to-right and
 # right-to-left marks (U+200E, U+200F) and the Arabic letter mark (U+061C): invisible
 # characters that reorder the text around them (the "Trojan Source" trick). Displayed names lose
@@ -49,17 +52,6 @@ def html_table(table: pd.DataFrame, **options) -> str:
     return shown.to_html(**settings)
 
 
-ESTIMAND_LABELS = {
-    "nps_on_engagement": ("NPS points per SD of engagement", 0.0),
-    "nps_on_engagement_within": ("… within the same unit over time", 0.0),
-    "engagement_on_prior_nps": ("Reverse: engagement SD per +10 prior NPS", 0.0),
-    "churn_hazard_on_engagement": ("Churn hazard ratio per SD of engagement", 1.0),
-    "nps_quartile_gap": ("NPS gap, top − bottom quartile (points)", 0.0),
-    "retention_quartile_gap": ("12-month retention gap, top − bottom (pp)", 0.0),
-    "nps_mediated_share": ("Share of churn effect through NPS", 0.0),
-}
-
-
 def level(confidence: float) -> str:
     """A confidence level as a percentage that prints exactly: ``95%``, ``99.9%``."""
     text = f"{100 * confidence:.1f}".removesuffix(".0")
@@ -77,6 +69,19 @@ def signed(value: float, digits: int = 1) -> str:
 
 
 def interval(low: float, high: float, digits: int = 1) -> str:
+    """An interval as words: ``+2.3 to +6.7``, each end signed as :func:`signed` signs it.
+
+    Parameters
+    ----------
+    low, high : float
+        The interval's ends.
+    digits : int
+        Decimals shown.
+
+    Returns
+    -------
+    str
+    """
     return f"{signed(low, digits)} to {signed(high, digits)}"
 
 
@@ -241,6 +246,28 @@ def causal_reading(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
 
 
 def power_sentence(estimates: pd.DataFrame) -> str | None:
+    """The smallest effect the study could detect, and what a non-significant result means.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        ``estimates.csv``; its ``nps_on_engagement_mde`` row is read.
+
+    Returns
+    -------
+    str or None
+        ``None`` when the minimum detectable effect was not estimated.
+
+    Notes
+    -----
+    The minimum detectable effect at 80% power and two-sided level α is
+    ``(t_{1−α/2, df} + t_{0.80, df}) · SE`` with ``df`` the units − 1 (``analysis.models.power``).
+
+    References
+    ----------
+    Bloom, H. S. (1995). Minimum detectable effects: a simple way to report the statistical
+    power of experimental designs. *Evaluation Review*, 19(5), 547–556.
+    """
     row = _get(estimates, "nps_on_engagement_mde")
     if row is None:
         return None
@@ -263,6 +290,19 @@ CAVEATS = (
 
 
 def list_html(items: list[str], css_class: str = "") -> str:
+    """Sentences as an HTML bullet list, each escaped and without bidirectional controls.
+
+    Parameters
+    ----------
+    items : list of str
+        The sentences.
+    css_class : str
+        The list's class (``io-note``, ``io-headline``), none when empty.
+
+    Returns
+    -------
+    str
+    """
     attribute = f' class="{css_class}"' if css_class else ""
     return (
         f"<ul{attribute}>"
@@ -271,14 +311,11 @@ def list_html(items: list[str], css_class: str = "") -> str:
     )
 
 
-SCALE_LABELS = {
-    "engagement_index": "Engagement",
-    "internal_communication_index": "Internal communication",
-    "brand_alignment_index": "Brand alignment",
-    "points_of_connection_index": "Points of connection",
-    "employee_effort_index": "Employee effort (ease)",
-    "enps_index": "Would recommend as employer (eNPS item)",
-}
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: its first letter lower-case, unless it starts an acronym."""
+    if len(label) > 1 and label[1].isupper():
+        return label
+    return label[:1].lower() + label[1:]
 
 
 def drivers_sentence(drivers: pd.DataFrame) -> str:
@@ -288,13 +325,13 @@ def drivers_sentence(drivers: pd.DataFrame) -> str:
     table = drivers.sort_values("estimate", ascending=False)
     top = table.iloc[0]
     share, low, high = top["share"], top["share_conf_low"], top["share_conf_high"]
-    label = SCALE_LABELS.get(top["term"], top["term"])
+    label = _in_sentence(scale_label(top["term"]))
     text = (
-        f"Of the internal measures, {label.lower()} accounts for the largest share of the "
+        f"Of the internal measures, {label} accounts for the largest share of the "
         f"differences in unit NPS that the measures explain together ({share:.0f}%, 95% CI "
         f"{low:.0f}% to {high:.0f}%; {int(top['n_units'])} units)."
     )
-    significant = [SCALE_LABELS.get(t, t).lower() for t in table.loc[table["significant"], "term"]]
+    significant = [_in_sentence(scale_label(t)) for t in table.loc[table["significant"], "term"]]
     if significant:
         text += (
             " Measures that stand out from chance after correcting for testing several "
@@ -310,10 +347,11 @@ def drivers_sentence(drivers: pd.DataFrame) -> str:
 
 def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
     """Every estimand as a readable row: estimate, interval, p (Holm) and n."""
-    rows = estimates[estimates["estimand"].isin(ESTIMAND_LABELS)]
+    labels = registry.labels()
+    rows = estimates[estimates["estimand"].isin(labels)]
     shown = pd.DataFrame(
         {
-            "Question": [ESTIMAND_LABELS[e][0] for e in rows["estimand"]],
+            "Question": [labels[e][0] for e in rows["estimand"]],
             "Estimate": rows["estimate"].map("{:.2f}".format),
             f"{level(1 - alpha)} interval": [
                 f"{lo:.2f} to {hi:.2f}"
@@ -399,15 +437,7 @@ def reliability_table_html(reliability: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------
 # Findings that rest on one unit (analysis.models.estimate.one_unit_fragility)
 
-FRAGILITY_SUBJECTS = {
-    "nps_on_engagement": "The link between engagement and the next quarter's customer NPS",
-    "nps_on_engagement_within": "The link between engagement and NPS within the same unit",
-    "engagement_on_prior_nps": "The reverse link, from customer NPS to later engagement",
-    "churn_hazard_on_engagement": "The link between engagement and customers' risk of leaving",
-    "nps_quartile_gap": "The NPS gap between the top and bottom engagement quartiles",
-    "retention_quartile_gap": "The retention gap between the top and bottom engagement quartiles",
-    "nps_mediated_share": "The share of the churn link that runs through NPS",
-}
+FRAGILITY_SUBJECTS = {e.name: e.subject for e in registry.ESTIMANDS if e.tested}
 NO_FRAGILE_FINDING = (
     "No finding changes its significance or its direction when any single unit is left out."
 )

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.data.contract import nps_points
 from analysis.data.synth import StudyDesign
 
 # The three sizes of issue 5, and a tiny one for the tests. Customer numbers and answers per
@@ -121,6 +122,8 @@ TARGETS = {"estimate": (120.0, 4 * 1024**3)}  # the largest study: 2 minutes, 4 
 
 @dataclass
 class Measured:
+    """One measured step: wall time, peak memory of its process tree, and how it ended."""
+
     seconds: float
     peak_bytes: int
     status: str  # "ok", "timeout", "refused" (exit 2) or "failed"
@@ -226,7 +229,7 @@ def naive_nps_on_engagement(dataset, panel: pd.DataFrame, window_days: int) -> d
         {
             "unit_id": answers["unit_id"].to_numpy()[inside],
             "wave": waves[position[inside]],
-            "score": np.where(score >= 9, 100.0, np.where(score <= 6, -100.0, 0.0))[inside],
+            "score": nps_points(score)[inside],
         }
     ).merge(
         panel[["unit_id", "wave", "engagement_index", "region"]].dropna(),
@@ -249,21 +252,25 @@ def naive_churn_hazard(dataset, panel: pd.DataFrame, as_of) -> dict:
     return {"log_hazard_ratio_per_index_point": float(params[0]), "episodes": len(episodes)}
 
 
+#: The registry's estimands with a customer-level (naive) alternative, by the step that times them.
+OURS = {"nps_model": "nps_on_engagement", "hazard_model": "churn_hazard_on_engagement"}
+
+
 def _estimands_main(argv: list[str]) -> int:
     """``estimands {ours,naive} DATA``: time the two estimands one way; print JSON timings."""
     import statsmodels.api  # noqa: F401  imports are not part of any model's time
     import statsmodels.formula.api  # noqa: F401
 
-    from analysis.data.load import default_as_of, load_dataset
-    from analysis.data.parameters import Parameters
+    from analysis.data.load import load_dataset
+    from analysis.data.parameters import Parameters, resolve_as_of
     from analysis.measures.panel import unit_wave_panel
-    from analysis.models import estimate, linkage
+    from analysis.models import registry
 
     which, data = argv
     parameters = Parameters()
     timings: dict[str, float] = {}
     dataset = _timed(timings, "load", load_dataset, data)
-    as_of = default_as_of(dataset)
+    as_of = resolve_as_of(dataset, parameters)
     panel = _timed(
         timings,
         "panel",
@@ -274,17 +281,9 @@ def _estimands_main(argv: list[str]) -> int:
         parameters.covariates,
     )
     if which == "ours":
-        _timed(timings, "nps_model", linkage.nps_on_engagement, panel, parameters.covariates)
-        _timed(
-            timings,
-            "hazard_model",
-            estimate.churn_hazard_on_engagement,
-            dataset,
-            panel,
-            as_of,
-            parameters.covariates,
-            parameters.confidence,
-        )
+        fitting = registry.Fitting(dataset, parameters, panel, as_of)
+        for step, name in OURS.items():
+            _timed(timings, step, registry.by_name(name).fit, fitting)
     elif which == "naive-nps":
         _timed(
             timings,
@@ -693,6 +692,7 @@ def scaling_panel(axis, points: pd.DataFrame) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m analysis.studies.benchmark`` (``make bench``)."""
     parser = argparse.ArgumentParser(
         prog="python -m analysis.studies.benchmark",
         description="Time and measure the memory of estimate and report on synthetic studies "
@@ -728,6 +728,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, or one of its internal steps (``measure``, ``estimands``).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for a refused request.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["measure"]:
         return _measure_main(argv[1:])

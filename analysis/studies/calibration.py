@@ -36,13 +36,12 @@ evaluate statistical methods", *Statistics in Medicine* 38(11), 2074–2102; ADE
 Seeds are derived from a base seed, the condition's name and the replicate number
 (``replicate_seed``), so a rerun gives the same numbers and adding a condition changes no other.
 
-Pure: ``run_study`` returns tables; ``analysis.report.build`` writes them and renders the page.
+Pure: ``run_study`` returns tables; ``analysis.data.results`` writes them and
+``analysis.report.calibration_page`` words the page.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import sys
 import time
 import zlib
@@ -52,52 +51,93 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis import PROJECT_ROOT
 from analysis.data import folders
-from analysis.data.load import write_tables
+from analysis.data.contract import nps_points
 from analysis.data.parameters import Parameters
 from analysis.data.synth import StudyDesign
 from analysis.measures.intervals import wilson_interval
-from analysis.measures.nps import DETRACTOR_MAX, PROMOTER_MIN
-from analysis.models.linkage import ESTIMATE_COLUMNS
-from analysis.report.build import NOTEBOOKS_DIR, Page, execute_notebook, render_page, staged_run
+from analysis.models import registry
+from analysis.models.tidy import TIDY_COLUMNS, tidy_row
+from analysis.report.build import (
+    NOTEBOOKS_DIR,
+    Page,
+    execute_notebook,
+    page_context,
+    render_page,
+    staged_run,
+    write_manifest,
+)
 
 DEFAULT_SEED = 20240331
 DEFAULT_REPLICATES = 200
 NOMINAL_ALPHA = 0.05
 
-ESTIMANDS = (
-    "nps_on_engagement",
-    "nps_on_engagement_within",
-    "engagement_on_prior_nps",
-    "churn_hazard_on_engagement",
-    "nps_quartile_gap",
-    "retention_quartile_gap",
+# The engine's estimands the study fits (``Estimand.in_study``: the bootstraps are left out),
+# in the registry's order.
+STUDY_ESTIMANDS = tuple(e for e in registry.ESTIMANDS if e.in_study)
+ESTIMANDS = tuple(e.name for e in STUDY_ESTIMANDS)
+
+
+def _fit_naive_nps(fitting: registry.Fitting) -> dict:
+    return naive_nps_on_engagement(fitting.dataset, fitting.panel, fitting.parameters.confidence)
+
+
+def _fit_naive_churn(fitting: registry.Fitting) -> dict:
+    return naive_churn_on_engagement(
+        fitting.dataset, fitting.panel, fitting.as_of, fitting.parameters.confidence
+    )
+
+
+#: The naive analysis a spreadsheet user would run: study-only estimands, same form as the
+#: registry's, each beside the registry estimand in ``counterpart``.
+NAIVE = (
+    (
+        registry.Estimand(
+            "naive_nps_on_engagement",
+            "engagement_sd",
+            "Naive: customer-level OLS, same quarter",
+            "The naive customer-level link between engagement and NPS",
+            "Customer-level OLS of each answer's NPS score on its unit's same-quarter engagement",
+            0.0,
+            "difference",
+            tested=True,
+            in_study=True,
+            needs_churn=False,
+            fit=_fit_naive_nps,
+        ),
+        "nps_on_engagement",
+    ),
+    (
+        registry.Estimand(
+            "naive_churn_on_engagement",
+            "engagement_sd",
+            "Naive: customer-level logistic for churn",
+            "The naive customer-level link between engagement and churn",
+            "Odds ratio of having churned per SD of the unit's mean engagement",
+            1.0,
+            "ratio",
+            tested=True,
+            in_study=True,
+            needs_churn=False,
+            fit=_fit_naive_churn,
+        ),
+        "churn_hazard_on_engagement",
+    ),
 )
-NAIVE_ESTIMANDS = ("naive_nps_on_engagement", "naive_churn_on_engagement")
-RATIO_ESTIMANDS = ("churn_hazard_on_engagement", "naive_churn_on_engagement")
+NAIVE_ESTIMANDS = tuple(e.name for e, _ in NAIVE)
+RATIO_ESTIMANDS = tuple(
+    e.name for e in (*STUDY_ESTIMANDS, *(n for n, _ in NAIVE)) if e.scale == "ratio"
+)
 # The naive counterpart of each of our estimands, for side-by-side display.
-NAIVE_COUNTERPART = {
-    "naive_nps_on_engagement": "nps_on_engagement",
-    "naive_churn_on_engagement": "churn_hazard_on_engagement",
-}
-LABELS = {
-    "nps_on_engagement": "NPS per SD of engagement (next quarter)",
-    "nps_on_engagement_within": "… within units over time",
-    "engagement_on_prior_nps": "Reverse check: engagement per +10 prior NPS",
-    "churn_hazard_on_engagement": "Churn hazard ratio per SD",
-    "nps_quartile_gap": "NPS gap, top − bottom quartile",
-    "retention_quartile_gap": "Retention gap, top − bottom quartile",
-    "naive_nps_on_engagement": "Naive: customer-level OLS, same quarter",
-    "naive_churn_on_engagement": "Naive: customer-level logistic for churn",
-}
+NAIVE_COUNTERPART = {e.name: ours for e, ours in NAIVE}
+LABELS = {e.name: e.label for e in (*STUDY_ESTIMANDS, *(n for n, _ in NAIVE))}
 REPLICATE_COLUMNS = (
     "condition",
     "replicate",
     "seed",
-    *(c for c in ESTIMATE_COLUMNS if c != "method"),
+    *(c for c in TIDY_COLUMNS if c != "method"),
     "truth",
     "failure",
 )
@@ -127,6 +167,7 @@ class Condition:
     churn: bool = True
 
     def replicates(self, replicates: int) -> int:
+        """This condition's number of replicates for a study of ``replicates`` (at least 2)."""
         return max(2, int(round(self.share * replicates)))
 
 
@@ -189,38 +230,8 @@ def replicate_seed(base_seed: int, condition: str, index: int) -> int:
 # The naive analysis
 
 
-def _response_score(likelihood: pd.Series) -> np.ndarray:
-    """Each answer's contribution to NPS: +100 promoter (9–10), 0 passive, −100 detractor."""
-    score = likelihood.to_numpy(dtype=float)
-    return np.where(score >= PROMOTER_MIN, 100.0, np.where(score <= DETRACTOR_MAX, -100.0, 0.0))
-
-
 def _quarter(dates: pd.Series) -> np.ndarray:
     return (dates.dt.year * 4 + dates.dt.quarter).to_numpy()
-
-
-def _naive_row(estimand, term, coef, se, dist_df, n_obs, n_units, method, confidence, ratio):
-    quantile = (
-        stats.norm.ppf(0.5 + confidence / 2)
-        if dist_df is None
-        else stats.t.ppf(0.5 + confidence / 2, dist_df)
-    )
-    statistic = abs(coef / se)
-    p_value = 2 * (stats.norm.sf(statistic) if dist_df is None else stats.t.sf(statistic, dist_df))
-    low, high = coef - quantile * se, coef + quantile * se
-    transform = np.exp if ratio else (lambda v: v)
-    return {
-        "estimand": estimand,
-        "term": term,
-        "estimate": float(transform(coef)),
-        "std_error": float(se),
-        "conf_low": float(transform(low)),
-        "conf_high": float(transform(high)),
-        "p_value": float(p_value),
-        "n_obs": int(n_obs),
-        "n_units": int(n_units),
-        "method": method,
-    }
 
 
 def _observed_index_sd(panel: pd.DataFrame) -> float:
@@ -250,7 +261,7 @@ def naive_nps_on_engagement(dataset, panel: pd.DataFrame, confidence: float = 0.
         {
             "unit_id": answers["unit_id"].to_numpy(),
             "quarter": _quarter(answers["responded_on"]),
-            "score": _response_score(answers["likelihood_to_recommend"]),
+            "score": nps_points(answers["likelihood_to_recommend"].to_numpy(dtype=float)),
         }
     ).merge(waves, on=["unit_id", "quarter"], how="inner")
     x = answers["engagement_index"].to_numpy(float) / _observed_index_sd(panel)
@@ -260,18 +271,18 @@ def naive_nps_on_engagement(dataset, panel: pd.DataFrame, confidence: float = 0.
     slope = float(centred @ (y - y.mean()) / (centred @ centred))
     residual = y - y.mean() - slope * centred
     se = float(np.sqrt(residual @ residual / (n - 2) / (centred @ centred)))
-    return _naive_row(
+    return tidy_row(
         "naive_nps_on_engagement",
         "engagement_sd",
         slope,
         se,
-        n - 2,
-        n,
-        answers["unit_id"].nunique(),
-        "customer-level OLS of each answer's NPS score on its unit's same-quarter engagement "
-        "index (per observed SD), no covariates, iid SE",
-        confidence,
-        ratio=False,
+        df=n - 2,
+        confidence=confidence,
+        n_obs=n,
+        n_units=answers["unit_id"].nunique(),
+        method="customer-level OLS of each answer's NPS score on its unit's same-quarter "
+        "engagement index (per observed SD), no covariates, iid SE",
+        se_method="iid",
     )
 
 
@@ -295,18 +306,20 @@ def naive_churn_on_engagement(
     ).merge(mean_index.rename("engagement").reset_index(), on="unit_id", how="inner")
     x = frame["engagement"].to_numpy(float) / _observed_index_sd(panel)
     fit = sm.Logit(frame["churned"].to_numpy(float), sm.add_constant(x)).fit(disp=0)
-    return _naive_row(
+    return tidy_row(
         "naive_churn_on_engagement",
         "engagement_sd",
         float(fit.params[1]),
         float(fit.bse[1]),
-        None,
-        len(frame),
-        frame["unit_id"].nunique(),
-        "customer-level logistic regression of churned (yes/no) on the unit's mean engagement "
-        "index (per observed SD), no covariates, iid SE; odds ratio, std_error on the log scale",
-        confidence,
-        ratio=True,
+        df=None,
+        confidence=confidence,
+        exponentiate=True,
+        n_obs=len(frame),
+        n_units=frame["unit_id"].nunique(),
+        method="customer-level logistic regression of churned (yes/no) on the unit's mean "
+        "engagement index (per observed SD), no covariates, iid SE; odds ratio, std_error on "
+        "the log scale",
+        se_method="iid",
     )
 
 
@@ -358,50 +371,30 @@ def replicate(
 ) -> pd.DataFrame:
     """Draw one study and estimate every main estimand and the naive analysis on it.
 
-    The wiring follows ``analysis.models.estimate.estimate_all`` (panel, then each estimand with the
-    parameters' covariates and confidence), without the bootstraps. Returns tidy rows
+    Each estimand of the registry the study fits (``STUDY_ESTIMANDS``; without ``churn``, those
+    that need no churn model), then the naive ones (``NAIVE``), each by its registry ``fit``,
+    as ``analysis.models.estimate.estimate_all`` fits it. Returns tidy rows
     (``estimand, term, estimate, std_error, conf_low, conf_high, p_value, n_obs, n_units,
     method``) with the generator's ``truth`` and a ``failure`` message where an estimand could
     not be computed.
     """
-    from analysis.data.load import dataset_from_tables, default_as_of
+    from analysis.data.load import dataset_from_tables
+    from analysis.data.parameters import resolve_as_of
     from analysis.data.synth import generate
     from analysis.measures.panel import unit_wave_panel
-    from analysis.models import estimate, linkage
 
     parameters = parameters or Parameters()
     study = generate(design)
     dataset = dataset_from_tables(study.tables)
-    as_of = pd.Timestamp(parameters.as_of) if parameters.as_of else default_as_of(dataset)
-    covariates, confidence = parameters.covariates, parameters.confidence
-    panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of, covariates)
-
-    def quartile_gap() -> dict:
-        gap = linkage.nps_quartile_gap(panel, parameters.min_group_size, confidence).iloc[0]
-        return {"estimand": "nps_quartile_gap", **gap.to_dict(), "method": "quartile gap"}
-
-    computations: dict[str, Callable[[], dict]] = {
-        "nps_on_engagement": lambda: linkage.nps_on_engagement(panel, covariates, confidence),
-        "nps_on_engagement_within": lambda: linkage.nps_on_engagement_within(panel, confidence),
-        "engagement_on_prior_nps": lambda: linkage.engagement_on_prior_nps(
-            panel, covariates, confidence
-        ),
-        "churn_hazard_on_engagement": lambda: estimate.churn_hazard_on_engagement(
-            dataset, panel, as_of, covariates, confidence
-        )[0],
-        "nps_quartile_gap": quartile_gap,
-        "retention_quartile_gap": lambda: estimate.retention_quartile_gap(
-            dataset, panel, parameters.min_group_size, as_of, confidence
-        ),
-        "naive_nps_on_engagement": lambda: naive_nps_on_engagement(dataset, panel, confidence),
-        "naive_churn_on_engagement": lambda: naive_churn_on_engagement(
-            dataset, panel, as_of, confidence
-        ),
-    }
-    if not churn:
-        del computations["churn_hazard_on_engagement"]
+    as_of = resolve_as_of(dataset, parameters)
+    panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of, parameters.covariates)
+    fitting = registry.Fitting(dataset, parameters, panel, as_of)
+    estimands = [
+        *(e for e in STUDY_ESTIMANDS if churn or not e.needs_churn),
+        *(e for e, _ in NAIVE),
+    ]
     truth = true_values(study.truth["effects"])
-    rows = [_attempt(name, compute) for name, compute in computations.items()]
+    rows = [_attempt(e.name, lambda e=e: e.fit(fitting)) for e in estimands]
     table = pd.DataFrame(rows)
     table["truth"] = table["estimand"].map(truth)
     for column in [*REPLICATE_COLUMNS[3:], "method"]:
@@ -420,6 +413,8 @@ def replicate(
 
 @dataclass(frozen=True)
 class Task:
+    """One replicate to simulate and analyse: a condition, its index and its own seed."""
+
     condition: Condition
     index: int
     seed: int
@@ -687,210 +682,9 @@ def power_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Words and tables for the report
-
-
-def _percent(value: float) -> str:
-    return "–" if pd.isna(value) else f"{100 * value:.1f}%"
-
-
-def _band(low: float, high: float) -> str:
-    return "–" if pd.isna(low) else f"{100 * low:.1f}–{100 * high:.1f}%"
-
-
-def rates_table_html(summary: pd.DataFrame, measure: str = "rejection") -> str:
-    """Rates with their Wilson 95% Monte-Carlo band, one row per condition and estimand."""
-    rate = "rejection_rate" if measure == "rejection" else "coverage"
-    rows = summary.dropna(subset=[rate])
-    shown = pd.DataFrame(
-        {
-            "Condition": rows["label"],
-            "Estimand": rows["estimand"].map(LABELS).fillna(rows["estimand"]),
-            "Replicates": rows["replicates"],
-            "Rate": rows[rate].map(_percent),
-            "Monte-Carlo 95% band": [
-                _band(lo, hi)
-                for lo, hi in zip(rows[f"{measure}_low"], rows[f"{measure}_high"], strict=True)
-            ],
-            "Verdict": rows[f"{measure}_verdict"],
-        }
-    )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
-
-
-def reverse_table_html(summary: pd.DataFrame) -> str:
-    """Under reverse causation: what each estimand reports, against a true forward effect of 0."""
-    rows = summary[summary["role"] == "reverse"]
-    shown = pd.DataFrame(
-        {
-            "Estimand": rows["estimand"].map(LABELS).fillna(rows["estimand"]),
-            "True causal value": rows["truth"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
-            "Mean estimate": rows["mean_estimate"].map("{:.2f}".format),
-            "Bias ± MC SE (log scale for ratios)": [
-                "–" if pd.isna(b) else f"{b:+.2f} ± {s:.2f}"
-                for b, s in zip(rows["bias"], rows["bias_mc_se"], strict=True)
-            ],
-            "Share called significant": rows["rejection_rate"].map(_percent),
-            "Monte-Carlo 95% band": [
-                _band(lo, hi)
-                for lo, hi in zip(rows["rejection_low"], rows["rejection_high"], strict=True)
-            ],
-        }
-    )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
-
-
-def false_positive_sentence(summary: pd.DataFrame) -> str:
-    """The headline: our false-positive rates against the naive analysis's, with bands."""
-    null = summary[summary["role"] == "no_effect"]
-    ours = null[null["estimand"].isin(ESTIMANDS[:4])]
-    naive = null[null["naive"]]
-    if ours.empty:
-        return "No condition without an effect was run."
-    calibrated = int((ours["rejection_verdict"] == "calibrated").sum())
-    worst_naive = naive.loc[naive["rejection_rate"].idxmax()] if not naive.empty else None
-    text = (
-        f"In studies where engagement has no effect at all, our four models called an effect "
-        f"significant in {_percent(ours['rejection_rate'].min())} to "
-        f"{_percent(ours['rejection_rate'].max())} of {int(ours['replicates'].min())} "
-        f"simulated studies each, against the promised 5%; {calibrated} of {len(ours)} "
-        f"model-and-condition rates are within their Monte-Carlo band of 5%."
-    )
-    liberal = ours[ours["rejection_verdict"] == "liberal"]
-    if len(liberal):
-        text += (
-            " Slightly too many false alarms: "
-            + "; ".join(
-                f"{LABELS.get(row['estimand'], row['estimand'])} in '{row['label']}', "
-                f"{_percent(row['rejection_rate'])} (band "
-                f"{_band(row['rejection_low'], row['rejection_high'])}; its standard errors "
-                f"are {100 * (1 - row['mean_model_se'] / row['empirical_se']):.0f}% smaller "
-                f"than the estimates' actual spread)"
-                for _, row in liberal.iterrows()
-            )
-            + "."
-        )
-    if worst_naive is not None:
-        text += (
-            f" The naive spreadsheet analysis called an effect significant in up to "
-            f"{_percent(worst_naive['rejection_rate'])} "
-            f"(band {_band(worst_naive['rejection_low'], worst_naive['rejection_high'])}) of the "
-            f"same studies, {worst_naive['rejection_rate'] / NOMINAL_ALPHA:.1f} times the "
-            f"promised rate."
-        )
-    return text
-
-
-def coverage_sentence(summary: pd.DataFrame) -> str:
-    rows = summary[(summary["role"] == "effect") & summary["coverage"].notna()]
-    ours = rows[~rows["naive"]]
-    naive = rows[rows["naive"]]
-    if ours.empty:
-        return "No effect condition was run."
-    text = (
-        f"Where the effects are real, our 95% intervals contained the true effect in "
-        f"{_percent(ours['coverage'].min())} to {_percent(ours['coverage'].max())} of studies."
-    )
-    if not naive.empty:
-        text += (
-            f" The naive analysis's intervals contained it in "
-            f"{_percent(naive['coverage'].iloc[0])}: without the lag and the correction for "
-            f"noisy small units its estimate is both biased and overconfident."
-        )
-    return text
-
-
-def reverse_sentence(summary: pd.DataFrame) -> str:
-    rows = summary[summary["role"] == "reverse"].set_index("estimand")
-    if "engagement_on_prior_nps" not in rows.index or "nps_on_engagement" not in rows.index:
-        return "No reverse-causation condition was run."
-    forward, check = rows.loc["nps_on_engagement"], rows.loc["engagement_on_prior_nps"]
-    return (
-        f"When customers' experience drives staff engagement and engagement has no effect on "
-        f"customers, the forward model still reports {forward['mean_estimate']:+.1f} NPS points "
-        f"per SD on average and calls it significant in {_percent(forward['rejection_rate'])} of "
-        f"studies: a lagged association alone cannot prove cause. The reverse check flags the "
-        f"problem in {_percent(check['rejection_rate'])} of the same studies "
-        f"(band {_band(check['rejection_low'], check['rejection_high'])}), which is why the "
-        f"report always reads the two together."
-    )
-
-
-def band_statement(replicates: int, alpha: float = NOMINAL_ALPHA) -> str:
-    low, high = nominal_band(alpha, replicates)
-    return (
-        f"Every rate is shown with its Wilson 95% Monte-Carlo interval: the range the rate "
-        f"could plausibly take if the study were rerun with other seeds. With {replicates} "
-        f"replicates a perfectly calibrated test shows a false-positive rate between "
-        f"{_percent(max(low, 0))} and {_percent(high)} 95% of the time "
-        f"(5% ± 1.96 · √(0.05 · 0.95 / {replicates}))."
-    )
-
-
-def power_sentence(power: pd.DataFrame, estimand: str = "nps_on_engagement") -> str:
-    """Power of one estimand at the smallest and the largest design of the grid."""
-    rows = power[power["estimand"] == estimand].dropna(subset=["rejection_rate"])
-    if rows.empty:
-        return "No power grid was run."
-    rows = rows.assign(size=rows["n_units"] * rows["n_waves"]).sort_values("size")
-    small, large = rows.iloc[0], rows.iloc[-1]
-    effect = {
-        "churn_hazard_on_engagement": "a churn hazard ratio of 0.88 per SD of engagement",
-    }.get(estimand, "4 NPS points per SD of engagement")
-    return (
-        f"{LABELS.get(estimand, estimand)}: with the generator's default effect ({effect}), "
-        f"it was detected in {_percent(small['rejection_rate'])} of studies with "
-        f"{int(small['n_units'])} units and {int(small['n_waves'])} waves "
-        f"(band {_band(small['rejection_low'], small['rejection_high'])}), and in "
-        f"{_percent(large['rejection_rate'])} with {int(large['n_units'])} units and "
-        f"{int(large['n_waves'])} waves (band "
-        f"{_band(large['rejection_low'], large['rejection_high'])})."
-    )
-
-
-def conditions_table_html(conditions: pd.DataFrame) -> str:
-    """The simulated conditions: design, effects and replicates."""
-    shown = pd.DataFrame(
-        {
-            "Condition": conditions["label"],
-            "Units": conditions["n_units"],
-            "Waves": conditions["n_waves"],
-            "NPS effect (points per SD)": conditions["nps_effect"].map("{:.1f}".format),
-            "Churn hazard ratio per SD": conditions["churn_hazard_ratio"].map("{:.2f}".format),
-            "Regions confound": conditions["confounding"].map({True: "yes", False: "no"}),
-            "Reverse causation": conditions["reverse_causation"].map({True: "yes", False: "no"}),
-            "Churn model fitted": conditions["churn_model"].map({True: "yes", False: "no"}),
-            "Replicates": conditions["replicates"],
-        }
-    )
-    return shown.to_html(index=False, escape=True, border=0, classes="io-table")
-
-
-# --------------------------------------------------------------------------------------------
 # The study's run folder: tables, the executed notebook and its page, published atomically
 
 CALIBRATION_PAGE = Page("index", "calibration.ipynb", "Calibration study")
-CALIBRATION_FILES = ("replicates", "summary", "conditions")
-
-
-def read_calibration(results_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """The calibration study's tables, as ``build_calibration_report`` wrote them."""
-    results_dir = Path(results_dir)
-    missing = [n for n in CALIBRATION_FILES if not (results_dir / f"{n}.csv").exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"no calibration results in {results_dir} ({', '.join(missing)}.csv missing): "
-            "run `make validate` or `python -m analysis calibrate` first"
-        )
-    tables = {
-        name: pd.read_csv(results_dir / f"{name}.csv", keep_default_na=False, na_values=[""])
-        for name in CALIBRATION_FILES
-    }
-    for name in ("replicates", "summary"):
-        for column in ("failure", "rejection_verdict", "coverage_verdict"):
-            if column in tables[name]:
-                tables[name][column] = tables[name][column].fillna("").astype(str)
-    return tables
 
 
 def _code_digests() -> dict[str, str]:
@@ -900,6 +694,8 @@ def _code_digests() -> dict[str, str]:
     names = (
         "data/synth.py",
         "studies/calibration.py",
+        "models/registry.py",
+        "models/tidy.py",
         "models/linkage.py",
         "models/estimate.py",
         "models/hazard.py",
@@ -921,12 +717,40 @@ def build_calibration_report(
 ) -> Path:
     """Run the calibration study, write its tables, render its page.
 
-    Writes ``<run-id>/results/{replicates,summary,conditions}.csv``, ``<run-id>/index.html``,
-    the executed notebook and ``manifest.json`` under ``out_root``, published atomically with
+    Writes ``<run-id>/results/{replicates,summary,conditions}.csv``
+    (``analysis.data.results.write_calibration``), ``<run-id>/index.html`` (the notebook
+    ``calibration.ipynb``, whose words and tables are ``analysis.report.calibration_page``), the
+    executed notebook and ``manifest.json`` (``analysis.data.provenance.build_manifest``, with
+    the code's hashes as the study's inputs) under ``out_root``, published atomically with
     ``staged_run``: a failed or interrupted run never replaces the previous good report.
+
+    Parameters
+    ----------
+    out_root : Path or str
+        The folder of calibration runs: new, empty or the kit's.
+    replicates : int, optional
+        Replicates per condition (``DEFAULT_REPLICATES``), scaled by each condition's share.
+    workers : int
+        Processes running replicates side by side.
+    base_seed : int, optional
+        The seed every replicate's seed is derived from (``replicate_seed``).
+    conditions : sequence of Condition, optional
+        ``default_conditions()`` when not given.
+    alpha : float
+        The nominal level of every test.
+    progress : callable
+        Called with a line of text as the study advances.
+    notebooks_dir : Path
+        Where ``calibration.ipynb`` is.
+
+    Returns
+    -------
+    Path
+        The published run folder.
     """
     from analysis.data.parameters import ParameterError
-    from analysis.data.provenance import _git_commit, _package_versions
+    from analysis.data.provenance import build_manifest, run_timestamp
+    from analysis.data.results import write_calibration
 
     replicates = DEFAULT_REPLICATES if replicates is None else replicates
     base_seed = DEFAULT_SEED if base_seed is None else base_seed
@@ -945,47 +769,24 @@ def build_calibration_report(
     summary = summarise(table, design, alpha)
     with staged_run(out_root, "calibration") as (staging, run_id):
         results = staging / "results"
-        write_tables(
-            {"replicates": table, "summary": summary, "conditions": design},
-            results,
-            kind="results",
-        )
+        write_calibration({"replicates": table, "summary": summary, "conditions": design}, results)
         progress(f"[calibration] simulated in {time.monotonic() - started:.0f} s; rendering")
+        manifest = build_manifest(
+            None,  # every study is simulated: the code that simulated them is the input
+            None,
+            {"replicates": replicates, "seed": base_seed, "alpha": alpha, "workers": workers},
+            run_id,
+            run_timestamp(),
+            conditions=design.to_dict(orient="records"),
+            code_sha256=_code_digests(),
+        )
         executed = execute_notebook(
             CALIBRATION_PAGE, staging, {"output_dir": str(results), "alpha": alpha}, notebooks_dir
         )
-        run_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        manifest = {
-            "run_id": run_id,
-            "run_at": run_at,
-            "parameters": {
-                "replicates": replicates,
-                "seed": base_seed,
-                "alpha": alpha,
-                "workers": workers,
-            },
-            "conditions": design.to_dict(orient="records"),
-            "code_sha256": _code_digests(),
-            "git_commit": _git_commit(),
-            "packages": _package_versions(),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        context = {
-            "title": CALIBRATION_PAGE.title,
-            "subtitle": CALIBRATION_PAGE.title,
-            "run_id": run_id,
-            "run_at": run_at,
-            "git_commit": manifest["git_commit"],
-            "parameters": manifest["parameters"],
-            "inputs": manifest["code_sha256"],
-            "dataset": None,  # every study is simulated
-            "packages": manifest["packages"],
-            "pages": [],
-        }
+        manifest["seconds"] = round(time.monotonic() - started, 1)
+        context = page_context(CALIBRATION_PAGE, manifest, inputs=manifest["code_sha256"])
         render_page(executed, staging / "index.html", context)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        write_manifest(manifest, staging)
     final = out_root / run_id
     progress(
         f"Calibration report ready in {time.monotonic() - started:.0f} s: {final / 'index.html'}"

@@ -1,0 +1,347 @@
+"""The calibration study's page: its tables and sentences, from the study's summary tables.
+
+The study itself (``analysis.studies.calibration``) simulates and summarises; this module only
+turns its ``summary``, ``conditions`` and power tables into words and display tables, so the
+report layer never imports the study. Labels of the estimands come from the registry
+(``analysis.models.registry``); the study's own naive estimands are named by the ``labels``
+mapping the page passes (``analysis.studies.calibration.LABELS``).
+
+Every rate is shown with its Wilson 95% Monte-Carlo band (Morris, White & Crowther, 2019); the
+band a perfectly calibrated false-positive rate falls in is ``α ± 1.96 √(α (1 − α) / R)``.
+
+References
+----------
+Morris, T. P., White, I. R. & Crowther, M. J. (2019). Using simulation studies to evaluate
+statistical methods. *Statistics in Medicine*, 38(11), 2074–2102.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from analysis.report.sentences import html_table
+
+#: The false-positive rate every test promises, used when the page is given no other.
+NOMINAL_ALPHA = 0.05
+_COUNT_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _registry_labels() -> dict[str, str]:
+    from analysis.models import registry
+
+    return {e.name: e.label for e in registry.ESTIMANDS}
+
+
+def _labelled(estimands: pd.Series, labels: Mapping[str, str] | None) -> pd.Series:
+    """Each estimand's label: ``labels``, then the registry's, then its own name."""
+    known = {**_registry_labels(), **(labels or {})}
+    return estimands.map(known).fillna(estimands)
+
+
+def _label(estimand: str, labels: Mapping[str, str] | None) -> str:
+    return _labelled(pd.Series([estimand]), labels).iloc[0]
+
+
+def _percent(value: float) -> str:
+    return "–" if pd.isna(value) else f"{100 * value:.1f}%"
+
+
+def _band(low: float, high: float) -> str:
+    return "–" if pd.isna(low) else f"{100 * low:.1f}–{100 * high:.1f}%"
+
+
+def rates_table_html(
+    summary: pd.DataFrame, measure: str = "rejection", labels: Mapping[str, str] | None = None
+) -> str:
+    """Rates with their Wilson 95% Monte-Carlo band, one row per condition and estimand.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``, or some of its rows.
+    measure : {"rejection", "coverage"}
+    labels : Mapping of str to str, optional
+        Labels of estimands the registry does not hold (the naive analysis).
+
+    Returns
+    -------
+    str
+        An escaped HTML table: condition, estimand, replicates, rate, band, verdict.
+    """
+    rate = "rejection_rate" if measure == "rejection" else "coverage"
+    rows = summary.dropna(subset=[rate])
+    shown = pd.DataFrame(
+        {
+            "Condition": rows["label"],
+            "Estimand": _labelled(rows["estimand"], labels),
+            "Replicates": rows["replicates"],
+            "Rate": rows[rate].map(_percent),
+            "Monte-Carlo 95% band": [
+                _band(lo, hi)
+                for lo, hi in zip(rows[f"{measure}_low"], rows[f"{measure}_high"], strict=True)
+            ],
+            "Verdict": rows[f"{measure}_verdict"],
+        }
+    )
+    return html_table(shown)
+
+
+def reverse_table_html(summary: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
+    """Under reverse causation: what each estimand reports, against a true forward effect of 0.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``; its ``reverse`` rows are shown.
+    labels : Mapping of str to str, optional
+        As for :func:`rates_table_html`.
+
+    Returns
+    -------
+    str
+        An escaped HTML table: truth, mean estimate, bias ± its Monte-Carlo SE (on the log
+        scale for ratios), share called significant and its band.
+    """
+    rows = summary[summary["role"] == "reverse"]
+    shown = pd.DataFrame(
+        {
+            "Estimand": _labelled(rows["estimand"], labels),
+            "True causal value": rows["truth"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
+            "Mean estimate": rows["mean_estimate"].map("{:.2f}".format),
+            "Bias ± MC SE (log scale for ratios)": [
+                "–" if pd.isna(b) else f"{b:+.2f} ± {s:.2f}"
+                for b, s in zip(rows["bias"], rows["bias_mc_se"], strict=True)
+            ],
+            "Share called significant": rows["rejection_rate"].map(_percent),
+            "Monte-Carlo 95% band": [
+                _band(lo, hi)
+                for lo, hi in zip(rows["rejection_low"], rows["rejection_high"], strict=True)
+            ],
+        }
+    )
+    return html_table(shown)
+
+
+def false_positive_sentence(
+    summary: pd.DataFrame,
+    ours: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    alpha: float = NOMINAL_ALPHA,
+) -> str:
+    """The headline: our false-positive rates against the naive analysis's, with bands.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``; its ``no_effect`` rows are read.
+    ours : sequence of str, optional
+        The estimands the sentence speaks for ("our models"); every one that is not naive when
+        not given.
+    labels : Mapping of str to str, optional
+        As for :func:`rates_table_html`.
+    alpha : float
+        The promised false-positive rate.
+
+    Returns
+    -------
+    str
+        The range of our rates, how many are within their band of ``alpha``, which are liberal
+        and by how much their model SE falls short of the empirical SE
+        (``1 − mean_model_se / empirical_se``), and the naive analysis's worst rate as a
+        multiple of ``alpha``.
+    """
+    null = summary[summary["role"] == "no_effect"]
+    mine = null[~null["naive"]] if ours is None else null[null["estimand"].isin(ours)]
+    naive = null[null["naive"]]
+    if mine.empty:
+        return "No condition without an effect was run."
+    models = mine["estimand"].nunique()
+    count = _COUNT_WORDS[models] if models < len(_COUNT_WORDS) else str(models)
+    subject = f"our {count} model{'s' if models != 1 else ''}"
+    calibrated = int((mine["rejection_verdict"] == "calibrated").sum())
+    promised = f"{100 * alpha:g}%"
+    worst_naive = naive.loc[naive["rejection_rate"].idxmax()] if not naive.empty else None
+    text = (
+        f"In studies where engagement has no effect at all, {subject} called an "
+        f"effect significant in {_percent(mine['rejection_rate'].min())} to "
+        f"{_percent(mine['rejection_rate'].max())} of {int(mine['replicates'].min())} "
+        f"simulated studies each, against the promised {promised}; "
+        f"{calibrated} of {len(mine)} model-and-condition rates are within their Monte-Carlo "
+        f"band of {promised}."
+    )
+    liberal = mine[mine["rejection_verdict"] == "liberal"]
+    if len(liberal):
+        text += (
+            " Slightly too many false alarms: "
+            + "; ".join(
+                f"{_label(row['estimand'], labels)} in '{row['label']}', "
+                f"{_percent(row['rejection_rate'])} (band "
+                f"{_band(row['rejection_low'], row['rejection_high'])}; its standard errors "
+                f"are {100 * (1 - row['mean_model_se'] / row['empirical_se']):.0f}% smaller "
+                f"than the estimates' actual spread)"
+                for _, row in liberal.iterrows()
+            )
+            + "."
+        )
+    if worst_naive is not None:
+        text += (
+            f" The naive spreadsheet analysis called an effect significant in up to "
+            f"{_percent(worst_naive['rejection_rate'])} "
+            f"(band {_band(worst_naive['rejection_low'], worst_naive['rejection_high'])}) of the "
+            f"same studies, {worst_naive['rejection_rate'] / alpha:.1f} times the "
+            f"promised rate."
+        )
+    return text
+
+
+def coverage_sentence(summary: pd.DataFrame) -> str:
+    """How often our intervals, and the naive analysis's, contained the true effect.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``; its ``effect`` rows with a coverage.
+
+    Returns
+    -------
+    str
+    """
+    rows = summary[(summary["role"] == "effect") & summary["coverage"].notna()]
+    mine = rows[~rows["naive"]]
+    naive = rows[rows["naive"]]
+    if mine.empty:
+        return "No effect condition was run."
+    text = (
+        f"Where the effects are real, our 95% intervals contained the true effect in "
+        f"{_percent(mine['coverage'].min())} to {_percent(mine['coverage'].max())} of studies."
+    )
+    if not naive.empty:
+        text += (
+            f" The naive analysis's intervals contained it in "
+            f"{_percent(naive['coverage'].iloc[0])}: without the lag and the correction for "
+            f"noisy small units its estimate is both biased and overconfident."
+        )
+    return text
+
+
+def reverse_sentence(summary: pd.DataFrame) -> str:
+    """What the forward model and the reverse check report when customers drive engagement.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``; its ``reverse`` rows.
+
+    Returns
+    -------
+    str
+    """
+    rows = summary[summary["role"] == "reverse"].set_index("estimand")
+    if "engagement_on_prior_nps" not in rows.index or "nps_on_engagement" not in rows.index:
+        return "No reverse-causation condition was run."
+    forward, check = rows.loc["nps_on_engagement"], rows.loc["engagement_on_prior_nps"]
+    return (
+        f"When customers' experience drives staff engagement and engagement has no effect on "
+        f"customers, the forward model still reports {forward['mean_estimate']:+.1f} NPS points "
+        f"per SD on average and calls it significant in {_percent(forward['rejection_rate'])} of "
+        f"studies: a lagged association alone cannot prove cause. The reverse check flags the "
+        f"problem in {_percent(check['rejection_rate'])} of the same studies "
+        f"(band {_band(check['rejection_low'], check['rejection_high'])}), which is why the "
+        f"report always reads the two together."
+    )
+
+
+def band_statement(replicates: int, band: tuple[float, float], alpha: float = NOMINAL_ALPHA) -> str:
+    """What a perfectly calibrated false-positive rate looks like with this many replicates.
+
+    Parameters
+    ----------
+    replicates : int
+        ``R``, the replicates of a no-effect condition.
+    band : tuple of float
+        ``α ± 1.96 √(α (1 − α) / R)`` (``analysis.studies.calibration.nominal_band``).
+    alpha : float
+
+    Returns
+    -------
+    str
+    """
+    low, high = band
+    promised = f"{100 * alpha:g}%"
+    return (
+        f"Every rate is shown with its Wilson 95% Monte-Carlo interval: the range the rate "
+        f"could plausibly take if the study were rerun with other seeds. With {replicates} "
+        f"replicates a perfectly calibrated test shows a false-positive rate between "
+        f"{_percent(max(low, 0))} and {_percent(high)} 95% of the time "
+        f"({promised} ± 1.96 · √({alpha:g} · {1 - alpha:g} / {replicates}))."
+    )
+
+
+def power_sentence(
+    power: pd.DataFrame,
+    estimand: str = "nps_on_engagement",
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Power of one estimand at the smallest and the largest design of the grid.
+
+    Parameters
+    ----------
+    power : DataFrame
+        ``analysis.studies.calibration.power_table``.
+    estimand : str
+    labels : Mapping of str to str, optional
+        As for :func:`rates_table_html`.
+
+    Returns
+    -------
+    str
+    """
+    rows = power[power["estimand"] == estimand].dropna(subset=["rejection_rate"])
+    if rows.empty:
+        return "No power grid was run."
+    rows = rows.assign(size=rows["n_units"] * rows["n_waves"]).sort_values("size")
+    small, large = rows.iloc[0], rows.iloc[-1]
+    effect = {
+        "churn_hazard_on_engagement": "a churn hazard ratio of 0.88 per SD of engagement",
+    }.get(estimand, "4 NPS points per SD of engagement")
+    return (
+        f"{_label(estimand, labels)}: with the generator's default effect ({effect}), "
+        f"it was detected in {_percent(small['rejection_rate'])} of studies with "
+        f"{int(small['n_units'])} units and {int(small['n_waves'])} waves "
+        f"(band {_band(small['rejection_low'], small['rejection_high'])}), and in "
+        f"{_percent(large['rejection_rate'])} with {int(large['n_units'])} units and "
+        f"{int(large['n_waves'])} waves (band "
+        f"{_band(large['rejection_low'], large['rejection_high'])})."
+    )
+
+
+def conditions_table_html(conditions: pd.DataFrame) -> str:
+    """The simulated conditions: design, effects and replicates.
+
+    Parameters
+    ----------
+    conditions : DataFrame
+        ``analysis.studies.calibration.conditions_table``.
+
+    Returns
+    -------
+    str
+        An escaped HTML table.
+    """
+    yes_no = {True: "yes", False: "no"}
+    shown = pd.DataFrame(
+        {
+            "Condition": conditions["label"],
+            "Units": conditions["n_units"],
+            "Waves": conditions["n_waves"],
+            "NPS effect (points per SD)": conditions["nps_effect"].map("{:.1f}".format),
+            "Churn hazard ratio per SD": conditions["churn_hazard_ratio"].map("{:.2f}".format),
+            "Regions confound": conditions["confounding"].map(yes_no),
+            "Reverse causation": conditions["reverse_causation"].map(yes_no),
+            "Churn model fitted": conditions["churn_model"].map(yes_no),
+            "Replicates": conditions["replicates"],
+        }
+    )
+    return html_table(shown)
