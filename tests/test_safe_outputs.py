@@ -487,7 +487,9 @@ def test_ctrl_c_during_estimate_keeps_the_earlier_results(workdir):
         on="stderr",
         after=1.5,
     )
-    assert status == 130, output + stderr
+    # 130, or ended by the SIGINT itself after printing its line (seen once in CI under load,
+    # cause not found): a shell reports both as $? = 130
+    assert status in (130, -signal.SIGINT), output + stderr
     messages = [line for line in stderr.splitlines() if not line.startswith("[")]  # progress
     assert messages == ["interrupted (Ctrl-C): stopped, and no half-written output was left behind"]
     assert "Traceback" not in output + stderr
