@@ -92,19 +92,26 @@ fuzz: $(INSTALLED)
 bench: $(INSTALLED)
 	@$(BIN)/python -m analysis.studies.benchmark --out $(call q,$(OUT)/benchmark) $(if $(SIZES),--sizes $(SIZES))
 
-## Install Debian's chromium for the browser tests, if it is missing
+## Install Debian's chromium (prints report.pdf) and poppler-utils (the PDF tests), if missing
 .PHONY: browser
 browser:
-	@command -v chromium > /dev/null || { \
-		echo "==> Installing Debian's chromium for the browser tests"; \
+	@command -v chromium > /dev/null && command -v pdftotext > /dev/null || { \
+		echo "==> Installing Debian's chromium and poppler-utils (report.pdf and its tests)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils \
+			> /dev/null; }
 
-## Open JupyterLab on notebooks/ with the project kernel
+# New notebooks and consoles start on the project's kernel. Jupyter refuses to run as root
+# without --allow-root, and containers often run as root; LAB_ARGS adds options of your own
+# (e.g. LAB_ARGS="--no-browser --ip=0.0.0.0" in a container).
+LAB_FLAGS = --MappingKernelManager.default_kernel_name=$(KERNEL) \
+	$(if $(filter 0,$(shell id -u)),--allow-root)
+
+## Open JupyterLab on notebooks/ with the project kernel (LAB_ARGS: more jupyter options)
 .PHONY: lab
 lab: $(INSTALLED) data/sample/.complete
-	@$(BIN)/jupyter lab notebooks/
+	@$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS) $(LAB_ARGS)
 
 ## Regenerate environment.yml's pins from uv.lock (after changing the dependencies)
 .PHONY: pins

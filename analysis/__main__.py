@@ -41,8 +41,7 @@ def _synth(args: argparse.Namespace) -> int:
     from analysis.data.folders import check_replaceable
 
     check_replaceable(args.out, "dataset")  # before any work: a refused folder costs nothing
-    from analysis.data.load import write_tables
-    from analysis.data.synth import StudyDesign, generate, truth_json
+    from analysis.data.synth import StudyDesign, generate, write_study
 
     d = StudyDesign()
     design = StudyDesign(
@@ -68,13 +67,7 @@ def _synth(args: argparse.Namespace) -> int:
         reverse_strength=args.reverse_strength,
     )
     study = generate(design)
-    write_tables(
-        study.tables,
-        args.out,
-        file_format=args.format,
-        extra_files={"truth.json": truth_json(study)},
-        kind="dataset",
-    )
+    write_study(study, args.out, file_format=args.format)
     counts = study.truth["counts"]
     print(
         f"Wrote {args.out}: {counts['units']} units, {counts['employee_responses']:,} employee "
@@ -156,8 +149,8 @@ PARAMS_HELP = (
     "date in the data [that latest date]; alpha 0.001 to 0.5 with at most three decimals "
     "[0.05]; seed 0 to 2**32 - 1 [20240331]; bootstrap_draws 10 to 100,000 [2000]; covariates "
     "a list of distinct columns of units that group units, not identifiers [region]; "
-    "privacy_epsilon 0.01 to 100 [2.0]. Every problem is reported at once (exit 2); "
-    "see 'Parameters' in README.md"
+    "privacy_epsilon 0.01 to 100 [2.0]; value_per_customer 0.01 to 1e9 [none]. "
+    "Every problem is reported at once (exit 2); see 'Parameters' in README.md"
 )
 
 
@@ -320,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/estimates.csv (one row per estimand: term, estimate, std_error, conf_low, "
         "conf_high, p_value, p_adjusted, n_obs, n_units, method; how it was fitted: se_method, "
         "jackknife_groups, bootstrap_draws, correction; and whether one unit decides it: "
-        "fragile_to_one_unit, n_units_flip_significance, n_units_flip_sign), OUT/drivers.csv, "
+        "fragile_to_one_unit, n_units_flip_significance, n_units_flip_sign), OUT/findings.csv "
+        "(one row per headline finding: its verdict and the sentence the report shows), "
+        "OUT/drivers.csv, "
         "OUT/unit_wave.csv "
         "(small groups suppressed), OUT/nps_by_engagement_quartile.csv and OUT/manifest.json "
         "(inputs by hash, parameters, code and package versions). OUT must be new, empty, or a "

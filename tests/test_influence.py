@@ -270,8 +270,11 @@ def test_a_hidden_unit_that_masks_a_finding_is_flagged_without_being_named(maske
 def test_the_influence_columns_are_written_and_read_back(masked, tmp_path):
     from analysis.data.load import write_tables
     from analysis.data.results import read_results
+    from analysis.report.findings import findings_table
 
-    write_tables(masked["hidden"].tables(), tmp_path / "results")
+    tables = masked["hidden"].tables()
+    tables["findings"] = findings_table(tables["estimates"], 0.05)
+    write_tables(tables, tmp_path / "results")
     estimates = read_results(tmp_path / "results")["estimates"]
     assert list(estimates.columns[-3:]) == list(estimate.INFLUENCE_COLUMNS)
     assert sentences.fragility_sentences(estimates, 0.05) == sentences.fragility_sentences(

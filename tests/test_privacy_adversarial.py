@@ -52,6 +52,13 @@ PARAMETERS = Parameters(min_group_size=MIN, bootstrap_draws=20)
 EMPLOYEE_VALUES = re.compile(r"(_index|_noise_var)$")
 
 
+def _with_findings(tables: dict) -> dict:
+    """The result tables as ``estimate`` writes them: the estimation's, and the findings."""
+    from analysis.report.findings import findings_table
+
+    return {**tables, "findings": findings_table(tables["estimates"], PARAMETERS.alpha)}
+
+
 def _read(directory: Path, table: str) -> pd.DataFrame:
     return pd.read_csv(directory / f"{table}.csv", dtype=str, keep_default_na=False)
 
@@ -346,7 +353,7 @@ def one_more_person(small_study_master, tmp_path_factory):
             _write(directory, "employee_survey", frame)
             dataset = load_dataset(directory)
             results = estimate_all(dataset, PARAMETERS)
-            write_tables(results.tables(), directory / "results")
+            write_tables(_with_findings(results.tables()), directory / "results")
             studies[name] = (directory, dataset, results, read_results(directory / "results"))
         published = [s[3]["unit_wave"] for s in studies.values()]
         rows = [t[(t["unit_id"] == unit) & (t["wave"] == pd.Timestamp(wave))] for t in published]
@@ -495,7 +502,7 @@ def test_same_inputs_give_byte_identical_releases_and_any_byte_fresh_noise(
     first, second = (tmp_path / "one", tmp_path / "two")
     for out in (first, second):
         dataset = load_dataset(small_study_master)
-        write_tables(estimate_all(dataset, PARAMETERS).tables(), out)
+        write_tables(_with_findings(estimate_all(dataset, PARAMETERS).tables()), out)
         figures = internal.organisation_figures(dataset, read_results(out)["unit_wave"], PARAMETERS)
         (out / "organisation.txt").write_text(repr({k: v.to_dict() for k, v in figures.items()}))
     for name in ("unit_wave.csv", "nps_by_engagement_quartile.csv", "organisation.txt"):

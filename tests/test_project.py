@@ -376,3 +376,94 @@ def test_docstrings_use_numpydoc_only():
                     f"{'-' * len(line.strip())!r}"
                 )
     assert problems == [], "docstrings in another format:\n" + "\n".join(problems)
+
+
+def _make_lab(*args: str) -> list[str]:
+    """The `make lab` command line, without remaking the environment or the sample."""
+    return [
+        "make",
+        "--no-print-directory",
+        "-o",
+        ".venv/.installed-inside-out",
+        "-o",
+        "data/sample/.complete",
+        *args,
+        "lab",
+    ]
+
+
+def test_make_lab_opens_the_project_kernel_and_runs_as_root_only_with_allow_root():
+    import os
+
+    result = subprocess.run(
+        _make_lab("-n"), cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    command = result.stdout.strip().splitlines()[-1].split()
+    assert command[:3] == [".venv/bin/jupyter", "lab", "notebooks/"]
+    assert "--MappingKernelManager.default_kernel_name=inside-out" in command
+    # jupyter refuses root without it; nobody else needs it
+    assert ("--allow-root" in command) == (os.getuid() == 0)
+    extra = subprocess.run(
+        [*_make_lab("-n"), "LAB_ARGS=--no-browser --port=0"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert extra.stdout.strip().endswith("--no-browser --port=0")
+
+
+@pytest.mark.slow
+def test_make_lab_starts_jupyterlab_with_the_project_kernel_as_default(tmp_path):
+    """`make lab` for real, as whoever runs the tests (root in a container): the server comes
+    up, and its kernelspec API names the project's kernel as the default."""
+    import os
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    server = subprocess.Popen(
+        [*_make_lab(), "LAB_ARGS=--no-browser --port=0 --ServerApp.port_retries=0"],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)},
+        start_new_session=True,  # make, its shell and jupyter stop together
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = server.stderr.readline()
+            if not line:
+                break  # jupyter exited: its reason is on stderr
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)lab\?token=(\w+)", line)
+            if found:
+                url = found.groups()
+        assert url is not None, f"jupyter lab did not come up (exit {server.poll()})"
+        base, token = url
+        specs = None
+        while specs is None:  # the URL is logged a moment before the server listens
+            try:
+                with urllib.request.urlopen(
+                    f"{base}api/kernelspecs?token={token}", timeout=10
+                ) as r:
+                    specs = json.load(r)
+            except urllib.error.URLError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert specs["default"] == "inside-out"
+        assert "inside-out" in specs["kernelspecs"]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        server.stderr.close()

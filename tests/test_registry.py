@@ -104,12 +104,13 @@ def test_figures_and_sentences_take_their_labels_from_the_registry(small_results
         e.name: e.subject for e in registry.ESTIMANDS if e.tested
     } == sentences.FRAGILITY_SUBJECTS
     figure = figures.coefficient_plot(small_results.estimates)
-    titles = [axis.get_title(loc="left") for axis in figure.axes]
     drawn = shown.dropna(subset=["estimate", "conf_low", "conf_high"])["estimand"]
-    assert [t.rsplit(": ", 1)[0] for t in titles] == [labels[n][0] for n in drawn]
-    # each axis draws its no-effect line at the registry's null (1 for the hazard ratio)
+    units = list(dict.fromkeys(figures.unit_of(n) for n in drawn))
+    rows = [t.get_text().split("\n")[0] for axis in figure.axes for t in axis.get_yticklabels()]
+    assert rows == [labels[n][0] for u in units for n in drawn if figures.unit_of(n) == u]
+    # one axis per unit of measure, each with its no-effect line at the registry's null
     nulls = [axis.lines[0].get_xdata()[0] for axis in figure.axes]
-    assert nulls == [labels[n][1] for n in drawn]
+    assert nulls == [labels[next(n for n in drawn if figures.unit_of(n) == u)][1] for u in units]
 
 
 def test_the_calibration_study_loops_over_the_registry():

@@ -39,6 +39,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
         "customer_nps.csv",
         "customers.csv",
         "truth.json",
+        "SYNTHETIC.md",  # says the data is generated: every report page shows a banner
         ".inside-out",  # the marker: synth wrote this folder and may replace it
     }
     assert first == second

@@ -44,6 +44,9 @@ from analysis.data.contract import (
 FIRST_DATA_ROW = 2  # the header is row 1
 ROWS_SHOWN = 5
 INSTRUMENT_FILE = "instrument.yaml"
+# Written by ``analysis.data.synth`` beside the tables of a generated study; its presence (not its
+# text) makes ``Dataset.synthetic`` true, so every page can say the data are not real.
+SYNTHETIC_FILE = "SYNTHETIC.md"
 ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 
 
@@ -137,6 +140,9 @@ class Dataset:
         Which survey items form which scale (``instrument.yaml`` or the contract's default).
     files : dict of str to Path
         Where each table was read from, by table name.
+    synthetic : bool
+        True when the folder holds ``SYNTHETIC_FILE``, the marker ``analysis.data.synth``
+        writes beside a generated study: its units, answers and customers are not real.
     """
 
     units: pd.DataFrame
@@ -145,6 +151,7 @@ class Dataset:
     customers: pd.DataFrame
     instrument: Instrument = DEFAULT_INSTRUMENT
     files: dict[str, Path] = field(default_factory=dict)
+    synthetic: bool = False
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The contract's tables by name, in the contract's order.
@@ -701,7 +708,8 @@ def load_dataset(directory: Path | str) -> Dataset:
     Dataset
         Tables typed: identifiers as strings, dates as ``datetime64[ns]``, item and score
         columns as nullable ``Int64``, ``customer_facing`` as nullable boolean (blank means
-        the contract's default, true).
+        the contract's default, true); ``synthetic`` true when the folder holds the marker
+        ``SYNTHETIC_FILE`` (any other file beside the tables is ignored).
 
     Raises
     ------
@@ -722,7 +730,10 @@ def load_dataset(directory: Path | str) -> Dataset:
         problems += table_problems
         if frame is not None:
             tables[name] = frame
-    return _checked_dataset(directory, tables, files, instrument, problems)
+    dataset = _checked_dataset(directory, tables, files, instrument, problems)
+    # a marker that is a folder or a pipe is not the kit's: only a regular file counts
+    dataset.synthetic = (directory / SYNTHETIC_FILE).is_file()
+    return dataset
 
 
 def _checked_dataset(

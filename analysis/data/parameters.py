@@ -25,6 +25,9 @@ The ranges (also in README.md, "Parameters"):
                               and not a column that takes a different value in every unit
                               (default ``[region]``; an absent ``region`` is skipped)
 ``privacy_epsilon``           0.01 to 100 (default 2.0)
+``value_per_customer``        optional: what keeping one customer for a year is worth, an
+                              amount from 0.01 to 1,000,000,000 in any one currency; the
+                              report then gives customers kept in money (default: none)
 ============================  ==========================================================
 
 True and false are not numbers, and a number is not a whole number unless written as one.
@@ -69,6 +72,8 @@ SEED_LIMIT = 2**32
 # finite (100,000 draws: 17 s for estimate on the sample, against 11 s with the default).
 BOOTSTRAP_DRAWS_LOW, BOOTSTRAP_DRAWS_HIGH = 10, 100_000
 EPSILON_LOW, EPSILON_HIGH = 0.01, 100.0
+# A customer-year worth less than a cent or more than a billion is a typing error in any currency.
+VALUE_LOW, VALUE_HIGH = 0.01, 1_000_000_000.0
 FEWEST_UNITS = 10  # analysis.models.estimate.MIN_UNITS: the fewest units any model is fitted on
 # as_of may follow the latest date in the data by a month: the day the data were extracted
 # often comes after the last recorded answer. Later dates would invent quiet months.
@@ -176,6 +181,17 @@ def _number_in(key: str, value: object, low: float, high: float, fix: str) -> st
     return None
 
 
+def _optional_amount_in(key: str, value: object, low: float, high: float, fix: str) -> str | None:
+    if value is None:  # optional: left out, the report gives no money figure
+        return None
+    if not _is_number(value) or not (math.isfinite(value) and low <= value <= high):
+        return (
+            f"{key} must be an amount from {low:,g} to {high:,.0f}, or left out, "
+            f"not {_shown(value)}; {fix}"
+        )
+    return None
+
+
 # The parameters checked against a range on their own: the check and the range, ...
 _RANGES = {
     "min_group_size": (_whole_in, MIN_GROUP_SIZE_FLOOR, MIN_GROUP_SIZE_CEILING),
@@ -184,6 +200,7 @@ _RANGES = {
     "seed": (_whole_in, 0, SEED_LIMIT - 1),
     "bootstrap_draws": (_whole_in, BOOTSTRAP_DRAWS_LOW, BOOTSTRAP_DRAWS_HIGH),
     "privacy_epsilon": (_number_in, EPSILON_LOW, EPSILON_HIGH),
+    "value_per_customer": (_optional_amount_in, VALUE_LOW, VALUE_HIGH),
 }
 # ... and what a message about each suggests.
 _ADVICE = {
@@ -193,6 +210,7 @@ _ADVICE = {
     "seed": "any whole number in that range will do",
     "bootstrap_draws": "2,000 (the default) gives stable 95% limits",
     "privacy_epsilon": "smaller means more noise and more privacy; 1.0 is the default",
+    "value_per_customer": "give the yearly value of one customer, e.g. 1200, in one currency",
 }
 
 
@@ -304,6 +322,8 @@ class Parameters:
     covariates: tuple[str, ...] = field(default=("region",))
     # Laplace-noise budget of each published employee-derived figure (analysis.measures.privacy).
     privacy_epsilon: float = 2.0
+    # What keeping one customer for a year is worth (analysis.models.translation); None: no money.
+    value_per_customer: float | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -338,6 +358,8 @@ def _convert(key: str, value: object) -> object:
         return tuple(value)
     if key in ("alpha", "privacy_epsilon"):
         return float(value)
+    if key == "value_per_customer":
+        return None if value is None else float(value)
     return value
 
 

@@ -13,6 +13,11 @@ A result folder holds:
   a reviewer filters on: ``se_method, jackknife_groups, bootstrap_draws, correction``; and
   whether one unit decides it: ``fragile_to_one_unit, n_units_flip_significance,
   n_units_flip_sign``);
+* ``findings.csv``: one row per headline finding (``finding, estimand, section, direction,
+  verdict, estimate, conf_low, conf_high, null, confidence, p_adjusted, alpha, n_units, n_obs,
+  mde, meaningful_size, excludes_meaningful, sentence``), the verdict (``evidence``, ``no clear
+  evidence``, ``not estimable``) deciding the sentence the executive page shows
+  (``analysis.report.findings``);
 * ``drivers.csv``, ``unit_wave.csv`` (small groups suppressed) and
   ``nps_by_engagement_quartile.csv``;
 * ``manifest.json`` (``analysis.data.provenance.build_manifest``): the inputs by hash and the
@@ -33,7 +38,7 @@ import pandas as pd
 
 from analysis.data.load import undo_spreadsheet_safe, write_tables
 
-RESULT_FILES = ("estimates", "drivers", "unit_wave", "nps_by_engagement_quartile")
+RESULT_FILES = ("estimates", "findings", "drivers", "unit_wave", "nps_by_engagement_quartile")
 CALIBRATION_FILES = ("replicates", "summary", "conditions")
 MANIFEST_FILE = "manifest.json"
 # Columns of the calibration tables whose empty cell means "none", not a missing value.

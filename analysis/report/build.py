@@ -11,13 +11,17 @@ staging folder ``.partial-<run-id>`` under the reports folder and moves it into 
 points to it. A failed run never touches an earlier report: its staging folder is kept as
 ``.failed-<run-id>`` (the last three are kept) so the partial executed notebook can be opened.
 An interrupted run (Ctrl-C, SIGTERM), a full or read-only disk, or a refused input leaves
-nothing behind.
+nothing behind. The staged pages are also printed into one ``report.pdf`` by headless Chromium
+(``write_pdf``), published with them; without a browser the run still publishes its pages and
+one line says how to get the PDF.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -442,9 +446,11 @@ def build_report(
         }
         executed = run_notebooks(staging, notebook_parameters, progress, pages, notebooks_dir)
         for page in pages:
-            context = page_context(page, manifest, pages)
+            context = page_context(page, manifest, pages, synthetic=dataset.synthetic)
             render_page(executed[page.slug], staging / f"{page.slug}.html", context)
         write_manifest(manifest, staging)
+        # printed in the staging folder: the PDF is published with the pages or not at all
+        write_pdf(staging, pages, progress)
     final = out_root / run_id
     progress(f"Report ready in {time.monotonic() - started:.1f} s: {final / 'index.html'}")
     return final
@@ -516,3 +522,299 @@ def _keep_failed(out_root: Path, staging: Path, run_id: str) -> Path:
         os.replace(staging, failed)
         folders.prune_failed(out_root)
     return failed
+
+
+# --------------------------------------------------------------------------------------------
+# The forwardable PDF: every page in one document, printed by headless Chromium
+
+BROWSER_VARIABLE = "INSIDE_OUT_BROWSER"
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER_PATHS = (  # macOS installs no command on PATH
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+)
+PDF_NAME = "report.pdf"
+PDF_TIMEOUT = 180.0  # seconds; the six pages print in about three
+
+# Only in the printed document. A4 because the kit's users print in Europe as often as not;
+# Letter readers lose a few millimetres of margin, nothing else.
+PRINT_CSS = """
+@page { size: A4; margin: 14mm 12mm 14mm 12mm; }
+@media print {
+  body.io-report { font-size: 12px; line-height: 1.45; }
+  .io-nav { display: none; }
+  .io-print-page + .io-print-page { break-before: page; }
+  .io-masthead-inner, .io-main, .io-footer-inner { max-width: none; padding: 0; }
+  .io-masthead-inner, .io-footer-inner { padding: 8px 12px; }
+  .io-main { padding-top: 12px; padding-bottom: 0; }
+  h1 { font-size: 22px; }
+  h2 { font-size: 16px; margin-top: 20px; }
+  h3 { font-size: 14px; }
+  h1, h2, h3 { break-after: avoid; }
+  p, li { max-width: none; orphans: 3; widows: 3; }
+  /* on paper nothing scrolls: a box that scrolls on screen would cut its table or figure */
+  .jp-OutputArea-output, .jp-RenderedImage { overflow: visible !important; }
+  .jp-OutputArea-output img, img, svg, figure { break-inside: avoid; max-width: 100% !important; }
+  table { display: table; overflow: visible; font-size: 10px; width: auto; max-width: 100%; }
+  /* numbers never break inside ("2,15|2"); words in a note column still wrap at spaces */
+  th, td { padding: 3px 6px; overflow-wrap: normal; word-break: normal; }
+  .io-headline { font-size: 14px; }
+  thead { display: table-header-group; }
+  tr { break-inside: avoid; }
+}
+"""
+
+
+class PdfError(RuntimeError):
+    """The PDF was not printed; the message is one line that says how to get it."""
+
+
+def find_browser(browser: str | None = None) -> str:
+    """The Chromium or Chrome that prints the PDF.
+
+    Parameters
+    ----------
+    browser : str, optional
+        A command or path. Without it, ``$INSIDE_OUT_BROWSER``; without that, the first of
+        ``chromium``, ``chromium-browser``, ``google-chrome`` and ``google-chrome-stable`` on
+        ``PATH``, then the usual macOS applications.
+
+    Returns
+    -------
+    str
+        The executable's path.
+
+    Raises
+    ------
+    PdfError
+        None is found, or the one named is not an executable; the message says how to get one.
+    """
+    import shutil
+
+    named = browser or os.environ.get(BROWSER_VARIABLE) or None
+    if named is not None:
+        found = shutil.which(named)
+        if found is None:
+            raise PdfError(
+                f"report.pdf not written: the browser {named!r} (from {BROWSER_VARIABLE} or the "
+                "caller) is not an executable; point it at Chromium or Chrome, or unset it, and "
+                "run the report again. The HTML pages are complete."
+            )
+        return found
+    for name in BROWSER_NAMES:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    for path in BROWSER_PATHS:
+        if os.access(path, os.X_OK):
+            return path
+    raise PdfError(
+        "report.pdf not written: no Chromium or Chrome found. Install one (`make browser` on "
+        f"Debian or Ubuntu) or set {BROWSER_VARIABLE} to its path, then run the report again. "
+        "The HTML pages are complete."
+    )
+
+
+def _between(text: str, start: str, end: str, *, last: bool = False) -> str:
+    """The part of ``text`` from the marker ``start`` through the marker ``end``."""
+    begin = text.find(start)
+    finish = text.rfind(end) if last else text.find(end, max(begin, 0))
+    if begin < 0 or finish < begin:
+        raise PdfError(
+            f"report.pdf not written: a page lacks {start!r}; the HTML pages are complete."
+        )
+    return text[begin : finish + len(end)]
+
+
+def print_document(run_dir: Path, pages: tuple[Page, ...] = PAGES) -> str:
+    """One HTML document holding every rendered page, the executive summary first.
+
+    Each page keeps all it shows above its footer, masthead (which names it) first; its
+    navigation is hidden and links between pages become links within the document. The
+    provenance footer comes once, at the end. The head, with its style sheet and its content
+    security policy (no scripts, nothing fetched), is the entry page's.
+
+    Parameters
+    ----------
+    run_dir : Path
+        A (staging) run folder with ``<slug>.html`` for every page.
+    pages : tuple of Page
+        The pages, in the order of the report; the ``index`` page goes first.
+
+    Returns
+    -------
+    str
+    """
+    ordered = sorted(pages, key=lambda page: page.slug != "index")  # stable: keeps the rest
+    texts = {
+        page.slug: (run_dir / f"{page.slug}.html").read_text(encoding="utf-8") for page in ordered
+    }
+    first = texts[ordered[0].slug]
+    head = _between(first, "<!DOCTYPE html>", "</head>")[: -len("</head>")]
+    head = re.sub(
+        r"<title>.*?</title>", "<title>Inside Out report</title>", head, count=1, flags=re.S
+    )
+    sections = []
+    for page in ordered:
+        text = texts[page.slug]
+        # everything the page shows above its footer: masthead, any banner, the content
+        body = _between(text, '<body class="io-report">', '<footer class="io-footer">')
+        body = body[len('<body class="io-report">') : -len('<footer class="io-footer">')]
+        for other in ordered:
+            body = body.replace(f'href="{other.slug}.html"', f'href="#io-page-{other.slug}"')
+        sections.append(
+            f'<section class="io-print-page" id="io-page-{page.slug}">\n{body}\n</section>'
+        )
+    footer = _between(first, '<footer class="io-footer">', "</footer>", last=True)
+    return (
+        f'{head}<style type="text/css">{PRINT_CSS}</style>\n</head>\n<body class="io-report">\n'
+        + "\n".join(sections)
+        + f"\n{footer}\n</body>\n</html>\n"
+    )
+
+
+def render_pdf(
+    run_dir: Path,
+    pages: tuple[Page, ...] = PAGES,
+    browser: str | None = None,
+    timeout: float = PDF_TIMEOUT,
+) -> Path:
+    """Print the run's pages into ``run_dir/report.pdf`` with headless Chromium.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The (staging) run folder, its pages rendered.
+    pages : tuple of Page
+        The pages to print (``print_document``).
+    browser : str, optional
+        The browser (``find_browser``).
+    timeout : float
+        Seconds before a hung browser is stopped.
+
+    Returns
+    -------
+    Path
+        The PDF written.
+
+    Raises
+    ------
+    PdfError
+        No browser, or it failed or hung; nothing is written. The message is one line.
+
+    Notes
+    -----
+    The document is printed from a private temporary folder, with a throw-away browser
+    profile, and copied into the run folder only once it is a complete PDF.
+    """
+    import shutil
+    import tempfile
+
+    executable = find_browser(browser)
+    document = print_document(run_dir, pages)
+    with tempfile.TemporaryDirectory(prefix="inside-out-pdf-") as scratch:
+        try:
+            printed = _print_with(executable, document, Path(scratch), timeout)
+        except OSError as error:  # a full temporary disk, a browser that cannot start
+            raise PdfError(
+                f"report.pdf not written: {error.strerror or error} ({executable}); the HTML "
+                "pages are complete (print index.html from a browser instead)."
+            ) from None
+        destination = run_dir / PDF_NAME
+        shutil.copyfile(printed, destination)  # a full disk here fails the run, as for any page
+    return destination
+
+
+def _print_with(executable: str, document: str, scratch: Path, timeout: float) -> Path:
+    """Print ``document`` to ``scratch/report.pdf`` with the browser; return the PDF's path."""
+    import signal
+
+    source = scratch / "report.html"
+    source.write_text(document, encoding="utf-8")
+    printed = scratch / PDF_NAME
+    command = [
+        executable,
+        "--headless",
+        # The sandbox needs user namespaces that root and most containers lack. The page is the
+        # kit's own; its content security policy blocks scripts and every fetch.
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={scratch / 'profile'}",
+        "--no-pdf-header-footer",
+        f"--print-to-pdf={printed}",
+        source.as_uri(),
+    ]
+    # its own session, so that a hung browser and its helper processes go together
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PdfError(
+            f"report.pdf not written: {executable} did not finish within {timeout:.0f} s; "
+            "the HTML pages are complete (print index.html from a browser instead)."
+        ) from None
+    finally:  # also on Ctrl-C and SIGTERM: no browser outlives the run
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    content = printed.read_bytes() if printed.is_file() else b""
+    if (
+        process.returncode != 0
+        or not content.startswith(b"%PDF")
+        or b"%%EOF" not in content[-1024:]
+    ):
+        reason = stderr.decode(errors="replace").strip().splitlines()
+        raise PdfError(
+            f"report.pdf not written: {executable} exited with status {process.returncode}"
+            f"{': ' + reason[-1][:200] if reason else ''}; the HTML pages are complete "
+            "(print index.html from a browser instead)."
+        )
+    return printed
+
+
+def write_pdf(
+    run_dir: Path,
+    pages: tuple[Page, ...],
+    progress: Callable[[str], None],
+    browser: str | None = None,
+) -> Path | None:
+    """Print ``report.pdf`` if a browser can; otherwise say in one line how to get it.
+
+    A missing or failing browser never fails the run: the HTML pages are the report, the PDF
+    is a copy to forward.
+
+    Parameters
+    ----------
+    run_dir : Path
+    pages : tuple of Page
+    progress : callable
+        Called with one line: the PDF written, or how to get it.
+    browser : str, optional
+        See ``find_browser``.
+
+    Returns
+    -------
+    Path or None
+        The PDF, or None when it was not written.
+    """
+    started = time.monotonic()
+    try:
+        path = render_pdf(run_dir, pages, browser)
+    except PdfError as error:
+        progress(str(error))
+        return None
+    size = path.stat().st_size / 1e6
+    progress(f"[pdf] {PDF_NAME} ({size:.1f} MB) printed in {time.monotonic() - started:.1f} s")
+    return path

@@ -2,11 +2,32 @@
 
 Every figure shows its n, its intervals and what its colours mean. Figures plot aggregates that
 ``analysis`` computed, never raw rows, so they stay fast at any scale.
+
+Figures are read, not admired, so three rules hold for every one of them:
+
+* **Bars start at zero** (a bar's length is its value), and a dot or line axis that does not
+  include zero says so on the axis, with a break mark and "axis starts at …, not 0" in its label.
+* **Categories are told apart by colour-blind-safe colours**: the Okabe–Ito palette (Okabe & Ito
+  2008), which stays distinct under the three common colour-vision deficiencies, and by line
+  style where lines cross.
+* **Every label is at least 11 CSS pixels on a 1280 px page.** A PNG figure ``w`` inches wide at
+  ``d`` dots per inch is ``w·d`` pixels, shown at ``min(w·d, column)`` CSS pixels, where
+  ``column`` is the page's text column (``COLUMN_PX``, from ``report.css``). A font of ``s``
+  points is then ``s · d / 72 · min(1, column / (w·d))`` pixels high. Figures are
+  ``FIGURE_WIDTH`` inches wide, so they are shown at their own size, and no text is smaller than
+  ``MIN_FONT`` points: ``8 · 110 / 72 ≈ 12.2`` px.
+
+References
+----------
+Okabe, M., & Ito, K. (2008). Color Universal Design (CUD): how to make figures and presentations
+that are friendly to colorblind people. J*Fly. https://jfly.uni-koeln.de/color/
 """
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -17,15 +38,154 @@ from analysis.report.sentences import level
 INK = "#1d2433"
 MUTED = "#5b6475"
 ACCENT = "#1f5f8b"
-QUARTILE_COLOURS = ("#b9c9dc", "#86a6c6", "#4f7fab", "#1f5f8b")
 SUPPRESSED = "#e6e8ec"
+PALE = "#b9c9dc"  # ACCENT, lightened: what is shown but not significant
+
+# Okabe & Ito (2008): eight colours that colour-blind readers tell apart (black left out: it is
+# the ink). Order: orange, sky blue, bluish green, yellow, blue, vermillion, reddish purple.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+# Quartiles are ordered: warm for the bottom, cool for the top, every step a different hue
+# (four shades of one blue could not be told apart in print or by colour-blind readers).
+# For unordered categories: Okabe–Ito without its yellow, which is too light on white for a
+# line or a point (contrast 1.3 : 1).
+CATEGORY_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
+QUARTILE_COLOURS = ("#D55E00", "#E69F00", "#56B4E9", "#0072B2")
+QUARTILE_LINESTYLES = ("-", "--", "-.", ":")
+
+DPI = 110
+# The text column of a report page: ``.io-main`` is ``max-width: 960px`` with 24 px padding on
+# each side (report.css). tests/test_figures.py reads both numbers from the CSS.
+COLUMN_PX = 960 - 2 * 24
+# A figure this wide, plus matplotlib's 0.1-inch padding on each side, fits the column at 1:1.
+FIGURE_WIDTH = 8.0
+MIN_FONT = 8.0  # points: 8 · 110 / 72 ≈ 12.2 px at 1:1, above the 11 px floor
 
 
 def _titled(figure: plt.Figure, title: str, fontsize: float = 11) -> plt.Figure:
     """Give a many-panel figure its bold title at the left edge, fit its layout, return it."""
-    figure.suptitle(title, x=0.01, ha="left", fontsize=fontsize, fontweight="bold")
+    figure.suptitle(_wrap(title, fontsize), x=0.01, ha="left", fontsize=fontsize, fontweight="bold")
+    return _finish(figure)
+
+
+def _wrap(text: str, fontsize: float, width: float = FIGURE_WIDTH - 0.3) -> str:
+    """Break ``text`` into lines that fit ``width`` inches at ``fontsize`` points.
+
+    A title wider than its figure makes the saved PNG wider than the page's column, and the
+    browser then shrinks every label with it. DejaVu Sans averages about 0.55 em per character.
+    """
+    import textwrap
+
+    characters = max(20, int(width * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.wrap(text, characters)) if len(text) > characters else text
+
+
+def _finish(figure: plt.Figure) -> plt.Figure:
+    """Fit the layout, then re-wrap any text that still runs past the figure's edges.
+
+    Returns
+    -------
+    Figure
+        The same figure, every text inside its ``FIGURE_WIDTH``, so that the saved PNG is no
+        wider than the page's column and is shown at its own size (see the module's Notes).
+
+    Notes
+    -----
+    A text of ``c`` characters per line measured ``w`` pixels wide, with ``a`` pixels available,
+    is re-wrapped at ``⌊c · a / w⌋`` characters; three rounds settle any layout seen so far.
+    """
+    import textwrap
+
     figure.tight_layout()
+    for _ in range(3):
+        renderer = figure.canvas.get_renderer()
+        limit = figure.bbox.width
+        changed = False
+        for text in figure.findobj(matplotlib.text.Text):
+            content = text.get_text()
+            if not (text.get_visible() and content.strip()) or text.get_rotation() not in (0, 0.0):
+                continue
+            box = text.get_window_extent(renderer)
+            if box.x0 >= -1 and box.x1 <= limit + 1:
+                continue
+            align = text.get_horizontalalignment()
+            if align == "left":
+                available = limit - max(box.x0, 0) - 4
+            elif align == "right":
+                available = min(box.x1, limit) - 4
+            else:
+                centre = (box.x0 + box.x1) / 2
+                available = 2 * min(centre, limit - centre) - 8
+            lines = content.split("\n")
+            characters = max(12, int(max(map(len, lines)) * available / box.width))
+            wrapped = "\n".join(
+                "\n".join(textwrap.wrap(line, characters)) or line for line in lines
+            )
+            if wrapped != content:
+                text.set_text(wrapped)
+                changed = True
+        if not changed:
+            break
+        figure.tight_layout()
     return figure
+
+
+def _value_axis(axis: plt.Axes, low: float, high: float, which: str = "x", pad=(0.1, 0.1)):
+    """Set a value axis to show ``low … high``, starting at zero where that costs little.
+
+    Parameters
+    ----------
+    axis : Axes
+    low, high : float
+        The smallest and largest value drawn (interval ends included).
+    which : {"x", "y"}
+        The value axis.
+    pad : tuple of float
+        Room left below and above the data, as shares of their span.
+
+    Returns
+    -------
+    bool
+        Whether the axis was truncated (does not reach zero), and so marked.
+
+    Notes
+    -----
+    Zero is included when the data lie within two spans of it,
+    ``distance(0, [low, high]) ≤ 2 (high − low)``: the picture then at most triples in range and
+    the intervals stay readable. Otherwise (six points of connection between 70.4 and 71.8 on a
+    0–100 scale) a zero-based axis would squash every interval to a dot, so the axis keeps its
+    range and says so: a break mark at its start and "axis starts at …, not 0" in its label
+    (Cleveland 1994, *The Elements of Graphing Data*, on zero in scales).
+    """
+    span = (high - low) or max(abs(high), 1.0)
+    distance = max(low, -high, 0.0)
+    truncated = distance > 2 * span
+    if not truncated:
+        low, high = min(low, 0.0), max(high, 0.0)
+        span = high - low
+    limits = (low - pad[0] * span, high + pad[1] * span)
+    if not truncated:  # zero stays the axis's end when the data are on one side of it
+        limits = (0.0 if low == 0 else limits[0], 0.0 if high == 0 else limits[1])
+    (axis.set_xlim if which == "x" else axis.set_ylim)(*limits)
+    if truncated:
+        _mark_break(axis, which, limits[0] if low > 0 else limits[1])
+    return truncated
+
+
+def _mark_break(axis: plt.Axes, which: str, start: float) -> None:
+    """Draw a break mark (two slashes) where a truncated value axis starts, and say so."""
+    end = 0.0 if start == (axis.get_xlim() if which == "x" else axis.get_ylim())[0] else 1.0
+    kwargs = {"transform": axis.transAxes, "color": INK, "clip_on": False, "linewidth": 1.2}
+    for offset in (-0.008, 0.008):
+        if which == "x":
+            axis.plot([end + offset - 0.006, end + offset + 0.006], [-0.025, 0.025], **kwargs)
+        else:
+            axis.plot([-0.025, 0.025], [end + offset - 0.006, end + offset + 0.006], **kwargs)
+    label = axis.get_xlabel() if which == "x" else axis.get_ylabel()
+    verb = "starts" if end == 0.0 else "ends"
+    note = f"axis {verb} at {start:.3g}, not 0".replace("-", "−")
+    (axis.set_xlabel if which == "x" else axis.set_ylabel)(
+        f"{label}  ({note})" if label else note.capitalize()
+    )
 
 
 def use_house_style() -> None:
@@ -49,9 +209,9 @@ def use_house_style() -> None:
             "xtick.color": MUTED,
             "ytick.color": MUTED,
             "grid.color": "#e6e9ef",
-            "figure.dpi": 110,
-            "savefig.dpi": 110,
-            "figure.figsize": (8, 4.2),
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "figure.figsize": (FIGURE_WIDTH, 4.2),
             "font.family": "DejaVu Sans",
             "text.parse_math": False,
         },
@@ -116,18 +276,52 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
         list(positions), [label.replace(" quartile", "\nquartile") for label in table["label"]]
     )
     axes.set_xlim(-0.5, len(table) - 0.5)
-    span = table["conf_high"].max() - table["conf_low"].min()
-    axes.set_ylim(table["conf_low"].min() - 0.15 * span, table["conf_high"].max() + 0.6 * span)
     axes.set_ylabel("Customer NPS (−100 to +100)")
     axes.set_xlabel("Unit engagement quartile in the survey wave before")
+    # room above the highest interval for the labels
+    if not _value_axis(axes, table["conf_low"].min(), table["conf_high"].max(), "y", (0.1, 0.6)):
+        axes.axhline(0, color=MUTED, linewidth=0.8)
     axes.set_title(f"Customer NPS by unit engagement quartile, with {level(confidence)} intervals")
     sns.despine(ax=axes, left=True)
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
+
+
+# The unit each estimand is reported in: estimands in one unit share one axis. The registry's
+# ``scale`` says how an estimate is reported (difference, ratio, share); a difference also needs
+# its unit, since NPS points and SD of engagement cannot share an axis.
+UNITS = {
+    "nps_on_engagement": "NPS points",
+    "nps_on_engagement_within": "NPS points",
+    "nps_quartile_gap": "NPS points",
+    "engagement_on_prior_nps": "SD of engagement",
+    "retention_quartile_gap": "Percentage points of 12-month retention",
+    "churn_hazard_on_engagement": "Hazard ratio (log axis; below 1 = fewer leave)",
+    "nps_mediated_share": "Share of the churn link",
+}
+_SCALE_UNITS = {"ratio": "Ratio (log axis)", "share": "Share", "difference": "Difference"}
+
+
+def unit_of(name: str) -> str:
+    """The unit of measure an estimand is reported in: the axis it is drawn on.
+
+    Parameters
+    ----------
+    name : str
+        The estimand's name in ``analysis.models.registry.ESTIMANDS``.
+
+    Returns
+    -------
+    str
+        Its entry in ``UNITS``; for an estimand not listed there, its registry ``scale``
+        ("Difference", "Ratio (log axis)", "Share").
+    """
+    if name in UNITS:
+        return UNITS[name]
+    return _SCALE_UNITS.get(registry.by_name(name).scale, registry.by_name(name).scale)
 
 
 def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure:
-    """Every estimand as a point and interval on its own axis, with its no-effect line.
+    """Every estimand as a point and interval, one shared axis per unit of measure.
 
     Parameters
     ----------
@@ -141,48 +335,107 @@ def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure
     Returns
     -------
     Figure
+        One panel per unit of measure (``unit_of``), in the registry's order; its estimands
+        are rows on one shared value axis with their no-effect line. Ratios are drawn on a log
+        axis, so an interval symmetric on the scale the test uses looks symmetric.
+
+    Notes
+    -----
+    Estimates in different units (NPS points, SD of engagement, a hazard ratio) on one axis
+    would invite comparing their lengths; on one axis each they invited comparing panels whose
+    scales differ. One axis per unit lets a reader compare what is comparable only.
     """
     labels = registry.labels()
     rows = estimates[estimates["estimand"].isin(labels)].dropna(
         subset=["estimate", "conf_low", "conf_high"]
     )
-    figure, axes = plt.subplots(len(rows), 1, figsize=(8, 0.85 * len(rows) + 0.6), squeeze=False)
-    for axis, (_, row) in zip(axes[:, 0], rows.iterrows(), strict=True):
-        label, null = labels[row["estimand"]]
-        significant = row.get("p_adjusted", row["p_value"]) < alpha
-        axis.axvline(null, color=MUTED, linewidth=1, linestyle="--")
-        axis.errorbar(
-            row["estimate"],
-            0,
-            xerr=[[row["estimate"] - row["conf_low"]], [row["conf_high"] - row["estimate"]]],
-            fmt="o",
-            color=ACCENT,
-            ecolor=ACCENT,
-            capsize=4,
-            markersize=7,
-            markerfacecolor=ACCENT if significant else "white",
-        )
-        low = min(row["conf_low"], null)
-        high = max(row["conf_high"], null)
-        pad = 0.15 * (high - low or 1)
-        axis.set_xlim(low - pad, high + pad)
-        axis.set_yticks([])
-        axis.set_ylabel("")
-        axis.set_title(
-            f"{label}: {row['estimate']:.2f}  (n = {int(row['n_units'])} units)",
-            fontsize=10,
-            fontweight="normal",
-            loc="left",
-        )
+    groups = list(dict.fromkeys(unit_of(name) for name in rows["estimand"]))
+    if not groups:
+        figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 1.6))
+        axis.text(0.5, 0.5, "No estimate has an interval to show.", ha="center", color=MUTED)
+        axis.set_axis_off()
+        return figure
+    sizes = [int((rows["estimand"].map(unit_of) == unit).sum()) for unit in groups]
+    figure, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(FIGURE_WIDTH, 0.5 * sum(sizes) + 1.0 * len(groups) + 0.8),
+        gridspec_kw={"height_ratios": [size + 1.2 for size in sizes]},
+        squeeze=False,
+    )
+    for axis, unit in zip(axes[:, 0], groups, strict=True):
+        shown = rows[rows["estimand"].map(unit_of) == unit]
+        nulls = sorted({labels[name][1] for name in shown["estimand"]})
+        for null in nulls:
+            axis.axvline(null, color=MUTED, linewidth=1, linestyle="--")
+        names = []
+        for y, (_, row) in enumerate(shown.iterrows()):
+            label, _ = labels[row["estimand"]]
+            p = row.get("p_adjusted", row["p_value"])
+            significant = bool(p < alpha) if pd.notna(p) else False
+            axis.errorbar(
+                row["estimate"],
+                y,
+                xerr=[[row["estimate"] - row["conf_low"]], [row["conf_high"] - row["estimate"]]],
+                fmt="o",
+                color=ACCENT,
+                ecolor=ACCENT,
+                capsize=4,
+                markersize=7,
+                markerfacecolor=ACCENT if significant else "white",
+            )
+            axis.annotate(
+                f"{row['estimate']:.2f}",
+                (row["conf_high"], y),
+                xytext=(6, -4),
+                textcoords="offset points",
+                fontsize=9,
+                color=MUTED,
+            )
+            names.append(f"{label}\n(n = {int(row['n_units'])} units)")
+        ratio = registry.by_name(shown["estimand"].iloc[0]).scale == "ratio"
+        low = min(shown["conf_low"].min(), *nulls)
+        high = max(shown["conf_high"].max(), *nulls)
+        if ratio and low > 0:
+            axis.set_xscale("log")
+            factor = (high / low) ** 0.15
+            axis.set_xlim(low / factor, high * factor**2)
+            axis.minorticks_off()
+            # ratios and their reciprocals (0.8 and 1.25, 0.5 and 2) as ticks, at most seven
+            nice = (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 4, 5, 10)
+            shown_lim = axis.get_xlim()
+            ticks = [t for t in nice if shown_lim[0] <= t <= shown_lim[1]]
+            if len(ticks) >= 2:
+                step = -(-len(ticks) // 7)
+                one = ticks.index(1) if 1 in ticks else 0  # thinned from 1, so 1 stays
+                ticks = ticks[one::-step][::-1] + ticks[one + step :: step]
+                axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            else:  # a narrow interval around 1: plain decimals
+                axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+                axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        else:
+            pad = high - low or 1.0
+            axis.set_xlim(low - 0.1 * pad, high + 0.25 * pad)  # room for the value labels
+        axis.set_yticks(range(len(shown)), names, fontsize=9)
+        axis.set_ylim(len(shown) - 0.4, -0.6)
+        axis.set_xlabel(unit, fontsize=10)
         axis.grid(axis="y", visible=False)
         sns.despine(ax=axis, left=True)
     return _titled(
-        figure, "Every estimate with its 95% interval (filled = significant after Holm)", 12
+        figure,
+        "Every estimate with its 95% interval, one axis per unit (filled = significant after "
+        "Holm; dashed = no effect)",
+        12,
     )
 
 
 def retention_curves(curves: pd.DataFrame) -> plt.Figure:
     """Kaplan–Meier retention by engagement quartile, with pointwise 95% bands and n.
+
+    Quartiles are told apart by Okabe–Ito colours (Okabe & Ito 2008), warm for the bottom and
+    cool for the top, and by line style, so they stay distinct for colour-blind readers and in
+    grey-scale print. The retention axis starts at 0 unless the curves lie far above it, in which
+    case it is marked as truncated (``_value_axis``).
 
     Parameters
     ----------
@@ -197,6 +450,7 @@ def retention_curves(curves: pd.DataFrame) -> plt.Figure:
     figure, axes = plt.subplots()
     for quartile, group in curves.groupby("quartile"):
         colour = QUARTILE_COLOURS[int(quartile) - 1]
+        style = QUARTILE_LINESTYLES[int(quartile) - 1]
         label = (
             f"{('Bottom', 'Second', 'Third', 'Top')[int(quartile) - 1]} quartile "
             f"(n = {int(group['n'].iloc[0]):,})"
@@ -206,7 +460,8 @@ def retention_curves(curves: pd.DataFrame) -> plt.Figure:
             100 * group["retained"],
             where="post",
             color=colour,
-            linewidth=2,
+            linestyle=style,
+            linewidth=2.2,
             label=label,
         )
         axes.fill_between(
@@ -215,16 +470,16 @@ def retention_curves(curves: pd.DataFrame) -> plt.Figure:
             100 * group["conf_high"],
             step="post",
             color=colour,
-            alpha=0.2,
+            alpha=0.15,
             linewidth=0,
         )
     axes.set_xlabel("Days since the first survey wave (or joining, if later)")
     axes.set_ylabel("Customers retained (%)")
+    _value_axis(axes, float(100 * curves["conf_low"].min()), 100.0, "y", pad=(0.05, 0.02))
     axes.set_title("Customer retention by the engagement quartile of their unit")
     axes.legend(title="Unit engagement", frameon=False)
     sns.despine(ax=axes)
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
 
 
 def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
@@ -243,9 +498,9 @@ def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = Non
     Figure
     """
     table = drivers.sort_values("share")
-    figure, axes = plt.subplots(figsize=(8, 0.5 * len(table) + 1.2))
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 0.5 * len(table) + 1.6))
     names = [(labels or {}).get(t, t) for t in table["term"]]
-    colours = [ACCENT if s else QUARTILE_COLOURS[0] for s in table["significant"]]
+    colours = [ACCENT if s else PALE for s in table["significant"]]
     axes.barh(names, table["share"], color=colours)
     axes.errorbar(
         table["share"],
@@ -257,12 +512,14 @@ def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = Non
         linewidth=1,
     )
     axes.set_xlabel("Share of explained variance in unit NPS (%), with 95% interval")
+    # a bar's length is its share: the axis starts at 0 whatever the intervals do
+    axes.set_xlim(0, max(float(table["share_conf_high"].max()), float(table["share"].max())) * 1.05)
     axes.set_title(
-        "Which internal measures matter most for customer NPS? (dark = significant after FDR)"
+        "Which internal measures matter most for customer NPS? "
+        "(dark = significant after Benjamini–Hochberg FDR)"
     )
     sns.despine(ax=axes, left=True)
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
 
 
 def power_curve(
@@ -306,14 +563,14 @@ def power_curve(
             textcoords="offset points",
             fontsize=9,
         )
-    axes.set_ylim(0, 100)
+    axes.set_ylim(0, 105)  # room between a curve that reaches 100% and the title
+    axes.set_yticks(range(0, 101, 20))
     axes.set_xlabel("True effect: NPS points per SD of engagement")
     axes.set_ylabel("Chance of detecting it (%)")
     suffix = f" ({n_units} units)" if n_units else ""
     axes.set_title(f"How large an effect could this study detect?{suffix}")
     sns.despine(ax=axes)
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
 
 
 def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figure:
@@ -346,7 +603,13 @@ def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figur
     ).reindex(index=units, columns=waves)
     shown = grid.where(significant.fillna(False).astype(bool))
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
-    figure, axes = plt.subplots(figsize=(8, 0.28 * len(units) + 1.6))
+    # full page width; the colour bar goes underneath so the cells keep the width
+    figure, (axes, bar_axis) = plt.subplots(
+        2,
+        1,
+        figsize=(FIGURE_WIDTH, 0.3 * len(units) + 2.4),
+        gridspec_kw={"height_ratios": [0.3 * len(units) + 0.6, 0.18]},
+    )
     axes.imshow(
         np.where(hidden.fillna(True).astype(bool), np.nan, 0.0),
         cmap="Greys",
@@ -371,20 +634,20 @@ def engagement_heatmap(cells: pd.DataFrame, unit_labels: pd.Series) -> plt.Figur
     axes.set_xticks(
         range(len(waves)),
         [pd.Timestamp(w).strftime("%b %Y") for w in waves],
-        rotation=0,
-        fontsize=8,
+        rotation=0 if len(waves) <= 8 else 45,
+        fontsize=9,
     )
-    axes.set_yticks(range(len(units)), list(unit_labels.to_numpy()), fontsize=8)
+    axes.set_yticks(range(len(units)), list(unit_labels.to_numpy()), fontsize=9)
     axes.grid(False)
-    bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
-    bar.set_label("Index points above (blue) or below (red) the wave mean", fontsize=8)
+    bar = figure.colorbar(image, cax=bar_axis, orientation="horizontal")
+    bar.set_label("Index points above (blue) or below (red) the wave mean", fontsize=10)
+    bar.ax.tick_params(labelsize=9)
     axes.set_title(
-        "Engagement by unit and wave (coloured only where significant after FDR; "
-        "hatched = suppressed)",
-        fontsize=10,
+        "Engagement by unit and wave (coloured only where significant after "
+        "Benjamini–Hochberg FDR; hatched = suppressed)",
+        fontsize=12,
     )
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
 
 
 def estimates_with_intervals(
@@ -405,7 +668,7 @@ def estimates_with_intervals(
     -------
     Figure
     """
-    figure, axes = plt.subplots(figsize=(8, 0.45 * len(table) + 1.4))
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 0.45 * len(table) + 1.6))
     positions = np.arange(len(table))
     axes.errorbar(
         table[value],
@@ -425,20 +688,21 @@ def estimates_with_intervals(
         axes.annotate(
             f"{row[value]:.1f}  (n = {int(row[n]):,})",
             (row["conf_high"], y),
-            xytext=(6, -3),
+            xytext=(6, -4),
             textcoords="offset points",
-            fontsize=8,
+            fontsize=9,
             color=MUTED,
         )
     axes.set_yticks(positions, table[label].astype(str))
     axes.invert_yaxis()
-    span = table["conf_high"].max() - table["conf_low"].min()
-    axes.set_xlim(table["conf_low"].min() - 0.05 * span, table["conf_high"].max() + 0.35 * span)
     axes.set_xlabel(axis_label)
+    # room on the right for the value labels; a range far from 0 is marked as truncated
+    _value_axis(axes, table["conf_low"].min(), table["conf_high"].max(), "x", pad=(0.05, 0.35))
+    if axes.get_xlim()[0] < 0 < axes.get_xlim()[1]:
+        axes.axvline(0, color=MUTED, linewidth=0.8)
     axes.set_title(title)
     sns.despine(ax=axes, left=True)
-    figure.tight_layout()
-    return figure
+    return _finish(figure)
 
 
 NAIVE_COLOUR = "#c2571a"  # the naive analysis, beside ours (ACCENT)
@@ -483,7 +747,7 @@ def calibration_rates(
     figure, axes = plt.subplots(
         1,
         len(conditions),
-        figsize=(4.6 * len(conditions) + 2.6, 0.48 * len(estimands) + 1.6),
+        figsize=(FIGURE_WIDTH, 0.48 * len(estimands) + 2.0),
         sharey=True,
         squeeze=False,
     )
@@ -514,18 +778,25 @@ def calibration_rates(
             axis.annotate(
                 f"{value:.1f}%",
                 (high, y),
-                xytext=(5, -3),
+                xytext=(5, -4),
                 textcoords="offset points",
-                fontsize=8,
+                fontsize=MIN_FONT,
                 color=MUTED,
             )
         axis.set_yticks(range(len(estimands)), [labels.get(e, e) for e in estimands])
         label = rows["label"].iloc[0] if len(rows) else condition
-        axis.set_title(f"{label} (R = {replicates})", fontsize=10, fontweight="normal")
+        panel = (FIGURE_WIDTH - 2.8) / len(conditions)  # inches left beside the labels
+        axis.set_title(
+            _wrap(f"{label} (R = {replicates})", 10, panel), fontsize=10, fontweight="normal"
+        )
         axis.set_xlabel(
-            "Share of studies called significant (%)"
-            if measure == "rejection"
-            else "Share of 95% intervals containing the truth (%)"
+            _wrap(
+                "Share of studies called significant (%)"
+                if measure == "rejection"
+                else "Share of 95% intervals containing the truth (%)",
+                10,
+                panel,
+            )
         )
         low_limit = 0 if measure == "rejection" else min(50, 100 * shown[f"{measure}_low"].min())
         high_limit = (
@@ -560,11 +831,13 @@ def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
     """
     estimands = list(dict.fromkeys(power["estimand"]))
     figure, axes = plt.subplots(
-        1, len(estimands), figsize=(4.2 * len(estimands), 4.0), sharey=True, squeeze=False
+        1, len(estimands), figsize=(FIGURE_WIDTH, 4.4), sharey=True, squeeze=False
     )
+    panel = (FIGURE_WIDTH - 1.8) / len(estimands) - 0.2
     waves = sorted(power["n_waves"].unique())
-    picks = np.linspace(1, len(QUARTILE_COLOURS) - 1, len(waves)).round().astype(int)
-    colours = dict(zip(waves, [QUARTILE_COLOURS[i] for i in picks], strict=True))
+    # ordered categories: the quartiles' warm-to-cool colours while they last, then Okabe–Ito
+    palette = QUARTILE_COLOURS if len(waves) <= len(QUARTILE_COLOURS) else CATEGORY_COLOURS
+    colours = {wave: palette[i % len(palette)] for i, wave in enumerate(waves)}
     for axis, estimand in zip(axes[0], estimands, strict=True):
         rows = power[power["estimand"] == estimand]
         for wave, group in rows.groupby("n_waves"):
@@ -574,6 +847,7 @@ def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
                 100 * group["rejection_rate"],
                 marker="o",
                 color=colours[wave],
+                linestyle=QUARTILE_LINESTYLES[waves.index(wave) % len(QUARTILE_LINESTYLES)],
                 linewidth=2,
                 label=f"{wave} waves",
             )
@@ -591,15 +865,231 @@ def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
         units = sorted(rows["n_units"].unique())
         axis.set_xticks(units, [str(u) for u in units])
         axis.minorticks_off()
-        axis.set_xlabel("Units in the organisation")
+        if axis is axes[0, len(estimands) // 2]:  # one label for the row: they would overlap
+            axis.set_xlabel("Units in the organisation (log scale)")
         axis.set_title(
-            f"{labels.get(estimand, estimand)}\n(R = {int(rows['replicates'].min())} per point)",
+            _wrap(labels.get(estimand, estimand), 10, panel)
+            + f"\n(R = {int(rows['replicates'].min())} per point)",
             fontsize=10,
             fontweight="normal",
         )
         sns.despine(ax=axis)
     axes[0, 0].set_ylabel("Chance of detecting the effect (%)")
-    axes[0, -1].legend(title="Survey waves", frameon=False)
+    # beside the last panel, not on it: the curves fill every corner of a power plot
+    axes[0, -1].legend(title="Waves", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _titled(
         figure, "Power against units and waves at the generator's default effects (dotted: 80%)"
     )
+
+
+FOCUS_QUADRANTS = {
+    (True, False): "Priority: strong link, low score",
+    (True, True): "Strength: strong link, high score",
+    (False, True): "Maintain: weaker link, high score",
+    (False, False): "Monitor: weaker link, low score",
+}
+
+
+def focus_matrix(
+    table: pd.DataFrame,
+    labels: dict[str, str] | None = None,
+    score_split: float | None = None,
+    impact_split: float | None = None,
+    score_label: str = "Current score (0–100), with 95% interval",
+    impact_label: str = "Link to NPS (points per SD, 95% interval)",
+) -> plt.Figure:
+    """Each internal scale's current score against its estimated link to NPS, in quadrants.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per scale: ``term, score, score_low, score_high, impact, impact_low,
+        impact_high``; rows missing any of them are left out.
+    labels : dict of str to str, optional
+        Display names of the terms.
+    score_split, impact_split : float, optional
+        Where the quadrants divide; by default the mean score and the median impact of the
+        scales shown (so the quadrants rank the scales against each other).
+    score_label, impact_label : str
+        The axes' labels.
+
+    Returns
+    -------
+    Figure
+        A point and two intervals per scale. A filled point is a scale whose impact interval
+        excludes 0; a hollow one has no clear evidence of a link, whatever its quadrant.
+
+    Notes
+    -----
+    The quadrant of a scale with score ``s`` and impact ``b`` is ``(b ≥ impact_split,
+    s ≥ score_split)``, named in ``FOCUS_QUADRANTS`` as vendor focus matrices name them:
+    "priority" (strong link, low score) is where a rise in the score is most likely to move NPS.
+    A quadrant is a ranking among the scales, not a test; the hollow points say which links the
+    data cannot tell from zero.
+    """
+    columns = ["score", "score_low", "score_high", "impact", "impact_low", "impact_high"]
+    table = table.dropna(subset=columns)
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 5.6))
+    if table.empty:
+        axes.text(
+            0.5,
+            0.5,
+            "No scale has both a score and an estimated link to show.",
+            ha="center",
+            va="center",
+            color=MUTED,
+            transform=axes.transAxes,
+        )
+        axes.set_axis_off()
+        return figure
+    x_split = float(table["score"].mean()) if score_split is None else score_split
+    y_split = float(table["impact"].median()) if impact_split is None else impact_split
+    axes.axvline(x_split, color=MUTED, linewidth=1, linestyle="--")
+    axes.axhline(y_split, color=MUTED, linewidth=1, linestyle="--")
+    for index, (_, row) in enumerate(table.iterrows()):
+        clear = row["impact_low"] > 0 or row["impact_high"] < 0
+        colour = CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
+        axes.errorbar(
+            row["score"],
+            row["impact"],
+            xerr=[[row["score"] - row["score_low"]], [row["score_high"] - row["score"]]],
+            yerr=[[row["impact"] - row["impact_low"]], [row["impact_high"] - row["impact"]]],
+            fmt="o",
+            color=colour,
+            ecolor=colour,
+            elinewidth=1.5,
+            capsize=3,
+            markersize=9,
+            markerfacecolor=colour if clear else "white",
+            markeredgewidth=2,
+        )
+        axes.annotate(
+            (labels or {}).get(row["term"], row["term"]),
+            (row["score"], row["impact"]),
+            xytext=(8, 6),
+            textcoords="offset points",
+            fontsize=10,
+            color=INK,
+        )
+    axes.set_xlabel(score_label)
+    axes.set_ylabel(impact_label)
+    _value_axis(axes, table["score_low"].min(), table["score_high"].max(), "x", (0.15, 0.25))
+    _value_axis(
+        axes,
+        min(table["impact_low"].min(), y_split),
+        max(table["impact_high"].max(), y_split),
+        "y",
+        (0.12, 0.12),
+    )
+    if axes.get_ylim()[0] < 0 < axes.get_ylim()[1] and y_split != 0:
+        axes.axhline(0, color=MUTED, linewidth=0.8)
+    corners = {
+        (True, False): (0.01, 0.99, "left", "top"),
+        (True, True): (0.99, 0.99, "right", "top"),
+        (False, True): (0.99, 0.01, "right", "bottom"),
+        (False, False): (0.01, 0.01, "left", "bottom"),
+    }
+    for key, (x, y, ha, va) in corners.items():
+        axes.text(
+            x,
+            y,
+            FOCUS_QUADRANTS[key],
+            transform=axes.transAxes,
+            ha=ha,
+            va=va,
+            fontsize=10,
+            color=MUTED,
+            fontweight="bold" if key == (True, False) else None,
+        )
+    axes.set_title("Where to focus: each scale's score against its link to customer NPS")
+    sns.despine(ax=axes)
+    return _finish(figure)
+
+
+def trend_by_wave(
+    table: pd.DataFrame,
+    value: str,
+    title: str,
+    axis_label: str,
+    n: str = "n",
+    series: str | None = None,
+) -> plt.Figure:
+    """A value over survey waves (or quarters), with its 95% band and the n of each point.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per wave (and series): ``wave`` (a date or a label), ``value``, ``conf_low``,
+        ``conf_high`` and ``n``.
+    value, n : str
+        The columns holding the estimate and its count.
+    title, axis_label : str
+        The figure's title and the value axis's label.
+    series : str, optional
+        A column whose values are drawn as separate lines, told apart by Okabe–Ito colour and
+        line style. Series must share the unit of ``axis_label``: engagement and NPS are two
+        figures, not two lines on one axis.
+
+    Returns
+    -------
+    Figure
+        Lines with their bands; the value axis reaches 0 unless the values lie far from it, in
+        which case it is marked as truncated (``_value_axis``).
+    """
+    table = table.dropna(subset=[value, "conf_low", "conf_high"])
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 4.4))
+    if table.empty:
+        axes.text(
+            0.5,
+            0.5,
+            "No wave has enough answers to show.",
+            ha="center",
+            va="center",
+            color=MUTED,
+            transform=axes.transAxes,
+        )
+        axes.set_axis_off()
+        return figure
+    waves = list(dict.fromkeys(sorted(table["wave"])))
+    names = [pd.Timestamp(w).strftime("%b %Y") if not isinstance(w, str) else w for w in waves]
+    groups = [(None, table)] if series is None else list(table.groupby(series, sort=False))
+    for index, (name, group) in enumerate(groups):
+        colour = ACCENT if series is None else CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
+        group = group.sort_values("wave")
+        x = [waves.index(w) for w in group["wave"]]
+        axes.plot(
+            x,
+            group[value],
+            marker="o",
+            color=colour,
+            linewidth=2,
+            linestyle=QUARTILE_LINESTYLES[index % len(QUARTILE_LINESTYLES)],
+            label=None if name is None else str(name),
+        )
+        axes.fill_between(
+            x, group["conf_low"], group["conf_high"], color=colour, alpha=0.18, linewidth=0
+        )
+        if series is None:
+            for xi, (_, row) in zip(x, group.iterrows(), strict=True):
+                axes.annotate(
+                    f"{row[value]:.1f}\nn = {int(row[n]):,}",
+                    (xi, row["conf_high"]),
+                    xytext=(0, 6),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=9,
+                    color=MUTED,
+                )
+    axes.set_xticks(range(len(waves)), names)
+    axes.set_xlim(-0.4, len(waves) - 0.6)
+    axes.set_ylabel(axis_label)
+    axes.set_xlabel("Survey wave")
+    _value_axis(axes, table["conf_low"].min(), table["conf_high"].max(), "y", (0.1, 0.3))
+    if axes.get_ylim()[0] < 0 < axes.get_ylim()[1]:
+        axes.axhline(0, color=MUTED, linewidth=0.8)
+    if series is not None:
+        axes.legend(frameon=False, loc="best")
+    axes.set_title(title)
+    sns.despine(ax=axes)
+    return _finish(figure)

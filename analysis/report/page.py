@@ -52,7 +52,9 @@ def estimate(
     Returns
     -------
     dict of str to DataFrame
-        The result tables by name (``analysis.data.results.RESULT_FILES``).
+        The result tables by name (``analysis.data.results.RESULT_FILES``): the estimation's
+        tables and ``findings``, one row per headline finding with its verdict and sentence
+        (``analysis.report.findings.findings_table``).
 
     Raises
     ------
@@ -60,8 +62,13 @@ def estimate(
         When the data are too thin for an estimand.
     """
     from analysis.models.estimate import estimate_all
+    from analysis.report.findings import findings_table
 
-    return estimate_all(dataset, parameters, progress or (lambda _message: None)).tables()
+    tables = estimate_all(dataset, parameters, progress or (lambda _message: None)).tables()
+    # the headline findings are decided once, here, so that findings.csv, the executive page
+    # and anything else that reads the results say the same thing
+    findings = findings_table(tables["estimates"], parameters.alpha)
+    return {"estimates": tables["estimates"], "findings": findings, **tables}
 
 
 def publish_results(

@@ -20,6 +20,8 @@ import pandas as pd
 
 from analysis.measures.internal import scale_label
 from analysis.models import registry
+from analysis.report import findings
+from analysis.report.findings import level, signed  # the one way numbers are written
 
 # Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the left-to-right and
 # right-to-left marks (U+200E, U+200F) and the Arabic letter mark (U+061C): invisible
@@ -50,22 +52,6 @@ def html_table(table: pd.DataFrame, **options) -> str:
     shown.columns = [plain_text(c) for c in shown.columns]
     settings = {"index": False, "border": 0, "classes": "io-table", **options, "escape": True}
     return shown.to_html(**settings)
-
-
-def level(confidence: float) -> str:
-    """A confidence level as a percentage that prints exactly: ``95%``, ``99.9%``."""
-    text = f"{100 * confidence:.1f}".removesuffix(".0")
-    return f"{text}%"
-
-
-def signed(value: float, digits: int = 1) -> str:
-    """``+6.1`` / ``−2.3`` (a true minus sign) / ``0.0``."""
-    text = f"{abs(value):.{digits}f}"
-    if round(value, digits) > 0:
-        return f"+{text}"
-    if round(value, digits) < 0:
-        return f"−{text}"
-    return text
 
 
 def interval(low: float, high: float, digits: int = 1) -> str:
@@ -145,97 +131,102 @@ def _ci(row: pd.Series, digits: int = 1, scale: float = 1.0) -> str:
     return interval(row["conf_low"] * scale, row["conf_high"] * scale, digits)
 
 
+def _as_findings(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """``findings.csv`` as given, or built from ``estimates.csv`` (``findings.findings_table``)."""
+    if "verdict" in table.columns and "sentence" in table.columns:
+        return table
+    return findings.findings_table(table, alpha)
+
+
 def headline_findings(estimates: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """The findings as sentences, each with its number, 95% interval and n."""
-    ci = f"{level(1 - alpha)} CI"
-    sentences = []
-    row = _get(estimates, "nps_on_engagement")
-    if row is not None:
-        direction = "higher" if row["estimate"] >= 0 else "lower"
-        sentences.append(
-            f"Units one standard deviation higher in engagement had customer NPS "
-            f"{abs(row['estimate']):.1f} points {direction} in the following quarter ({ci} "
-            f"{_ci(row)}; {int(row['n_units'])} units, {int(row['n_obs']):,} unit-quarters)."
-        )
-    row = _get(estimates, "churn_hazard_on_engagement")
-    if row is not None:
-        change = (1 - row["estimate"]) * 100
-        word = "lower" if change >= 0 else "higher"
-        sentences.append(
-            f"Customers of units one standard deviation higher in engagement had a "
-            f"{abs(change):.0f}% {word} risk of leaving at any time (hazard ratio "
-            f"{row['estimate']:.2f}, {ci} "
-            f"{row['conf_low']:.2f} to {row['conf_high']:.2f}; {int(row['n_obs']):,} customers "
-            f"in {int(row['n_units'])} units)."
-        )
-    nps_gap = _get(estimates, "nps_quartile_gap")
-    retention_gap = _get(estimates, "retention_quartile_gap")
-    if nps_gap is not None:
-        text = (
-            f"Top-quartile units led bottom-quartile units by {signed(nps_gap['estimate'])} "
-            f"NPS points ({ci} {_ci(nps_gap)}; {int(nps_gap['n_units'])} units)"
-        )
-        if retention_gap is not None:
-            text += (
-                f" and by {signed(retention_gap['estimate'])} percentage points in "
-                f"12-month customer retention ({ci} {_ci(retention_gap)}; "
-                f"{int(retention_gap['n_obs']):,} customer-waves)"
-            )
-        sentences.append(text + ".")
-    row = _get(estimates, "nps_mediated_share")
-    churn = _get(estimates, "churn_hazard_on_engagement")
-    if row is not None and churn is not None and _significant(churn, alpha):
-        sentences.append(
-            f"About {100 * row['estimate']:.0f}% of engagement's link with churn runs through "
-            f"customer NPS ({ci} {100 * row['conf_low']:.0f}% to "
-            f"{100 * row['conf_high']:.0f}%; {int(row['n_units'])} units)."
-        )
-    return sentences
+    """The sentences of "What we found": the ``found`` rows of ``findings.csv``, in order.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        ``findings.csv`` (``analysis.report.findings.findings_table``), or ``estimates.csv``,
+        from which it is built.
+    alpha : float
+        The family-wise error rate (only used to build the findings from estimates).
+
+    Returns
+    -------
+    list of str
+        One sentence per finding; each verdict decides its words
+        (``analysis.report.findings.finding_sentence``): a finding without clear evidence
+        starts "No clear evidence", and every sentence with numbers carries its interval and n.
+    """
+    table = _as_findings(estimates, alpha)
+    return [str(s) for s in table.loc[table["section"] == "found", "sentence"]]
 
 
 def causal_reading(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
-    """What the lag, within-unit and reverse-direction checks say about cause and effect."""
-    forward = _get(estimates, "nps_on_engagement")
-    within = _get(estimates, "nps_on_engagement_within")
-    reverse = _get(estimates, "engagement_on_prior_nps")
-    if forward is None:
+    """What the lag, within-unit and reverse-direction checks say about cause and effect.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        ``findings.csv``, or ``estimates.csv``, from which it is built.
+    alpha : float
+        The family-wise error rate (only used to build the findings from estimates).
+
+    Returns
+    -------
+    str
+        A paragraph built from the findings' verdicts and sentences. It speaks of an
+        association only when a forward finding of "What we found" is ``evidence``
+        (``findings.any_association``); the within-unit and reverse checks are the rows' own
+        sentences, so the reverse check argues against the reverse direction only when its
+        interval excludes ``findings.REVERSE_MEANINGFUL`` (``findings.reverse_ruled_out``).
+    """
+    table = _as_findings(estimates, alpha)
+    forward = findings.verdict_of(table, "nps_on_engagement")
+    if forward == findings.NOT_ESTIMABLE:
         return "The engagement–NPS link could not be estimated on these data."
+    associated = findings.any_association(table)
+    lead = table[(table["estimand"] == "nps_on_engagement")].iloc[0]
     parts = []
-    if _significant(forward, alpha) and forward["estimate"] > 0:
+    if forward == findings.EVIDENCE and lead["estimate"] > 0:
         parts.append(
-            "Engagement measured in a survey wave predicts customer NPS in the "
-            "quarter that follows, so the timing fits engagement coming first."
+            "Engagement measured in a survey wave predicts customer NPS in the quarter that "
+            "follows, so the timing fits engagement coming first."
+        )
+    elif forward == findings.EVIDENCE:
+        parts.append(
+            "Engagement measured in a survey wave predicts lower customer NPS in the quarter "
+            "that follows, the opposite of the expected direction."
+        )
+    elif associated:
+        parts.append(
+            "Some of the findings above show an association, but the test of engagement "
+            "predicting the next quarter's customer NPS found no clear evidence, so the "
+            "timing does not show that engagement comes first."
         )
     else:
         parts.append(
-            "We did not find that engagement predicts the next quarter's customer NPS here."
+            "We found no clear evidence that engagement is linked to customer NPS or to "
+            "customers leaving, so there is no association here to read as cause and effect; "
+            "the checks below are reported for completeness."
         )
-    if within is not None:
-        if _significant(within, alpha) and within["estimate"] > 0:
+    within = findings.verdict_of(table, "nps_on_engagement_within")
+    if within != findings.NOT_ESTIMABLE:
+        parts.append(findings.sentence_of(table, "nps_on_engagement_within"))
+        if associated and within == findings.EVIDENCE:
+            parts.append("So the link is not only that well-run units score high on both.")
+        elif associated:
+            parts.append("So part of the association may reflect stable differences between units.")
+    reverse = findings.verdict_of(table, "engagement_on_prior_nps")
+    if reverse != findings.NOT_ESTIMABLE:
+        parts.append(findings.sentence_of(table, "engagement_on_prior_nps"))
+        row = table[table["estimand"] == "engagement_on_prior_nps"].iloc[0]
+        if reverse == findings.EVIDENCE and row["estimate"] > 0:
             parts.append(
-                f"The link also holds within the same unit over time "
-                f"({signed(within['estimate'])} points per SD, {_ci(within)}), so it is not "
-                "only that well-run units score high on both."
-            )
-        else:
-            parts.append(
-                f"Within the same unit over time the link is not clear "
-                f"({signed(within['estimate'])} points per SD, {_ci(within)}), so part of the "
-                "association may reflect stable differences between units."
-            )
-    if reverse is not None:
-        if _significant(reverse, alpha) and reverse["estimate"] > 0:
-            parts.append(
-                f"Customer NPS before a wave also predicts engagement at that wave "
-                f"({signed(reverse['estimate'], 2)} SD per 10 points, {_ci(reverse, 2)}): "
-                "the relationship runs in the reverse direction too, and customer experience "
-                "may be lifting staff as much as staff lift customers."
-            )
-        else:
-            parts.append(
-                f"Customer NPS before a wave does not clearly predict engagement at the wave "
-                f"({signed(reverse['estimate'], 2)} SD per 10 points, {_ci(reverse, 2)}), "
-                "which argues against the reverse direction."
+                "The relationship runs from customers to staff too: customer experience may be "
+                + (
+                    "lifting staff as much as staff lift customers."
+                    if forward == findings.EVIDENCE
+                    else "lifting staff rather than the other way round."
+                )
             )
     parts.append(
         "These are observational checks: they make a causal reading more or less "
@@ -274,8 +265,8 @@ def power_sentence(estimates: pd.DataFrame) -> str | None:
     return (
         f"With {int(row['n_units'])} units and these response numbers, the study had an 80% "
         f"chance of detecting an effect of {row['estimate']:.1f} NPS points per standard "
-        "deviation of engagement or larger; smaller true effects could go unnoticed, so a "
-        "non-significant result is not evidence of no effect."
+        "deviation of engagement or larger; smaller true effects could go unnoticed, so "
+        '"no clear evidence" does not show that there is no effect.'
     )
 
 
@@ -285,7 +276,10 @@ CAVEATS = (
     "Customer answers are linked to units by the unit that served them and by date; customers "
     "served by several units are counted with the unit on each answer.",
     "Effects are averages across units; individual units may differ.",
-    "'Significant' means after Holm's correction for the number of questions asked of the data.",
+    "'Evidence' means that a finding holds after Holm's correction for the questions asked of "
+    "the data and that its 95% interval excludes no effect; 'no clear evidence' means it does "
+    "not, which is not proof that there is no effect. The many cells of the heat map and the "
+    "drivers use the Benjamini–Hochberg false-discovery-rate correction instead.",
 )
 
 
@@ -318,30 +312,68 @@ def _in_sentence(label: str) -> str:
     return label[:1].lower() + label[1:]
 
 
-def drivers_sentence(drivers: pd.DataFrame) -> str:
-    """Which internal measures carry the most weight for customer NPS, with intervals."""
+def drivers_sentence(drivers: pd.DataFrame, link_found: bool | None = None) -> str:
+    """Which internal measures carry weight for customer NPS: named only with evidence.
+
+    Parameters
+    ----------
+    drivers : DataFrame
+        ``drivers.csv``: ``term``, ``estimate``, ``share`` with ``share_conf_low`` and
+        ``share_conf_high`` (percent), ``significant`` (Benjamini–Hochberg) and ``n_units``.
+    link_found : bool, optional
+        Whether the engagement–NPS finding has the verdict ``evidence``
+        (``analysis.report.findings``). ``False``: no measure is named, as there is no
+        evidence of a link to act on. ``None`` (not known): the drivers decide alone.
+
+    Returns
+    -------
+    str
+        The measures that stand out from chance after the Benjamini–Hochberg correction, the
+        largest share first with its interval and n; when none does, or ``link_found`` is
+        ``False``, a sentence that names none.
+
+    Notes
+    -----
+    A measure's share is its relative weight (Johnson 2000) as a percentage of the NPS
+    variance the measures explain together; "stands out" means its BH-adjusted p-value is
+    below alpha.
+
+    References
+    ----------
+    Johnson, J. W. (2000). A heuristic method for estimating the relative weight of predictor
+    variables in multiple regression. *Multivariate Behavioral Research*, 35(1), 1–19.
+
+    Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. *Journal of the
+    Royal Statistical Society B*, 57(1), 289–300.
+    """
     if drivers.empty:
         return "Driver importance could not be estimated on these data."
+    units = int(drivers["n_units"].max())
+    if link_found is False:
+        return (
+            "There is no clear evidence of a link between engagement and customer NPS in these "
+            f"data ({units} units), so this page names no internal measure to act on for NPS; "
+            "the engagement and NPS page shows each measure's estimated weight for reference."
+        )
     table = drivers.sort_values("estimate", ascending=False)
-    top = table.iloc[0]
+    significant = table[table["significant"].astype(bool)]
+    if significant.empty:
+        return (
+            "No internal measure stands out from chance as a driver of customer NPS after "
+            f"correcting for testing several at once ({units} units), so these data do not "
+            "point to one measure to act on."
+        )
+    top = significant.iloc[0]
     share, low, high = top["share"], top["share_conf_low"], top["share_conf_high"]
     label = _in_sentence(scale_label(top["term"]))
-    text = (
+    names = [_in_sentence(scale_label(t)) for t in significant["term"]]
+    return (
         f"Of the internal measures, {label} accounts for the largest share of the "
         f"differences in unit NPS that the measures explain together ({share:.0f}%, 95% CI "
-        f"{low:.0f}% to {high:.0f}%; {int(top['n_units'])} units)."
-    )
-    significant = [_in_sentence(scale_label(t)) for t in table.loc[table["significant"], "term"]]
-    if significant:
-        text += (
-            " Measures that stand out from chance after correcting for testing several "
-            f"at once: {', '.join(significant)}."
-        )
-    else:
-        text += " None stands out from chance after correcting for testing several at once."
-    return (
-        text + " Measures that move together share credit; treat this as where to look, "
-        "not as proof of what works."
+        f"{low:.0f}% to {high:.0f}%; {int(top['n_units'])} units). Measures that stand out "
+        f"from chance after correcting for testing several at once: {', '.join(names)}. "
+        "Measures that move together share credit; treat this as where to look, not as proof "
+        "of what works."
     )
 
 

@@ -341,8 +341,7 @@ def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tu
     unless the same design is there."""
     from dataclasses import asdict
 
-    from analysis.data.load import write_tables
-    from analysis.data.synth import generate, truth_json
+    from analysis.data.synth import generate, write_study
 
     design = SIZES[name] if design is None else design
     directory = root / name
@@ -354,12 +353,7 @@ def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tu
             return directory, counts | {"generate_seconds": None}
     started = time.monotonic()
     study = generate(design)
-    write_tables(
-        study.tables,
-        directory,
-        file_format="parquet",
-        extra_files={"truth.json": truth_json(study)},
-    )
+    write_study(study, directory, file_format="parquet")
     counts = study.truth["counts"] | {"waves": len(study.truth["waves"])}
     return directory, counts | {"generate_seconds": time.monotonic() - started}
 
