@@ -188,6 +188,13 @@ def _mark_break(axis: plt.Axes, which: str, start: float) -> None:
     )
 
 
+def _nothing_to_show(figure: plt.Figure, axes, message: str) -> plt.Figure:
+    """The figure of a chart with no data: the reason, centred, in place of empty axes."""
+    axes.text(0.5, 0.5, message, ha="center", va="center", color=MUTED, transform=axes.transAxes)
+    axes.set_axis_off()
+    return figure
+
+
 def use_house_style() -> None:
     """Apply the house style to matplotlib and seaborn (call once per notebook).
 
@@ -236,17 +243,11 @@ def nps_by_quartile(table: pd.DataFrame, confidence: float = 0.95) -> plt.Figure
     figure, axes = plt.subplots()
     table = table.dropna(subset=["nps", "conf_low", "conf_high"])
     if table.empty:  # every unit-wave suppressed, or too few to form quartiles
-        axes.text(
-            0.5,
-            0.5,
+        return _nothing_to_show(
+            figure,
+            axes,
             "No engagement quartile could be formed:\ntoo few unit-waves are large enough to show.",
-            ha="center",
-            va="center",
-            color=MUTED,
-            transform=axes.transAxes,
         )
-        axes.set_axis_off()
-        return figure
     positions = range(len(table))
     lower = table["nps"] - table["conf_low"]
     upper = table["conf_high"] - table["nps"]
@@ -931,17 +932,9 @@ def focus_matrix(
     table = table.dropna(subset=columns)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 5.6))
     if table.empty:
-        axes.text(
-            0.5,
-            0.5,
-            "No scale has both a score and an estimated link to show.",
-            ha="center",
-            va="center",
-            color=MUTED,
-            transform=axes.transAxes,
+        return _nothing_to_show(
+            figure, axes, "No scale has both a score and an estimated link to show."
         )
-        axes.set_axis_off()
-        return figure
     x_split = float(table["score"].mean()) if score_split is None else score_split
     y_split = float(table["impact"].median()) if impact_split is None else impact_split
     axes.axvline(x_split, color=MUTED, linewidth=1, linestyle="--")
@@ -1039,17 +1032,7 @@ def trend_by_wave(
     table = table.dropna(subset=[value, "conf_low", "conf_high"])
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 4.4))
     if table.empty:
-        axes.text(
-            0.5,
-            0.5,
-            "No wave has enough answers to show.",
-            ha="center",
-            va="center",
-            color=MUTED,
-            transform=axes.transAxes,
-        )
-        axes.set_axis_off()
-        return figure
+        return _nothing_to_show(figure, axes, "No wave has enough answers to show.")
     waves = list(dict.fromkeys(sorted(table["wave"])))
     names = [pd.Timestamp(w).strftime("%b %Y") if not isinstance(w, str) else w for w in waves]
     groups = [(None, table)] if series is None else list(table.groupby(series, sort=False))
