@@ -5,13 +5,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.data.load import write_tables
+from analysis.data.parameters import Parameters
 from analysis.data.synth import StudyDesign, generate, truth_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DESIGN = StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12)
+SCRIPT_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
+REPORT_PARAMETERS = Parameters(bootstrap_draws=200)
 
 
 def write_study(directory: Path, design: StudyDesign, file_format: str = "csv") -> Path:
@@ -34,3 +38,30 @@ def small_study_master(tmp_path_factory) -> Path:
 def small_study(small_study_master, tmp_path) -> Path:
     """A private copy of the small study that a test may break."""
     return Path(shutil.copytree(small_study_master, tmp_path / "study"))
+
+
+@pytest.fixture(scope="session")
+def hostile_study(small_study_master, tmp_path_factory) -> Path:
+    """The small study with every unit named with markup that would run if not escaped."""
+    directory = Path(shutil.copytree(small_study_master, tmp_path_factory.mktemp("s") / "study"))
+    units = pd.read_csv(directory / "units.csv", dtype=str, keep_default_na=False)
+    units["unit_name"] = SCRIPT_NAME + " " + units["unit_id"]
+    units.to_csv(directory / "units.csv", index=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def report_root(hostile_study, tmp_path_factory) -> Path:
+    """One real report of every page of the hostile study, rendered once per session: the
+    report, layout and browser tests all read it (each rendering costs about a minute)."""
+    from analysis.report.build import build_report
+
+    root = tmp_path_factory.mktemp("reports")
+    build_report(hostile_study, root, REPORT_PARAMETERS, progress=lambda _: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def run_dir(report_root) -> Path:
+    """The published run folder of ``report_root``."""
+    return (report_root / "latest").resolve()

@@ -56,6 +56,7 @@ def test_every_estimand_is_a_tidy_row(studies):
         "nps_quartile_gap",
         "retention_quartile_gap",
         "nps_mediated_share",
+        "nps_on_engagement_uncorrected",
         "nps_on_engagement_mde",
     }
     assert set(results.estimates["estimand"]) == expected

@@ -1,6 +1,7 @@
 """Pages a reader can read on a phone and on a desk (issue 12, item 6), in a real browser.
 
-The small study's report is rendered once; every page is opened in headless Chromium at 390 px
+The small study's report (its units named with markup, ``conftest.report_root``) is rendered once
+per session; every page is opened in headless Chromium at 390 px
 (a phone) and 1280 px (a laptop).
 """
 
@@ -8,12 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from analysis.data.parameters import Parameters
-from analysis.report.build import PAGES, build_report
+from analysis.report.build import PAGES
 from analysis.report.figures import COLUMN_PX
 
 CHROMIUM = shutil.which("chromium")
@@ -25,13 +24,6 @@ pytestmark = [
     ),
 ]
 WIDTHS = (390, 1280)
-
-
-@pytest.fixture(scope="module")
-def run_dir(small_study_master, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("layout")
-    build_report(small_study_master, root, Parameters(bootstrap_draws=200), progress=lambda _: None)
-    return (root / "latest").resolve()
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ def test_the_registry_drives_estimate_all_in_its_order(small_results):
         "nps_quartile_gap",
         "retention_quartile_gap",
         "nps_mediated_share",
+        "nps_on_engagement_uncorrected",
         "nps_on_engagement_mde",
     ]
     terms = dict(
@@ -211,3 +212,32 @@ def test_every_tested_estimand_has_its_influence_check(small_study_master):
     churn = estimate.churn_model(dataset, panel, as_of, PARAMETERS.covariates)
     leave_out = estimate.leave_one_unit_out(dataset, panel, PARAMETERS, as_of, churn)
     assert list(leave_out.columns) == [e.name for e in registry.ESTIMANDS if e.tested]
+
+
+def test_the_uncorrected_slope_is_a_plain_wls_on_the_observed_index(small_results):
+    """What the reliability page compares the headline with: the same rows, weights and fixed
+    effects, the observed engagement index per observed SD, and no test of its own."""
+    import statsmodels.api as sm
+
+    from analysis.models import linkage
+
+    panel = small_results.panel
+    row = small_results.estimates.set_index("estimand").loc["nps_on_engagement_uncorrected"]
+    assert np.isnan(row["p_value"]) and np.isnan(row["p_adjusted"])
+    assert row["correction"] == "none" and row["se_method"] == "jackknife"
+    rows = linkage.customer_facing_rows(panel)
+    rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
+    weights = linkage.nps_precision_weights(rows, linkage.absorbed_design(rows, ["region"]))
+    x = rows["engagement_index"] / rows["engagement_index"].std(ddof=1)
+    design = pd.concat(
+        [
+            x.rename("engagement"),
+            pd.get_dummies(rows["wave"].astype(str), prefix="w", dtype=float),
+            pd.get_dummies(rows["region"], prefix="r", drop_first=True, dtype=float),
+        ],
+        axis=1,
+    )
+    fit = sm.WLS(rows["nps"].to_numpy(float), design.to_numpy(float), weights=weights).fit()
+    assert row["estimate"] == pytest.approx(fit.params[0], rel=1e-8, abs=1e-10)
+    assert row["n_obs"] == len(rows)
+    assert row["conf_low"] < row["estimate"] < row["conf_high"]

@@ -16,39 +16,15 @@ import nbformat
 import pandas as pd
 import pytest
 
-from analysis.data.parameters import Parameters
 from analysis.report.build import NOTEBOOKS_DIR, PAGES, Page, ReportError, build_report
-from tests.conftest import SMALL_DESIGN, write_study
+from tests.conftest import REPORT_PARAMETERS, SMALL_DESIGN, write_study
 
 CHROMIUM = shutil.which("chromium")
-PARAMETERS = Parameters(bootstrap_draws=200)
-SCRIPT_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
+PARAMETERS = REPORT_PARAMETERS  # the parameters of the shared report (conftest.report_root)
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None and os.environ.get("CI") != "true",
     reason="Debian's chromium is not installed (make test installs it)",
 )
-
-
-@pytest.fixture(scope="session")
-def hostile_study(small_study_master, tmp_path_factory) -> Path:
-    """The small study with every unit named with markup that would run if not escaped."""
-    directory = Path(shutil.copytree(small_study_master, tmp_path_factory.mktemp("s") / "study"))
-    units = pd.read_csv(directory / "units.csv", dtype=str, keep_default_na=False)
-    units["unit_name"] = SCRIPT_NAME + " " + units["unit_id"]
-    units.to_csv(directory / "units.csv", index=False)
-    return directory
-
-
-@pytest.fixture(scope="session")
-def report_root(hostile_study, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reports")
-    build_report(hostile_study, root, PARAMETERS, progress=lambda _: None)
-    return root
-
-
-@pytest.fixture(scope="session")
-def run_dir(report_root) -> Path:
-    return (report_root / "latest").resolve()
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -449,3 +425,60 @@ def test_the_page_context_shows_its_dataset_by_name_not_by_path(tmp_path):
 
     shown = repr(PageContext(PARAMETERS, {"estimates": pd.DataFrame()}, tmp_path / "my study"))
     assert "'my study'" in shown and str(tmp_path) not in shown
+
+
+def _text(markup: str) -> str:
+    import html as html_module
+
+    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", markup))).strip()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["index.html", "customer_nps.html"])
+def test_every_chart_carries_a_sentence_that_answers_its_question(run_dir, page):
+    markup = (run_dir / page).read_text()
+    main = markup[markup.index("<main") :]
+    sections = [s for s in main.split("<h2")[1:] if "<img" in s]
+    assert len(sections) >= 2
+    for section in sections:
+        title = _text(section[: section.index("</h2>")].split(">", 1)[1])
+        paragraphs = [
+            _text(p) for p in re.findall(r"<(?:p|li)[ >].*?</(?:p|li)>", section, flags=re.S)
+        ]
+        assert any(len(p) > 60 and re.search(r"\d", p) for p in paragraphs), title
+
+
+@pytest.mark.slow
+def test_the_executive_page_says_what_to_act_on(run_dir):
+    text = _text((run_dir / "index.html").read_text())
+    for heading in (
+        "What to act on",
+        "Is engagement moving, and is customer NPS?",
+        "Does it differ by region?",
+        "Which units need attention?",
+    ):
+        assert heading in text
+    assert re.search(r"(No clear change in engagement|Engagement (rose|fell)) from", text)
+    assert re.search(r"(No clear change in customer NPS|Customer NPS (rose|fell)) from", text)
+    assert re.search(r"(No clear evidence that customer NPS differs|Customer NPS differs)", text)
+    assert "ranked units" in text and "A low rank is a reason to ask" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["index.html", "engagement_nps.html", "internal_measures.html"])
+def test_pages_with_corrected_tests_say_which_correction_and_why(run_dir, page):
+    from analysis.report.sentences import MULTIPLE_TESTING
+
+    assert MULTIPLE_TESTING in _text((run_dir / page).read_text())
+
+
+@pytest.mark.slow
+def test_the_reliability_section_says_what_the_correction_changes(run_dir):
+    text = _text((run_dir / "internal_measures.html").read_text())
+    estimates = pd.read_csv(run_dir / "results/estimates.csv").set_index("estimand")
+    ratio = (
+        estimates.loc["nps_on_engagement", "estimate"]
+        / estimates.loc["nps_on_engagement_uncorrected", "estimate"]
+    )
+    assert "why the models correct for measurement error" in text
+    assert f"the correction changes the headline by a factor of {ratio:.2f}" in text

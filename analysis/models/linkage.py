@@ -950,3 +950,76 @@ def engagement_on_prior_nps(
         se_method="cluster_robust_cr1",
         correction="regression_calibration",
     )
+
+
+def _uncorrected_nps_slope(rows: pd.DataFrame, covariates: Sequence[str]) -> float:
+    """``nps_on_engagement``'s slope without the measurement-error correction."""
+    design = absorbed_design(rows, covariates)
+    weights = nps_precision_weights(rows, design)
+    observed = rows["engagement_index"].to_numpy(float)
+    coef, _, _ = design.fit(
+        observed / observed.std(ddof=1), rows["nps"].to_numpy(float), weights.to_numpy(float)
+    )
+    return float(coef[0])
+
+
+def nps_on_engagement_uncorrected(
+    panel: pd.DataFrame, covariates: Sequence[str] = ("region",), confidence: float = 0.95
+) -> dict:
+    """The headline slope as a naive analysis would fit it: no correction for noisy unit means.
+
+    Model: as ``nps_on_engagement``, on the same unit-waves and weights, but with the observed
+    engagement index ``I`` in place of its calibrated value, scaled by the observed SD::
+
+        NPS[u,t] = β_naive · I[u,t] / SD(I) + wave[t] + region[u] + ε
+
+    Parameters
+    ----------
+    panel : DataFrame
+        The unit × wave panel.
+    covariates : sequence of str
+        Unit covariates beside the wave effects.
+    confidence : float
+        Level of the interval.
+
+    Returns
+    -------
+    dict
+        A ``tidy.tidy_row`` with ``correction`` ``"none"``, a delete-a-group jackknife SE over
+        units, and no p-value: it is reported to show what the correction does, not tested.
+
+    Notes
+    -----
+    A unit-wave mean of ``n`` answers has reliability ``λ = σ²_T / (σ²_T + v)``, its ICC(2)
+    in expectation. Regressing on it attenuates the slope per point by ``λ`` (Fuller 1987,
+    §1.1), and its SD is inflated by ``1/√λ``; per SD the naive slope is therefore about
+    ``√λ · β``. The reliability page states both numbers, so a reader sees how much a low
+    ICC(2) would have shrunk the headline.
+
+    References
+    ----------
+    Fuller, W. A. (1987). *Measurement Error Models*. Wiley.
+
+    Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability. In Klein
+    & Kozlowski (eds.), *Multilevel Theory, Research, and Methods in Organizations*, 349–381.
+    """
+    rows = customer_facing_rows(panel)
+    rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
+    slope = _uncorrected_nps_slope(rows, covariates)
+    group, k = jackknife_groups(rows["unit_id"])
+    replicates = [_uncorrected_nps_slope(rows[group != g], covariates) for g in range(k)]
+    row = tidy_row(
+        "nps_on_engagement_uncorrected",
+        "engagement_observed_sd",
+        slope,
+        jackknife_se(replicates),
+        df=k - 1,
+        confidence=confidence,
+        n_obs=len(rows),
+        n_units=int(rows["unit_id"].nunique()),
+        method="as nps_on_engagement, without regression calibration (observed engagement "
+        "per observed SD); not tested",
+        se_method="jackknife",
+        jackknife_groups=k,
+    )
+    return row | {"p_value": float("nan")}

@@ -530,6 +530,21 @@ ESTIMANDS: tuple[Estimand, ...] = (
         progress="mediation through NPS ({bootstrap_draws} bootstrap draws)",
     ),
     Estimand(
+        "nps_on_engagement_uncorrected",
+        "engagement_observed_sd",
+        "NPS points per observed SD, uncorrected",
+        "The headline link without the correction for noisy unit averages",
+        "The NPS slope per SD of the observed engagement index, without regression calibration",
+        0.0,
+        "difference",
+        tested=False,
+        in_study=False,
+        needs_churn=False,
+        fit=lambda f: linkage.nps_on_engagement_uncorrected(
+            f.panel, f.parameters.covariates, f.parameters.confidence
+        ),
+    ),
+    Estimand(
         "nps_on_engagement_mde",
         "engagement_sd",
         "Minimum detectable effect, NPS per SD",

@@ -905,7 +905,9 @@ def focus_matrix(
     ----------
     table : DataFrame
         One row per scale: ``term, score, score_low, score_high, impact, impact_low,
-        impact_high``; rows missing any of them are left out.
+        impact_high``; rows missing any of them are left out. An optional boolean ``clear``
+        says which impacts stand out from chance (a test of its own, such as the drivers'
+        Benjamini–Hochberg one); without it, those whose interval excludes 0.
     labels : dict of str to str, optional
         Display names of the terms.
     score_split, impact_split : float, optional
@@ -940,7 +942,11 @@ def focus_matrix(
     axes.axvline(x_split, color=MUTED, linewidth=1, linestyle="--")
     axes.axhline(y_split, color=MUTED, linewidth=1, linestyle="--")
     for index, (_, row) in enumerate(table.iterrows()):
-        clear = row["impact_low"] > 0 or row["impact_high"] < 0
+        clear = (
+            bool(row["clear"])
+            if "clear" in row
+            else row["impact_low"] > 0 or row["impact_high"] < 0
+        )
         colour = CATEGORY_COLOURS[index % len(CATEGORY_COLOURS)]
         axes.errorbar(
             row["score"],
@@ -1006,6 +1012,7 @@ def trend_by_wave(
     axis_label: str,
     n: str = "n",
     series: str | None = None,
+    x_label: str = "Survey wave",
 ) -> plt.Figure:
     """A value over survey waves (or quarters), with its 95% band and the n of each point.
 
@@ -1022,6 +1029,8 @@ def trend_by_wave(
         A column whose values are drawn as separate lines, told apart by Okabe–Ito colour and
         line style. Series must share the unit of ``axis_label``: engagement and NPS are two
         figures, not two lines on one axis.
+    x_label : str
+        The time axis's label.
 
     Returns
     -------
@@ -1067,7 +1076,7 @@ def trend_by_wave(
     axes.set_xticks(range(len(waves)), names)
     axes.set_xlim(-0.4, len(waves) - 0.6)
     axes.set_ylabel(axis_label)
-    axes.set_xlabel("Survey wave")
+    axes.set_xlabel(x_label)
     _value_axis(axes, table["conf_low"].min(), table["conf_high"].max(), "y", (0.1, 0.3))
     if axes.get_ylim()[0] < 0 < axes.get_ylim()[1]:
         axes.axhline(0, color=MUTED, linewidth=0.8)

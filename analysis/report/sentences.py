@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 
 from analysis.measures.internal import scale_label
@@ -270,6 +271,15 @@ def power_sentence(estimates: pd.DataFrame) -> str | None:
     )
 
 
+#: The one sentence on every page that shows a Holm- or a BH-corrected result.
+MULTIPLE_TESTING = (
+    "Two corrections for testing many things at once are used, each where it fits: the "
+    "headline questions use Holm's method, which keeps the chance of even one false finding "
+    "among them at 5%, while the many cells of the heat map and the list of drivers use the "
+    "Benjamini–Hochberg method, which keeps the expected share of false alarms among the cells "
+    "flagged at 5%, a screen for where to look rather than a confirmation."
+)
+
 CAVEATS = (
     "Engagement is measured on the staff who answered; units where few answer carry less "
     "weight, and groups below the minimum size are never shown.",
@@ -278,8 +288,8 @@ CAVEATS = (
     "Effects are averages across units; individual units may differ.",
     "'Evidence' means that a finding holds after Holm's correction for the questions asked of "
     "the data and that its 95% interval excludes no effect; 'no clear evidence' means it does "
-    "not, which is not proof that there is no effect. The many cells of the heat map and the "
-    "drivers use the Benjamini–Hochberg false-discovery-rate correction instead.",
+    "not, which is not proof that there is no effect.",
+    MULTIPLE_TESTING,
 )
 
 
@@ -530,4 +540,66 @@ def release_noise_sentence(epsilon: float, min_group_size: int) -> str:
         "one's answers can be worked out by comparing two reports (differential privacy, "
         f"ε = {epsilon:g}): one standard deviation of noise is {' and '.join(spreads)} "
         "respondents. Intervals, the tests of each cell and the shrunken ranking include it."
+    )
+
+
+def correction_sentence(
+    estimates: pd.DataFrame, reliability: pd.DataFrame, scale: str = "engagement"
+) -> str:
+    """Why the models correct engagement for measurement error, and what it changes.
+
+    Parameters
+    ----------
+    estimates : DataFrame
+        ``estimates.csv``, with ``nps_on_engagement`` (corrected) and
+        ``nps_on_engagement_uncorrected`` rows.
+    reliability : DataFrame
+        ``analysis.measures.internal.scale_reliability``: ``scale``, ``icc2``, ``group_size``.
+    scale : str
+        The scale whose ICC(2) is quoted.
+
+    Returns
+    -------
+    str
+        The ICC(2) of a typical unit-wave, then both slopes with their intervals and n, and
+        their ratio: "the correction changes the headline by …".
+
+    Notes
+    -----
+    ICC(2) is the reliability of a unit-wave mean of ``k`` answers,
+    ``k·ICC(1) / (1 + (k − 1)·ICC(1))`` (Bliese 2000). Regression on a mean of reliability
+    ``λ`` attenuates a slope per SD by about ``√λ`` (Fuller 1987), which regression calibration
+    undoes (``analysis.models.linkage.calibrate``).
+    """
+    rows = estimates.set_index("estimand")
+    if not {"nps_on_engagement", "nps_on_engagement_uncorrected"} <= set(rows.index):
+        return ""
+    corrected = rows.loc["nps_on_engagement"]
+    naive = rows.loc["nps_on_engagement_uncorrected"]
+    if pd.isna(corrected["estimate"]) or pd.isna(naive["estimate"]):
+        return ""
+    found = reliability[reliability["scale"] == scale]
+    icc2 = found["icc2"].iloc[0] if not found.empty else np.nan
+    size = found["group_size"].iloc[0] if not found.empty else np.nan
+    lead = (
+        f"A unit-wave's engagement average rests on about {size:.0f} answers, so it is a noisy "
+        f"measure of the unit (ICC(2) {icc2:.2f}, where 0.70 is the usual bar). "
+        if pd.notna(icc2) and pd.notna(size)
+        else "A unit-wave's engagement average is a noisy measure of the unit. "
+    )
+    change = (
+        f"the correction changes the headline by a factor of "
+        f"{corrected['estimate'] / naive['estimate']:.2f}"
+        if abs(naive["estimate"]) > 1e-9
+        else "the uncorrected slope is zero"
+    )
+    return (
+        lead + "That noise is why the models correct for measurement error rather than treat the "
+        "averages as exact: without the correction, customer NPS would move "
+        f"{signed(naive['estimate'])} points per SD of engagement (95% CI "
+        f"{signed(naive['conf_low'])} to {signed(naive['conf_high'])}); with it, "
+        f"{signed(corrected['estimate'])} (95% CI {signed(corrected['conf_low'])} to "
+        f"{signed(corrected['conf_high'])}; both on {int(corrected['n_units'])} units and "
+        f"{int(corrected['n_obs']):,} unit-quarters): {change}. Noise in the averages shrinks "
+        "a link towards zero; it never creates one."
     )
