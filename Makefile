@@ -60,9 +60,22 @@ data/sample/.complete: | $(INSTALLED)
 	@$(BIN)/python -m analysis synth --out data/sample --seed $(call q,$(SEED))
 	@touch $@
 
-## Generate the synthetic sample study in data/sample (if absent)
+data/examples/raw/.complete: data/sample/.complete | $(INSTALLED)
+	@echo "==> Writing the sample study as raw exports in data/examples/raw (see its mapping.yaml)"
+	@$(BIN)/python -m analysis.data.raw_exports --data data/sample --out data/examples/raw
+	@touch $@
+
+## Generate the sample study in data/sample and its raw exports in data/examples/raw (if absent)
 .PHONY: data
-data: data/sample/.complete
+data: data/sample/.complete data/examples/raw/.complete
+
+## Import raw exports as a dataset: make import RAW=exports MAPPING=mapping.yaml OUT=data/mine
+.PHONY: import
+import: $(INSTALLED)
+	@$(if $(RAW),,$(error make import needs RAW=folder-of-exports (and OUT=dataset-folder)))
+	@$(if $(filter file,$(origin OUT)),$(error make import needs OUT=dataset-folder (a new folder)))
+	@$(BIN)/python -m analysis import $(call q,$(RAW)) \
+		--mapping $(call q,$(or $(MAPPING),$(RAW)/mapping.yaml)) --out $(call q,$(OUT))
 
 ## Execute the notebooks on DATA with papermill and render HTML under reports/
 .PHONY: report
@@ -129,9 +142,9 @@ lint: $(INSTALLED)
 	@$(BIN)/ruff check analysis tests
 	@$(BIN)/ruff format --check analysis tests
 
-## Remove the environment, generated data (sample, bench) and reports
+## Remove the environment, generated data (sample, examples, bench) and reports
 .PHONY: clean
 clean:
-	rm -rf $(VENV) data/sample data/bench reports/* reports/.inside-out reports/.failed-* \
+	rm -rf $(VENV) data/sample data/examples data/bench reports/* reports/.inside-out reports/.failed-* \
 		reports/.partial-* .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

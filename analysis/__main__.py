@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis {validate,synth,estimate,report,calibrate} …``.
+"""Command line: ``python -m analysis {validate,synth,estimate,report,import,calibrate} …``.
 
 Exit status: 0 success; 1 an internal failure (a bug, or a notebook that failed); 2 invalid
 input (data, parameters, or an output folder the kit may not write: see ``analysis.data.folders``);
@@ -84,7 +84,7 @@ def _report(args: argparse.Namespace) -> int:
     from analysis.data.parameters import load_parameters
     from analysis.report.build import build_report
 
-    parameters = load_parameters(args.params)
+    parameters = load_parameters(args.params, data_dir=args.data)
     build_report(args.data, args.out, parameters)
     return EXIT_OK
 
@@ -100,7 +100,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from analysis.data.results import RESULT_FILES
     from analysis.report.page import publish_results
 
-    parameters = load_parameters(args.params)
+    parameters = load_parameters(args.params, data_dir=args.data)
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -110,6 +110,28 @@ def _estimate(args: argparse.Namespace) -> int:
     publish_results(args.data, args.out, parameters, progress=progress)
     written = ", ".join(f"{name}.csv" for name in RESULT_FILES)
     progress(f"wrote {args.out}/{written}, manifest.json")
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from analysis.data.folders import check_replaceable
+
+    # the output folder first: a refused one must cost nothing and create nothing
+    check_replaceable(args.out, "dataset", inputs=[args.raw], role="output dataset")
+    from analysis.data.importer import REPORT_FILE, import_exports
+
+    result = import_exports(args.raw, args.mapping, args.out)
+    tables = ", ".join(f"{rows:,} {name}" for name, rows in result.rows.items())
+    ids = (
+        f"; {', '.join(result.pseudonymised)} pseudonymised"
+        if result.pseudonymised
+        else "; ids copied unchanged"
+    )
+    print(
+        f"Imported {args.raw} into {result.out}: {len(result.rows)} tables ({tables}); "
+        f"{result.rows_kept:,} rows kept, {result.rows_dropped:,} dropped{ids} "
+        f"(per file: {result.out / REPORT_FILE})"
+    )
     return EXIT_OK
 
 
@@ -342,6 +364,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("reports"), help="reports folder (default: reports)"
     )
     report.set_defaults(run=_report)
+
+    importer = commands.add_parser(
+        "import",
+        help="import raw survey, HR, CX and CRM exports with a mapping.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Turn raw exports (a Qualtrics or plain CSV survey export per wave, an HR "
+        "org table,\na CX NPS export, a CRM extract) into a dataset that follows the data "
+        "contract, as\nMAPPING says: which file and column holds each contract column, "
+        "answer labels and\ntheir codes, rows to keep, wave close dates, ids to pseudonymise "
+        "(format: the data\ncontract, data/README.md; a worked example: make data, then\n"
+        "data/examples/raw/mapping.yaml).\n\n"
+        "Writes OUT/<table>.parquet and OUT/import_report.csv (per table and file: rows read,\n"
+        "kept, dropped by reason), validated before it is published; OUT is replaced "
+        "atomically.\nEvery problem (an unknown label with its rows, a missing column with "
+        "the closest\nheader, a file pattern matching nothing, …) is listed at once, exit 2, "
+        "nothing written.\nThe raw files are only ever read.\n\n"
+        "Ids named under `pseudonymise` are replaced by keyed hashes (HMAC-SHA256) when the\n"
+        "variable INSIDE_OUT_ID_KEY holds a secret; without it they are copied unchanged.\n\n"
+        "Example:\n"
+        "  export INSIDE_OUT_ID_KEY='a long secret kept outside the dataset'\n"
+        "  python -m analysis import data/examples/raw \\\n"
+        "      --mapping data/examples/raw/mapping.yaml --out data/imported\n"
+        "  python -m analysis report --data data/imported",
+        epilog=EXIT_STATUS,
+    )
+    importer.add_argument("raw", type=Path, metavar="RAW_DIR", help="folder of raw exports")
+    importer.add_argument(
+        "--mapping",
+        type=Path,
+        required=True,
+        help="mapping.yaml: how the raw files become the contract's tables",
+    )
+    importer.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="dataset folder to write (new, empty, or a dataset Inside Out wrote)",
+    )
+    importer.set_defaults(run=_import)
 
     calibrate = commands.add_parser(
         "calibrate",

@@ -337,7 +337,7 @@ def test_a_huge_unit_name_is_refused_fast(small_study_master, tmp_path, length):
     assert time.monotonic() - started < 30
     assert (
         f"units.csv, column 'unit_name': text is longer than the 200-character limit (the "
-        f"longest has {length:,}); shorten it (1 row: 5)"
+        f"longest has {length:,}); shorten it (1 row: 5 '{'x' * 40}'…)"
     ) in message
     assert not (tmp_path / "out").exists()
 

@@ -38,6 +38,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
         "employee_survey.csv",
         "customer_nps.csv",
         "customers.csv",
+        "headcount.csv",  # the rosters: response rates and the non-response check
         "truth.json",
         "SYNTHETIC.md",  # says the data is generated: every report page shows a banner
         ".inside-out",  # the marker: synth wrote this folder and may replace it

@@ -1,13 +1,16 @@
-"""The data contract, version 1, as code.
+"""The data contract, version 2, as code.
 
 The prose, with every rule explained, is ``data/README.md``; this module is the single place the
 loader, the validator and the generator read the contract from. A dataset is a directory of four
-tables (``units``, ``employee_survey``, ``customer_nps``, ``customers``), each stored as
-``NAME.csv`` or ``NAME.parquet``, plus an optional ``instrument.yaml``.
+required tables (``units``, ``employee_survey``, ``customer_nps``, ``customers``) and two optional
+ones (``headcount``, ``internal_service``), each stored as ``NAME.csv`` or ``NAME.parquet``, plus
+an optional ``instrument.yaml``. Version 2 only adds to version 1: every version-1 dataset is a
+valid version-2 dataset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -94,6 +97,9 @@ CUSTOMER_NPS = TableSpec(
         ColumnSpec("responded_on", "date"),
         ColumnSpec("likelihood_to_recommend", "int", low=0, high=10),
         ColumnSpec("effort", "int", required=False, nullable=True, low=1, high=7),
+        # (v2) "They deliver what their advertising promises": the customer's side of brand
+        # alignment, beside the staff's brand_alignment scale.
+        ColumnSpec("brand_promise", "int", required=False, nullable=True, low=1, high=5),
     ),
 )
 
@@ -107,8 +113,25 @@ CUSTOMERS = TableSpec(
     ),
 )
 
+# (v2) The least a headcount may be; checked by the loader, as pandera's range check needs both
+# ends and a headcount has no upper one.
+HEADCOUNT_MIN = 0
+
+HEADCOUNT = TableSpec(
+    "headcount",
+    (
+        ColumnSpec("unit_id", "id"),
+        ColumnSpec("wave", "date"),
+        ColumnSpec("headcount", "int"),
+    ),
+    unique_together=("unit_id", "wave"),
+)
+
+#: The required tables, in the contract's order; a dataset without one of them is refused.
 TABLE_NAMES = ("units", "employee_survey", "customer_nps", "customers")
-TABLES_LINKED_TO_UNITS = ("employee_survey", "customer_nps", "customers")
+#: (v2) Tables a dataset may hold; without them nothing changes.
+OPTIONAL_TABLE_NAMES = ("headcount", "internal_service")
+TABLES_LINKED_TO_UNITS = ("employee_survey", "customer_nps", "customers", "headcount")
 
 # NPS categories of the 0–10 ``likelihood_to_recommend`` answer (and of eNPS): promoters
 # answer 9–10, passives 7–8, detractors 0–6 (Reichheld, 2003, *Harvard Business Review* 81(12)).
@@ -245,6 +268,25 @@ POINTS_OF_CONNECTION = (
     "poc_authenticity",
 )
 
+# (v2) Staff rate the internal teams they depend on on the points of connection, and may give
+# them an internal NPS (0–10, scored like likelihood_to_recommend).
+INTERNAL_SERVICE = TableSpec(
+    "internal_service",
+    (
+        ColumnSpec("respondent_id", "id"),
+        ColumnSpec("rater_unit_id", "id"),
+        ColumnSpec("provider_unit_id", "id"),
+        ColumnSpec("wave", "date"),
+        # Each point of connection may be skipped, but a row must rate at least one (the loader).
+        *(
+            ColumnSpec(item, "int", required=False, nullable=True, low=1, high=5)
+            for item in POINTS_OF_CONNECTION
+        ),
+        ColumnSpec("internal_nps", "int", required=False, nullable=True, low=0, high=10),
+    ),
+    unique_together=("respondent_id", "provider_unit_id", "wave"),
+)
+
 # The analysis knows what each scale means, so an instrument may only use these names; item
 # names are free. engagement is the one scale every estimand needs.
 SCALE_NAMES = (
@@ -269,6 +311,43 @@ DEFAULT_INSTRUMENT = Instrument(
         Scale("enps", ("enps",), 0, 10),
     )
 )
+
+# (v2) The internal counterpart of the customer effort score: 7 means "it is easy to get the
+# information I need to serve my customers"; favourable at 6 of 7 like employee_effort.
+COMMUNICATION_EFFORT = Scale("communication_effort", ("comm_effort",), 1, 7, favourable=6)
+#: (v2) Scales of the default instrument that are measured only when their items are present.
+#: ``DEFAULT_INSTRUMENT`` holds the required ones, so that it stays what every default dataset
+#: must answer (and what ``analysis.data.synth`` generates).
+DEFAULT_OPTIONAL_SCALES = (COMMUNICATION_EFFORT,)
+
+
+def default_instrument(columns: Iterable[str] | None = None) -> Instrument:
+    """The default instrument for a survey with these columns: its optional scales if answered.
+
+    Parameters
+    ----------
+    columns : iterable of str, optional
+        The survey's columns. ``None`` gives the full default instrument, every optional scale
+        included (what a generator of complete surveys would write).
+
+    Returns
+    -------
+    Instrument
+        ``DEFAULT_INSTRUMENT`` (the six required scales), then each scale of
+        ``DEFAULT_OPTIONAL_SCALES`` with any of its items among ``columns``. With no optional
+        item present it is ``DEFAULT_INSTRUMENT`` itself, so a version-1 dataset's instrument
+        is unchanged.
+
+    Notes
+    -----
+    An optional scale with only some of its items present is kept, so that the missing ones
+    are reported as missing items rather than the scale silently dropped.
+    """
+    if columns is None:
+        return Instrument(DEFAULT_INSTRUMENT.scales + DEFAULT_OPTIONAL_SCALES)
+    present = set(columns)
+    extra = tuple(s for s in DEFAULT_OPTIONAL_SCALES if present & set(s.items))
+    return Instrument(DEFAULT_INSTRUMENT.scales + extra) if extra else DEFAULT_INSTRUMENT
 
 
 def survey_spec(instrument: Instrument) -> TableSpec:
@@ -297,10 +376,24 @@ def survey_spec(instrument: Instrument) -> TableSpec:
 
 
 def table_specs(instrument: Instrument) -> dict[str, TableSpec]:
-    """Every table of the contract by name, the survey's items taken from ``instrument``."""
+    """Every table of the contract by name, the survey's items taken from ``instrument``.
+
+    Parameters
+    ----------
+    instrument : Instrument
+        The survey's scales (``survey_spec``).
+
+    Returns
+    -------
+    dict of str to TableSpec
+        The required tables (``TABLE_NAMES``), then the optional ones
+        (``OPTIONAL_TABLE_NAMES``), in that order.
+    """
     return {
         "units": UNITS,
         "employee_survey": survey_spec(instrument),
         "customer_nps": CUSTOMER_NPS,
         "customers": CUSTOMERS,
+        "headcount": HEADCOUNT,
+        "internal_service": INTERNAL_SERVICE,
     }

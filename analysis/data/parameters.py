@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import math
 import numbers
 import re
@@ -155,6 +156,32 @@ def _shown(value: object) -> str:
 def _names(names: list[str]) -> str:
     """Column names for a message: as written when plain, quoted and shortened otherwise."""
     return ", ".join(n if n.isprintable() and len(n) <= 60 else _shown(n) for n in names)
+
+
+def _closest(name: str, known: list[str]) -> str | None:
+    """The known name ``name`` most likely misspells (``difflib``, case ignored), or None.
+
+    A name equal once case, spaces and punctuation are ignored comes first (``Min-Group-Size``
+    for ``min_group_size``); otherwise the closest with a similarity ratio of at least 0.6
+    (Ratcliff & Metzener 1988, as ``difflib.SequenceMatcher`` computes it).
+    """
+
+    def bare(text: str) -> str:
+        return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+    same = [k for k in known if bare(k) == bare(name) and bare(k)]
+    if same:
+        return same[0]
+    folded = {k.casefold(): k for k in reversed(known)}
+    match = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    return folded[match[0]] if match else None
+
+
+def _with_guess(name: str, known: list[str]) -> str:
+    """A name for a message, with "(did you mean …?)" when a known name is close."""
+    guess = _closest(name, known)
+    shown = _names([name])
+    return f"{shown} (did you mean {_names([guess])}?)" if guess else shown
 
 
 def _is_whole(value: object) -> bool:
@@ -381,10 +408,11 @@ def _data_problems(values: Mapping, dataset: Dataset) -> list[str]:
         # region is the contract's optional default; any other name must be a column of units
         unknown = [c for c in names if c not in units and c != "region"]
         if unknown:
-            columns = _names([str(c) for c in units.columns])
+            known = [str(c) for c in units.columns]
+            named = ", ".join(_with_guess(c, [k for k in known if k not in names]) for c in unknown)
             problems.append(
-                f"covariates: {_names(unknown)} {'is' if len(unknown) == 1 else 'are'} not "
-                f"a column of {units_file}; its columns are {columns}"
+                f"covariates: {named} {'is' if len(unknown) == 1 else 'are'} not "
+                f"a column of {units_file}; its columns are {_names(known)}"
             )
         n_units = len(units)
         for name in (c for c in names if c in units):
@@ -428,8 +456,11 @@ def problems_with(values: Mapping, dataset: Dataset | None = None) -> list[str]:
     problems = []
     unknown = sorted(set(values) - set(_KEYS), key=str)
     if unknown:
+        # a misspelt key is suggested only a key the file does not already set
+        unset = [k for k in _KEYS if k not in values]
+        named = ", ".join(_with_guess(str(k), unset) for k in unknown)
         problems.append(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {_names([str(k) for k in unknown])}; "
+            f"unknown key{'s' if len(unknown) > 1 else ''} {named}; "
             f"allowed keys are {', '.join(sorted(_KEYS))}"
         )
     for key in _KEYS:
@@ -511,7 +542,11 @@ def check_parameters(
     return parameters
 
 
-def load_parameters(path: Path | str | None, dataset: Dataset | None = None) -> Parameters:
+def load_parameters(
+    path: Path | str | None,
+    dataset: Dataset | None = None,
+    data_dir: Path | str | None = None,
+) -> Parameters:
     """Read a parameters YAML file; ``None`` gives the defaults.
 
     Parameters
@@ -521,6 +556,12 @@ def load_parameters(path: Path | str | None, dataset: Dataset | None = None) -> 
     dataset : Dataset, optional
         With it, the checks that need the data are made too, and every problem is reported in
         one ``ParameterError``.
+    data_dir : path-like, optional
+        The dataset folder the parameters are for. Read only when the file has a problem, so
+        that the refusal also lists the problems only the data reveal (a covariate that is not
+        a column, an ``as_of`` outside the data) rather than one batch per rerun; if the data
+        cannot be read, the refusal says so. Valid parameters are checked against the data
+        later, by :func:`check_parameters`, on the dataset the command loads anyway.
 
     Returns
     -------
@@ -540,7 +581,30 @@ def load_parameters(path: Path | str | None, dataset: Dataset | None = None) -> 
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
         raise ParameterError(f"{path}: cannot read parameters ({error})") from None
-    return parameters_from_mapping(values, str(path), dataset)
+    try:
+        return parameters_from_mapping(values, str(path), dataset)
+    except ParameterError as error:
+        if dataset is not None or data_dir is None or not isinstance(values, Mapping):
+            raise
+        raise _with_data_problems(values, str(path), Path(data_dir), error) from None
+
+
+def _with_data_problems(
+    values: Mapping, source: str, data_dir: Path, error: ParameterError
+) -> ParameterError:
+    """``error`` with the problems the data reveal added, when the data can be read."""
+    from analysis.data.load import DatasetError, load_dataset
+
+    try:
+        dataset = load_dataset(data_dir)
+    except DatasetError as data_error:
+        note = (
+            f"(not a parameter: {data_dir} does not follow the data contract either, with "
+            f"{len(data_error.problems):,} problem{'s' if len(data_error.problems) != 1 else ''}"
+            f"; `python -m analysis validate {data_dir}` lists them)"
+        )
+        return _error(source, [*error.problems, note])
+    return _error(source, problems_with(values, dataset))
 
 
 def resolve_as_of(dataset: Dataset, parameters: Parameters | None = None) -> pd.Timestamp:

@@ -4,7 +4,9 @@ The generator draws a whole organisation (regions, units of very different sizes
 and back-office units), eight quarterly employee-survey waves and the customers those units serve,
 from a model whose causal effects are set by the caller and written to ``truth.json``.
 :func:`write_study` writes it as a dataset folder with the marker ``SYNTHETIC.md``, so every
-report on it says that the data are generated.
+report on it says that the data are generated. The optional ``headcount`` table lists each
+unit's roster size at every wave (everyone is invited; leavers are replaced one for one), so the
+response rates, and the non-response check, have a known truth: less engaged staff answer less.
 
 The model
 ---------
@@ -415,6 +417,14 @@ def generate(
         "employee_survey": survey,
         "customer_nps": nps,
         "customers": customers,
+        # everyone on a unit's roster is invited every wave (leavers are replaced one for one)
+        "headcount": pd.DataFrame(
+            {
+                "unit_id": np.repeat(unit_ids, len(waves)),
+                "wave": np.tile(np.asarray(waves, dtype="datetime64[ns]"), len(unit_ids)),
+                "headcount": np.repeat(size, len(waves)).astype("int64"),
+            }
+        ).pipe(lambda h: h[h["wave"].isin(survey["wave"])].reset_index(drop=True)),
     }
     return Study(tables, _truth(d, latent, waves, as_of, tables, instrument))
 

@@ -495,14 +495,18 @@ def organisation_statistics(
     dict of str to DataFrame
         ``"scorecard"`` (one row per points-of-connection item: ``item, label, n, mean`` and
         ``variance`` of its 0–100 score, ``favourable`` share 0 … 1), ``"effort"`` (one row:
-        ``n, mean, variance, share_easy``, ``low``, ``high`` on the item's own scale) and
-        ``"enps"`` (one row: ``n, nps``, ``non_passive`` = share of promoters plus detractors),
-        each present only when the instrument has the scale.
+        ``n, mean, variance, share_easy``, ``low``, ``high``, ``threshold`` on the items' own
+        scale) and ``"enps"`` (one row: ``n, nps``, ``non_passive`` = share of promoters plus
+        detractors), each present only when the instrument has the scale.
 
     Notes
     -----
+    Items are the instrument's, whatever their names. A scale of several items is summarised
+    by each response's mean of its items (reverse-coded items flipped), on the items' scale,
+    over the responses whose every item may be shown; one item is summarised as it is.
     Variances use the ``n − 1`` divisor. ``share_easy`` is the share answering at least the
-    scale's ``favourable`` value (6 when the instrument sets none). With promoter share ``p``
+    scale's ``favourable`` value (``threshold``; the top two answers, ``high − 1``, when the
+    instrument sets none: 6 or 7 on 1–7). With promoter share ``p``
     and detractor share ``d``, ``nps = 100 (p − d)`` and ``non_passive = p + d``, so that
     ``var(eNPS) = 100² (non_passive − (nps/100)²) / n`` (Rocks, 2016) can be formed from the
     released values.
@@ -543,22 +547,29 @@ def organisation_statistics(
                 }
             )
         result["scorecard"] = pd.DataFrame(rows)
-    for name, item in (("employee_effort", "ees"), ("enps", "enps")):
-        if name not in names or item not in instrument.scale(name).items:
+    for name in ("employee_effort", "enps"):
+        if name not in names:
             continue
         scale = instrument.scale(name)
-        allowed = shown_item_cells(survey, unit_wave, scale, min_group_size)[item]
-        answers = survey.loc[allowed, item].dropna().to_numpy(dtype=float)
+        # the scale's own items, whatever they are called; a response counts where every item
+        # may be shown (one item: that item's cells), as in scale_reliability
+        cells = shown_item_cells(survey, unit_wave, scale, min_group_size)
+        allowed = np.logical_and.reduce(list(cells.values()))
+        answers = _keyed_items(survey[allowed], scale).mean(axis=1).dropna().to_numpy(float)
         n = len(answers)
         if name == "employee_effort":
-            threshold = scale.favourable if scale.favourable is not None else 6
+            # without a threshold the top two answers count as easy (6 and 7 on 1–7)
+            threshold = scale.favourable if scale.favourable is not None else scale.high - 1
+            # a mean of several items carries rounding: 6 − 1e-15 still counts as 6
+            easy = answers >= threshold - 1e-9
             row = {
                 "n": n,
                 "mean": float(answers.mean()) if n else np.nan,
                 "variance": float(answers.var(ddof=1)) if n > 1 else np.nan,
-                "share_easy": float((answers >= threshold).mean()) if n else np.nan,
+                "share_easy": float(easy.mean()) if n else np.nan,
                 "low": scale.low,
                 "high": scale.high,
+                "threshold": float(threshold),
             }
         else:
             category = nps_category(answers)
@@ -592,9 +603,11 @@ def organisation_figures(
     -------
     dict
         ``"scorecard"``: the points-of-connection items with the columns of
-        ``analysis.measures.scales.points_of_connection_scorecard``; ``"effort"``: a Series with the
-        fields of ``analysis.measures.scales.effort_score``; ``"enps"``: a Series ``nps, std_error,
-        conf_low, conf_high, n`` (no category counts: they would give the exact score away).
+        ``analysis.measures.scales.points_of_connection_scorecard``; ``"effort"``: a Series with
+        the fields of ``analysis.measures.scales.effort_score`` and the scale's ``low``,
+        ``high`` and easy ``threshold`` (public: they come from the instrument); ``"enps"``: a
+        Series ``nps, std_error, conf_low, conf_high, n`` (no category counts: they would give
+        the exact score away).
         Each key only when the instrument has the scale and someone's answers are shown.
 
     Notes
@@ -661,8 +674,9 @@ def organisation_figures(
 
     if "scorecard" in statistics:
         rows = []
-        for row in statistics["scorecard"].itertuples(index=False):
-            name = ("organisation", "points_of_connection", row.item)
+        for position, row in enumerate(statistics["scorecard"].itertuples(index=False)):
+            # keyed by place, not item name: renaming the items leaves the release unchanged
+            name = ("organisation", "points_of_connection", f"item {position + 1}")
             summary = mean_with_interval(name, row.n, row.mean, row.variance, 100.0, (0.0, 100.0))
             share, low, high = share_with_interval((*name, "favourable"), row.n, row.favourable)
             rows.append(
@@ -680,7 +694,7 @@ def organisation_figures(
     if "effort" in statistics and statistics["effort"].at[0, "n"] > 0:
         row = statistics["effort"].iloc[0]
         n, bounds = int(row["n"]), (float(row["low"]), float(row["high"]))
-        name = ("organisation", "employee_effort", "ees")
+        name = ("organisation", "employee_effort", "employee_effort")
         summary = mean_with_interval(
             name, n, row["mean"], row["variance"], bounds[1] - bounds[0], bounds
         )
@@ -692,6 +706,9 @@ def organisation_figures(
                 "share_easy_conf_low": low,
                 "share_easy_conf_high": high,
                 "n": n,
+                "low": bounds[0],
+                "high": bounds[1],
+                "threshold": float(row["threshold"]),
             }
         )
     if "enps" in statistics and statistics["enps"].at[0, "n"] > 0:

@@ -791,10 +791,16 @@ def data_secret(dataset) -> bytes:
     """SHA-256 over the domain tag and every input value: the seed of all noise, kept secret.
 
     The digest covers each table's name, row count, columns and types, every value (pandas'
-    per-row hashes of the parsed tables) and the parsed instrument. It is computed from the
+    per-row hashes of the parsed tables; the optional tables too, when the dataset has them)
+    and the parsed instrument. It is computed from the
     content, not the files' bytes, so the same data stored as CSV or Parquet, with or without a
     byte-order mark, give the same release; any change to any value gives an unrelated secret,
     and so fresh noise.
+
+    Item columns are keyed by their place in the instrument (scale and position), not by
+    their names, and the instrument by its scales' names, ranges, thresholds and reverse-coded
+    positions: the same answers under other item names (``Q1_1`` for ``eng_1``) are the same
+    data and give the same release, as the same data in CSV and Parquet do.
 
     It is not derived from the per-file SHA-256 digests that ``manifest.json`` publishes (the
     tag comes first, and they hash bytes, not values), nor from the ``seed`` parameter: a reader
@@ -812,16 +818,56 @@ def data_secret(dataset) -> bytes:
     """
     from analysis.data.contract import TABLE_NAMES
 
+    instrument = getattr(dataset, "instrument", None)
+    places = _item_places(instrument)
     digest = hashlib.sha256(RELEASE_DOMAIN + b"\0data\0")
-    for name in TABLE_NAMES:
-        frame = getattr(dataset, name)
+    # the four tables, then the optional ones the dataset holds (headcount …): every input value
+    tables = (
+        dataset.tables()
+        if hasattr(dataset, "tables")
+        else {name: getattr(dataset, name) for name in TABLE_NAMES}
+    )
+    for name, frame in tables.items():
+        if name == "employee_survey" and places:
+            frame = frame.rename(columns=places)
         columns = "\0".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
         _update(digest, name.encode(), len(frame))
         _update(digest, columns.encode())
         rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
         digest.update(rows.astype("<u8").tobytes())
-    _update(digest, repr(getattr(dataset, "instrument", None)).encode())
+    _update(digest, _instrument_shape(instrument).encode())
     return digest.digest()
+
+
+def _item_places(instrument) -> dict[str, str]:
+    """Each item's place in the instrument (its scale and position there), by item name."""
+    if instrument is None:
+        return {}
+    return {
+        item: f"\0item\0{scale.name}\0{position}"
+        for scale in instrument.scales
+        for position, item in enumerate(scale.items)
+    }
+
+
+def _instrument_shape(instrument) -> str:
+    """The instrument without its item names: what the analysis of the answers depends on."""
+    if instrument is None:
+        return repr(None)
+    return repr(
+        [
+            (
+                scale.name,
+                len(scale.items),
+                int(scale.low),
+                int(scale.high),
+                # 4 and 4.0 are one threshold (the default instrument's and a file's)
+                None if scale.favourable is None else float(scale.favourable),
+                sorted(scale.items.index(item) for item in scale.reverse),
+            )
+            for scale in instrument.scales
+        ]
+    )
 
 
 def release_for(dataset, parameters) -> Release:

@@ -552,7 +552,8 @@ def points_of_connection_scorecard(
     DataFrame
         Columns ``item, label, mean, std_error, conf_low, conf_high, pct_favourable,
         pct_favourable_conf_low, pct_favourable_conf_high, n``. ``label`` is the plain-English
-        name (``POINT_OF_CONNECTION_LABELS``; the item name for items it does not know).
+        name (``POINT_OF_CONNECTION_LABELS``; the item name for items it does not know). No
+        rows when the instrument has no ``points_of_connection`` scale (it is optional).
 
     Notes
     -----
@@ -561,6 +562,8 @@ def points_of_connection_scorecard(
     interval, ``pct_favourable`` (answer ≥ the threshold, 0–100) with a Wilson interval, ``n``
     answers.
     """
+    if "points_of_connection" not in {s.name for s in instrument.scales}:
+        return pd.DataFrame(columns=list(SCORECARD_COLUMNS))
     scale = instrument.scale("points_of_connection")
     rows = []
     for item in scale.items:

@@ -83,6 +83,15 @@ from scipy import sparse
 from analysis.measures.multiplicity import benjamini_hochberg
 
 METHOD = "relative weights (Johnson 2000); cluster bootstrap; BH"
+
+
+class DriversUnavailable(ValueError):
+    """The data cannot carry a driver analysis: too few rows or units, or no usable variation.
+
+    A property of the data, not a mistake in the call: a caller may go on without the table.
+    """
+
+
 DRIVER_COLUMNS = (
     "term",
     "estimate",
@@ -126,7 +135,8 @@ def relative_weights(X: pd.DataFrame, y: pd.Series, weights: pd.Series | None = 
     Raises
     ------
     ValueError
-        On missing values, a constant column or perfectly collinear predictors.
+        On missing values; ``DriversUnavailable`` (a ``ValueError``) on a constant column or
+        perfectly collinear predictors.
 
     Notes
     -----
@@ -154,11 +164,11 @@ def relative_weights(X: pd.DataFrame, y: pd.Series, weights: pd.Series | None = 
     covariance = (centred * w[:, None]).T @ centred / w.sum()
     correlation = _correlation(covariance[None])[0]
     if not np.isfinite(correlation).all():
-        raise ValueError("a predictor or the outcome is constant (zero weighted variance)")
+        raise DriversUnavailable("a predictor or the outcome is constant (zero weighted variance)")
     p = x.shape[1]
     raw = _johnson(correlation[None, :p, :p], correlation[None, :p, p])[0]
     if not np.isfinite(raw).all():
-        raise ValueError("the predictors are perfectly collinear; drop one of them")
+        raise DriversUnavailable("the predictors are perfectly collinear; drop one of them")
     names = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(p))
     return pd.Series(raw, index=pd.Index(names, name="term"), name="raw_weight")
 
@@ -214,6 +224,14 @@ def driver_importance(
         ``significant`` is ``p_adjusted < alpha``. ``n_obs`` and ``n_units`` count the rows and
         clusters used.
 
+    Raises
+    ------
+    DriversUnavailable
+        When the data cannot carry the analysis: fewer than 3 clusters, no more rows than
+        predictors + 1, a constant or collinear predictor, or too few non-singular replicates.
+    ValueError
+        On arguments that make no sense (no predictors, a missing column, ``draws < 10`` …).
+
     Notes
     -----
     Rows missing a predictor, the outcome, the cluster or the weight are dropped, as are rows
@@ -246,7 +264,7 @@ def driver_importance(
     codes, uniques = pd.factorize(used[cluster], sort=True)
     n_obs, n_units, p = len(used), len(uniques), len(predictors)
     if n_units < 3 or n_obs <= p + 1:
-        raise ValueError(
+        raise DriversUnavailable(
             f"too little data for driver importance: {n_obs} complete rows in {n_units} "
             f"clusters for {p} predictors (need at least 3 clusters and more rows than "
             f"predictors + 1)"
@@ -259,12 +277,13 @@ def driver_importance(
     valid = np.isfinite(boot).all(axis=1) & np.isfinite(boot_with_random).all(axis=1)
     boot, boot_with_random = boot[valid], boot_with_random[valid]
     if len(boot) < max(10, draws // 2):
-        raise ValueError(
+        raise DriversUnavailable(
             f"only {len(boot)} of {draws} bootstrap replicates had a non-singular correlation "
             "matrix; there are too few clusters or a predictor barely varies"
         )
     tail = (1 - confidence) / 2
-    shares = 100 * boot / boot.sum(axis=1, keepdims=True)
+    # weights are non-negative, so a share lies in 0 … 100; clipping removes rounding only
+    shares = np.clip(100 * boot / boot.sum(axis=1, keepdims=True), 0.0, 100.0)
     difference = boot_with_random[:, :p] - boot_with_random[:, [p]]
     below = (difference <= 0).mean(axis=0)
     above = (difference >= 0).mean(axis=0)
@@ -274,7 +293,7 @@ def driver_importance(
         {
             "term": predictors,
             "estimate": estimate,
-            "share": 100 * estimate / r_squared if r_squared > 0 else np.nan,
+            "share": np.clip(100 * estimate / r_squared, 0.0, 100.0) if r_squared > 0 else np.nan,
             # the share's own interval: each replicate's weights over that replicate's R²
             "share_conf_low": np.quantile(shares, tail, axis=0),
             "share_conf_high": np.quantile(shares, 1 - tail, axis=0),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.data.contract import REQUIRED_SCALE
 from analysis.data.load import Dataset
 from analysis.data.parameters import Parameters, check_parameters, resolve_as_of
 from analysis.measures.panel import unit_wave_panel
@@ -289,8 +290,13 @@ def estimate_all(
     The entries are fitted in order on one ``registry.Fitting``, which fits the churn model
     once for the hazard ratio, the mediated share and the influence check. Holm's adjustment
     (``with_holm``) runs over every row with a p-value, then ``one_unit_fragility``.
+
+    The drivers compare every scale of the instrument whose unit-wave index varies, whatever
+    its items are called; a scale nobody answered is left out, and when the data cannot carry
+    the comparison at all (``drivers.DriversUnavailable``) the drivers table is empty and the
+    other results stand. No engagement answer at all is an ``EstimationError``.
     """
-    from analysis.models.drivers import driver_importance
+    from analysis.models.drivers import DRIVER_COLUMNS, DriversUnavailable, driver_importance
 
     empty = [
         dataset.files[name].name
@@ -299,6 +305,15 @@ def estimate_all(
     ]
     if empty:
         raise EstimationError(f"nothing to estimate from: {', '.join(empty)} has no rows")
+    engagement = dataset.instrument.scale(REQUIRED_SCALE).items
+    if not dataset.employee_survey[list(engagement)].notna().any(axis=None):
+        survey = dataset.files.get("employee_survey")
+        raise EstimationError(
+            f"nothing to estimate from: no one answered an engagement item "
+            f"({', '.join(engagement)}) in {survey.name if survey else 'employee_survey'}; "
+            "every estimand needs engagement: check that instrument.yaml lists, under "
+            "'engagement', the survey columns that hold the engagement answers"
+        )
     # Covariates, as_of and the window against the data, every problem at once, before any work
     check_parameters(dataset, parameters)
     as_of = resolve_as_of(dataset, parameters)
@@ -347,18 +362,28 @@ def estimate_all(
         c for c in panel.columns if c.endswith(SCALE_INDEX_SUFFIX) and not c.endswith("_lag")
     ]
     driver_rows = linkage.customer_facing_rows(panel)
-    driver_rows = driver_rows[driver_rows["n_responses"] > 0].dropna(subset=predictors)
-    drivers = driver_importance(
-        driver_rows,
-        predictors,
-        outcome="nps",
-        cluster="unit_id",
-        weight="n_responses",
-        draws=parameters.bootstrap_draws,
-        seed=parameters.seed,
-        confidence=confidence,
-        alpha=parameters.alpha,
-    )
+    driver_rows = driver_rows[driver_rows["n_responses"] > 0]
+    # An optional scale nobody answered (or everyone answered alike) has no weight to give,
+    # and keeping it would drop every row: it is left out of the comparison.
+    measured = [c for c in predictors if driver_rows[c].nunique() > 1]
+    try:
+        if not measured:
+            raise DriversUnavailable("no internal measure varies between unit-waves")
+        drivers = driver_importance(
+            driver_rows.dropna(subset=measured),
+            measured,
+            outcome="nps",
+            cluster="unit_id",
+            weight="n_responses",
+            draws=parameters.bootstrap_draws,
+            seed=parameters.seed,
+            confidence=confidence,
+            alpha=parameters.alpha,
+        )
+    except DriversUnavailable as error:
+        # the other results stand without it; the report says it could not be estimated
+        progress(f"driver importance left out: {error}")
+        drivers = pd.DataFrame(columns=list(DRIVER_COLUMNS))
 
     progress(f"releasing the employee figures (Laplace noise, ε = {parameters.privacy_epsilon:g})")
     release = release_for(dataset, parameters)

@@ -21,6 +21,19 @@ from analysis.measures.intervals import mean_with_t_interval
 from analysis.report.findings import level, signed
 
 INDEX_BOUNDS = (0.0, 100.0)
+FOCUS_COLUMNS = (
+    "term",
+    "label",
+    "score",
+    "score_low",
+    "score_high",
+    "score_units",
+    "impact",
+    "impact_low",
+    "impact_high",
+    "clear",
+    "impact_units",
+)
 ATTENTION_ROWS = 10
 
 
@@ -98,7 +111,7 @@ def focus_table(
                 "impact_units": int(driver["n_units"]),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(FOCUS_COLUMNS))
 
 
 def focus_sentence(focus: pd.DataFrame, link_found: bool) -> str:

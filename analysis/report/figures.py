@@ -500,6 +500,10 @@ def driver_importance(drivers: pd.DataFrame, labels: dict[str, str] | None = Non
     """
     table = drivers.sort_values("share")
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 0.5 * len(table) + 1.6))
+    if table.empty:  # estimate leaves drivers.csv empty when the data cannot carry them
+        return _nothing_to_show(
+            figure, axes, "Driver importance could not be estimated on these data."
+        )
     names = [(labels or {}).get(t, t) for t in table["term"]]
     colours = [ACCENT if s else PALE for s in table["significant"]]
     axes.barh(names, table["share"], color=colours)
@@ -1028,7 +1032,8 @@ def trend_by_wave(
     series : str, optional
         A column whose values are drawn as separate lines, told apart by Okabe–Ito colour and
         line style. Series must share the unit of ``axis_label``: engagement and NPS are two
-        figures, not two lines on one axis.
+        figures, not two lines on one axis. Only the first series is drawn with its band (put
+        the total first); several overlapping bands would hide each other.
     x_label : str
         The time axis's label.
 
@@ -1054,13 +1059,15 @@ def trend_by_wave(
             group[value],
             marker="o",
             color=colour,
-            linewidth=2,
+            linewidth=2.4 if index == 0 else 1.3,
+            markersize=6 if index == 0 else 4,
             linestyle=QUARTILE_LINESTYLES[index % len(QUARTILE_LINESTYLES)],
             label=None if name is None else str(name),
         )
-        axes.fill_between(
-            x, group["conf_low"], group["conf_high"], color=colour, alpha=0.18, linewidth=0
-        )
+        if index == 0:  # one band: more would hide each other; the other lines are context
+            axes.fill_between(
+                x, group["conf_low"], group["conf_high"], color=colour, alpha=0.18, linewidth=0
+            )
         if series is None:
             for xi, (_, row) in zip(x, group.iterrows(), strict=True):
                 axes.annotate(

@@ -19,6 +19,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
+from analysis.measures import quality
 from analysis.measures.internal import scale_label
 from analysis.models import registry
 from analysis.report import findings
@@ -543,6 +544,85 @@ def release_noise_sentence(epsilon: float, min_group_size: int) -> str:
     )
 
 
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def points_of_connection_title(scorecard: pd.DataFrame) -> str:
+    """The title of the points-of-connection chart, counting the instrument's own items.
+
+    Parameters
+    ----------
+    scorecard : DataFrame
+        ``organisation_figures(...)["scorecard"]``: one row per item.
+
+    Returns
+    -------
+    str
+        ``"The six points of connection (0–100, with 95% intervals)"`` for the default
+        instrument; the count follows the items the instrument lists.
+    """
+    count = len(scorecard)
+    words = _NUMBER_WORDS[count] if count < len(_NUMBER_WORDS) else f"{count:,}"
+    what = "point of connection" if count == 1 else "points of connection"
+    return f"The {words} {what} (0–100, with 95% intervals)"
+
+
+def _easy_answers(low: float, high: float, threshold: float) -> str:
+    """Which answers count as easy, in words: ``6 or 7``, ``7``, ``5.5 or more``."""
+    if float(threshold).is_integer() and high - threshold == 1:
+        return f"{threshold:g} or {high:g}"
+    if threshold >= high:
+        return f"{high:g}"
+    return f"{threshold:g} or more"
+
+
+def employee_figures_html(org: dict) -> str:
+    """Employee effort and eNPS across the organisation, one paragraph each, as HTML.
+
+    Parameters
+    ----------
+    org : dict
+        ``analysis.measures.internal.organisation_figures``; its ``"effort"`` and ``"enps"``
+        entries are used when present (they are keyed by scale, whatever the items are called).
+
+    Returns
+    -------
+    str
+        One ``<p>`` paragraph per figure present. The effort scale's range and easy threshold
+        come from the instrument (``1–7`` and ``6 or 7`` by default). When ``org`` holds no
+        figure at all (an instrument without points of connection, effort or eNPS, or nothing
+        large enough to show), one paragraph says so, so that the section is never left empty.
+    """
+    if not org:
+        return paragraph(
+            "The survey measures none of the points of connection, employee effort or employee "
+            "NPS with enough answers to show, so there are no organisation-wide figures here."
+        )
+    parts = []
+    if "effort" in org:
+        ease = org["effort"]
+        low, high = float(ease.get("low", 1)), float(ease.get("high", 7))
+        threshold = float(ease.get("threshold", high - 1))
+        ci = (
+            f"; 95% CI {ease['conf_low']:.2f} to {ease['conf_high']:.2f}"
+            if pd.notna(ease["conf_low"]) and pd.notna(ease["conf_high"])
+            else ""
+        )
+        parts.append(
+            f"Employee effort: {ease['mean']:.2f} on {low:g}–{high:g} ({high:g} = it is easy to "
+            f"get my work done{ci}); {100 * ease['share_easy']:.0f}% answered "
+            f"{_easy_answers(low, high, threshold)} ({int(ease['n']):,} answers)."
+        )
+    if "enps" in org:
+        employer = org["enps"]
+        parts.append(
+            f"Employee NPS across the organisation: {signed(employer['nps'])} (95% CI "
+            f"{interval(employer['conf_low'], employer['conf_high'])}; "
+            f"{int(employer['n']):,} answers), on the same −100 to +100 scale as customer NPS."
+        )
+    return "".join(paragraph(text) for text in parts)
+
+
 def correction_sentence(
     estimates: pd.DataFrame, reliability: pd.DataFrame, scale: str = "engagement"
 ) -> str:
@@ -603,3 +683,75 @@ def correction_sentence(
         f"{int(corrected['n_obs']):,} unit-quarters): {change}. Noise in the averages shrinks "
         "a link towards zero; it never creates one."
     )
+
+
+def nonresponse_sentence(check: pd.Series) -> str:
+    """The non-response check in words; its verdict decides them, "No clear evidence" first.
+
+    Parameters
+    ----------
+    check : Series
+        ``analysis.measures.quality.nonresponse_check``'s result.
+
+    Returns
+    -------
+    str
+        ``evidence``: the relation, its interval and n, and what it means for units with low
+        response. ``no clear evidence``: "No clear evidence that …" first, then the slope, its
+        interval and n, whether the interval includes no relation, and the slope the check
+        could have detected. ``not estimable``: so, with the reason.
+
+    Notes
+    -----
+    The words follow ``analysis.report.findings.finding_sentence``: only the verdict
+    ``evidence`` states a relation.
+    """
+    verdict_ = check["verdict"]
+    if verdict_ == findings.NOT_ESTIMABLE:
+        why = f": {check['reason']}" if check.get("reason") else ""
+        return (
+            "Whether engagement is related to response rate could not be checked on these "
+            f"data{why}."
+        )
+    estimate, low, high = (float(check[c]) for c in ("estimate", "conf_low", "conf_high"))
+    level = f"{100 * float(check['confidence']):.1f}".removesuffix(".0") + "%"
+    digits = 1
+    # an end that rounds to 0.0 would read as touching "no relation" when it does not
+    while digits < 3 and any(v != 0 and round(v, digits) == 0 for v in (low, high)):
+        digits += 1
+    ci = f"{level} CI {signed(low, digits)} to {signed(high, digits)}"
+    counts = f"{int(check['n_units'])} units, {int(check['n_obs']):,} unit-waves"
+    per = f"per {quality.RATE_STEP:.0f} percentage points more response, within a wave"
+    if verdict_ == findings.EVIDENCE:
+        direction = "higher" if estimate > 0 else "lower"
+        text = (
+            f"Units where more staff answered had {direction} engagement: "
+            f"{signed(estimate)} points of the engagement index {per} ({ci}; {counts}). "
+        )
+        if estimate > 0:
+            text += (
+                "Those who did not answer may be less engaged than those who did, so the "
+                "engagement of units with low response may be overstated."
+            )
+        else:
+            text += (
+                "Those who did not answer may be more engaged than those who did, so the "
+                "engagement of units with low response may be understated."
+            )
+        return text
+    text = (
+        "No clear evidence that engagement is related to response rate: the estimate is "
+        f"{signed(estimate)} points of the engagement index {per} ({ci}; {counts})"
+    )
+    if low > 0 or high < 0:
+        text += ". The interval leaves out no relation, but the test does not reach its level"
+    else:
+        text += ", an interval that includes no relation"
+    text += "."
+    if pd.notna(check.get("mde")):
+        text += (
+            f" The check had an 80% chance of detecting a slope of {float(check['mde']):.1f} "
+            "points; a smaller one could have gone unnoticed. No relation does not show that "
+            "those who did not answer feel as those who did."
+        )
+    return text
