@@ -484,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(argv)
     except KeyboardInterrupt as interruption:  # also while importing, before _run's handlers
+        if handles_signals:  # the status is decided: a second Ctrl-C must not end us by SIGINT
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         from analysis.data.folders import Terminated
 
         terminated = isinstance(interruption, Terminated)
