@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.data.contract import OPTIONAL_TABLE_NAMES, TABLE_NAMES
 from analysis.data.load import write_tables
 from analysis.data.parameters import Parameters
 from analysis.data.synth import StudyDesign, generate, truth_json
@@ -16,6 +17,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DESIGN = StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12)
 SCRIPT_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'
 REPORT_PARAMETERS = Parameters(bootstrap_draws=200)
+
+
+def present_tables(directory: Path) -> list[str]:
+    """The contract's tables a CSV dataset folder holds, required first: a test that renames or
+    removes a unit everywhere must reach the optional tables (synth writes ``headcount``)."""
+    return [t for t in (*TABLE_NAMES, *OPTIONAL_TABLE_NAMES) if (directory / f"{t}.csv").exists()]
 
 
 def write_study(directory: Path, design: StudyDesign, file_format: str = "csv") -> Path:

@@ -439,3 +439,35 @@ def test_raw_exports_of_a_study_with_optional_tables_import_back_unchanged(
             original.tables()[name].reset_index(drop=True),
             check_dtype=False,
         )
+
+
+def test_unquoted_yes_and_no_in_the_mapping_mean_the_words(tmp_path):
+    """YAML reads an unquoted Yes as true: the mapping still means the text the export holds."""
+    org = RAW["org.csv"].replace(",Y\n", ",Yes\n").replace(",N\n", ",No\n")
+    survey = RAW["survey/engagement_2024Q1.csv"].replace(",True,", ",Yes,").replace(",1,", ",Yes,")
+    mapping = MAPPING.replace('keep: {Finished: ["1", "True"]}', "keep: {Finished: [Yes, True]}")
+    mapping = mapping.replace("{y: true, n: false}", "{Yes: true, No: false}")
+    raw = write_raw(
+        tmp_path / "raw",
+        {"org.csv": org, "survey/engagement_2024Q1.csv": survey},
+        mapping,
+    )
+    done = run_import(raw, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    expected = run_import(write_raw(tmp_path / "plain"), tmp_path / "expected")
+    assert expected.returncode == 0, expected.stderr
+    for table in ("units", "employee_survey"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "out" / f"{table}.parquet"),
+            pd.read_parquet(tmp_path / "expected" / f"{table}.parquet"),
+        )
+
+
+def test_a_keep_filter_that_drops_every_row_is_an_error(tmp_path):
+    mapping = MAPPING.replace('keep: {Finished: ["1", "True"]}', 'keep: {Finished: ["Done"]}')
+    raw = write_raw(tmp_path / "raw", mapping=mapping)
+    done = run_import(raw, tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    assert "tables.employee_survey" in done.stderr
+    assert "every one of its 9 rows was dropped (Finished not Done: 9)" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.data.contract import DEFAULT_INSTRUMENT, TABLE_NAMES
+from analysis.data.contract import DEFAULT_INSTRUMENT
 from analysis.data.load import load_dataset, write_tables
 from analysis.data.parameters import Parameters
 from analysis.data.results import read_results
@@ -46,6 +46,7 @@ from analysis.models.estimate import (
 )
 from analysis.models.linkage import EstimationError
 from analysis.report.build import PAGES, build_report
+from tests.conftest import present_tables
 
 MIN = 5
 PARAMETERS = Parameters(min_group_size=MIN, bootstrap_draws=20)
@@ -83,7 +84,7 @@ def _with_small_unit(master: Path, directory: Path, keep_units: int | None = Non
         # customer-facing first: the models need ten units with customers
         others = [u for u in [*facing, *units["unit_id"]] if u != small]
         kept = [small, *list(dict.fromkeys(others))[: keep_units - 1]]
-        for table in TABLE_NAMES:
+        for table in present_tables(directory):
             frame = _read(directory, table)
             _write(directory, table, frame[frame["unit_id"].isin(kept)])
         survey = _read(directory, "employee_survey")
@@ -210,7 +211,7 @@ def test_differencing_two_reports_reveals_no_small_group(small_study_master, tmp
     """
     full, small = _with_small_unit(small_study_master, tmp_path / "all")
     without = Path(shutil.copytree(full, tmp_path / "without"))
-    for table in TABLE_NAMES:
+    for table in present_tables(without):
         frame = _read(without, table)
         _write(without, table, frame[frame["unit_id"] != small])
 
@@ -432,7 +433,11 @@ def test_two_releases_no_longer_give_away_the_added_person(one_more_person):
     # only by chance (for ε = 1 the chance is 1–12% per figure, see the next test)
     assert all(abs(e) > 1e-6 for e in errors.values()), errors
     hits = [k for k, e in errors.items() if abs(e) < steps[k]]
-    assert len(hits) <= 2, (hits, errors)
+    # Each of the 14 figures lands within half a grid step of the truth with chance at most
+    # 12% (Laplace noise of scale ~100 against a step of 12.5; the others less): the number of
+    # such lucky hits is at most Binomial(14, 0.12), which exceeds 5 with chance under 1%.
+    assert len(hits) <= 5, (hits, errors)
+    assert len(hits) < len(errors) / 2, (hits, errors)
 
 
 def _pair_tables(answers: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:

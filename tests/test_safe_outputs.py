@@ -154,6 +154,7 @@ def test_folders_an_earlier_version_wrote_without_a_marker_are_still_replaced(wo
     sample, results = workdir / "sample", workdir / "results"
     shutil.copytree(workdir / "study", sample)
     (sample / MARKER).unlink()
+    (sample / "headcount.csv").unlink(missing_ok=True)  # earlier versions wrote no rosters
     (sample / ".complete").touch()
     results.mkdir()
     for name in ("estimates.csv", "drivers.csv", "unit_wave.csv", "manifest.json"):

@@ -106,6 +106,7 @@ def test_scope_counts_equal_counts_from_the_files(synthetic_study):
     churned_early = customers["churned_on"].notna() & (customers["churned_on"] <= first_wave)
     expected = {
         "start": pd.Timestamp(first_wave),
+        "last_wave": pd.Timestamp(survey["wave"].max()),
         "end": pd.Timestamp(latest),
         "units": len(units),
         "customer_facing_units": int((units["customer_facing"] == "true").sum()),
@@ -118,7 +119,9 @@ def test_scope_counts_equal_counts_from_the_files(synthetic_study):
     assert scope == expected
     sentence = scope_sentence(scope)
     assert sentence.startswith(f"This study covers {len(units):,} units (")
-    assert f"over {expected['waves']} survey waves from " in sentence
+    last = expected["last_wave"]
+    assert f"over {expected['waves']} survey waves (" in sentence
+    assert f" to {last.day} {last:%B %Y}), with customers followed to " in sentence
     assert f"{len(survey):,} staff survey answers" in sentence
     assert f"{len(nps):,} customer NPS answers" in sentence
     assert "synthetic" in sentence

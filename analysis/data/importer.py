@@ -225,6 +225,18 @@ def _fold(value: object) -> str:
     return str(value).strip().casefold()
 
 
+# YAML 1.1 (PyYAML) reads these unquoted words as booleans; a mapping that writes `Yes` means
+# the text Yes, so a boolean from the mapping matches every spelling it could have come from.
+YAML_BOOLEAN_WORDS = {True: ("true", "yes", "on"), False: ("false", "no", "off")}
+
+
+def _spellings(value: object) -> set[str]:
+    """The raw values a mapping value matches: its ``_fold``, or every YAML boolean spelling."""
+    if isinstance(value, bool):
+        return set(YAML_BOOLEAN_WORDS[value])
+    return {_fold(value)}
+
+
 def _contract_text(value: object) -> str | None:
     """A contract value given in the mapping (YAML may read ``true`` or ``3``) as a cell."""
     if value is None:
@@ -346,7 +358,7 @@ def read_mapping(path: Path | str) -> tuple[Mapping | None, list[Problem]]:
             if isinstance(code, bool) or not isinstance(code, int):
                 problem(f"label_sets.{set_name}.{label}", f"code {code!r} is not a whole number")
                 continue
-            codes[_fold(label)] = code
+            codes.update(dict.fromkeys(_spellings(label), code))
         mapping.label_sets[str(set_name)] = codes
         mapping.label_shown[str(set_name)] = [str(label) for label in labels]
     # pseudonymise
@@ -401,7 +413,7 @@ def read_mapping(path: Path | str) -> tuple[Mapping | None, list[Problem]]:
             keep = {}
         for column, allowed in keep.items():
             allowed = allowed if isinstance(allowed, list) else [allowed]
-            spec.keep[str(column)] = {_fold(v) for v in allowed}
+            spec.keep[str(column)] = set().union(*(_spellings(v) for v in allowed))
             spec.keep_shown[str(column)] = " or ".join(_contract_text(v) or "" for v in allowed)
         columns = entry.get("columns")
         if not isinstance(columns, dict) or not columns:
@@ -447,7 +459,11 @@ def read_mapping(path: Path | str) -> tuple[Mapping | None, list[Problem]]:
                     if not isinstance(value, dict):
                         problem(f"{where}.values.{target}", "must map raw values to values")
                         continue
-                    spec.values[target] = {_fold(k): _contract_text(v) for k, v in value.items()}
+                    spec.values[target] = {
+                        spelling: _contract_text(v)
+                        for k, v in value.items()
+                        for spelling in _spellings(k)
+                    }
                 elif str(value) not in mapping.label_sets:
                     known = ", ".join(mapping.label_sets) or "none defined"
                     problem(
@@ -818,6 +834,23 @@ class _Imported:
     frame: pd.DataFrame
     origin_file: list[str]
     origin_row: list[int]
+
+
+def table_reports_of(reports: Iterable[FileReport], table: str) -> list[FileReport]:
+    """The file reports of one contract table.
+
+    Parameters
+    ----------
+    reports : iterable of FileReport
+        Every raw file's report.
+    table : str
+        The contract table.
+
+    Returns
+    -------
+    list of FileReport
+    """
+    return [r for r in reports if r.table == table]
 
 
 def _find_files(raw_dir: Path, pattern: str) -> list[tuple[Path, str]]:
@@ -1220,15 +1253,37 @@ def import_exports(
         reports += table_reports
         if result is not None:
             imported[name] = result
+    for name, part in imported.items():
+        read = sum(r.rows_read for r in table_reports_of(reports, name))
+        if part.frame.empty and read:
+            reasons = {}
+            for r in table_reports_of(reports, name):
+                for reason, n in r.dropped.items():
+                    reasons[reason] = reasons.get(reason, 0) + n
+            shown = "; ".join(f"{reason}: {n:,}" for reason, n in reasons.items())
+            problems.append(
+                _mapping_problem(
+                    f"tables.{name}",
+                    f"every one of its {read:,} rows was dropped ({shown}): check the values "
+                    "under 'keep' against the raw file's, and the survey close dates under "
+                    "'waves'",
+                    mapping_path.name,
+                )
+            )
     pseudonymise = list(mapping.pseudonymise)
     mapped = {c for spec in mapping.tables.values() for c in spec.columns}
     for column in pseudonymise:
         if column not in mapped:
+            contract_columns = {c for t in known.values() for c in t}
             problems.append(
                 _mapping_problem(
                     "pseudonymise",
-                    f"{column!r} is not a column of any imported table"
-                    + _suggest(column, {c for t in known.values() for c in t}),
+                    f"{column!r} is not mapped under 'columns' by any table"
+                    + (
+                        _suggest(column, mapped - contract_columns, "the mapped column ")
+                        if column in contract_columns
+                        else _suggest(column, contract_columns)
+                    ),
                     mapping_path.name,
                 )
             )
@@ -1240,8 +1295,9 @@ def import_exports(
         if key is None:
             notify(
                 f"note: {KEY_VARIABLE} is not set, so {', '.join(pseudonymise)} are copied "
-                "unchanged (an e-mail address among them would reach the dataset as it is); set it to a secret "
-                "kept outside the dataset to replace them with keyed pseudonyms"
+                "unchanged (an e-mail address among them would reach the dataset as it is); "
+                "set it to a secret kept outside the dataset to replace them with keyed "
+                "pseudonyms"
             )
         else:
             hashed = tuple(pseudonymise)

@@ -291,15 +291,21 @@ def clustered_nps(counts: pd.DataFrame, confidence: float = 0.95) -> pd.Series:
     Each answer scores ``y = +100, 0, −100``; NPS is the mean of ``y`` and, with ``G``
     clusters, residual sums ``S_g = Σ_{i∈g} (y_i − NPS)``::
 
-        var(NPS) = G / (G − 1) · Σ_g S_g² / n²
+        var(NPS) = max(G / (G − 1) · Σ_g S_g² / n²,  100² (p + d − (p − d)²) / n)
 
-    the CR1 sandwich for a mean (Cameron & Miller, 2015). The interval uses Student's t with
-    ``G − 1`` degrees of freedom, clipped to ±100.
+    the CR1 sandwich for a mean (Cameron & Miller, 2015), floored at the trinomial variance of
+    independent answers (shares ``p`` of promoters and ``d`` of detractors): with few clusters
+    the sandwich is biased downwards and noisy, and the larger of the robust and the
+    conventional standard error guards against both (Angrist & Pischke, 2009, §8.2.3). The
+    interval uses Student's t with ``G − 1`` degrees of freedom, clipped to ±100.
 
     References
     ----------
     Cameron, A. C. & Miller, D. L. (2015). A practitioner's guide to cluster-robust
     inference. *Journal of Human Resources* 50(2), 317–372.
+
+    Angrist, J. D. & Pischke, J.-S. (2009). *Mostly Harmless Econometrics*. Princeton
+    University Press.
     """
     promoters = counts["promoters"].to_numpy(dtype=float)
     detractors = counts["detractors"].to_numpy(dtype=float)
@@ -319,6 +325,10 @@ def clustered_nps(counts: pd.DataFrame, confidence: float = 0.95) -> pd.Series:
     estimate = 100 * (promoters.sum() - detractors.sum()) / n
     residual_sums = 100 * (promoters - detractors) - estimate * sizes
     variance = clusters / (clusters - 1) * np.sum(residual_sums**2) / n**2
+    # never below the answers' own trinomial variance: with few clusters CR1 is biased down and
+    # noisy, and can come out far smaller than if every answer were independent
+    p, d = promoters.sum() / n, detractors.sum() / n
+    variance = max(variance, 100**2 * float(trinomial_variance(p, d)) / n)
     std_error = float(np.sqrt(variance))
     t = stats.t.ppf(0.5 + confidence / 2, clusters - 1)
     return pd.Series(

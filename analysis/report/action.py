@@ -162,11 +162,16 @@ def focus_sentence(focus: pd.DataFrame, link_found: bool) -> str:
         f"{row['impact_low']:.0f}% to {row['impact_high']:.0f}%)"
         for _, row in priority.iterrows()
     ]
+    subject = (
+        "It carries clear weight for customer NPS but scores"
+        if len(parts) == 1
+        else "Each carries clear weight for customer NPS but scores"
+    )
     return (
         "Priority: "
         + "; ".join(parts)
-        + ". It carries clear weight for customer NPS but scores below the other scales, so "
-        "a rise there is where NPS is most likely to follow, if the link is causal."
+        + f". {subject} below the other scales, so a rise there is where NPS is most likely "
+        "to follow, if the link is causal."
     )
 
 
@@ -433,7 +438,7 @@ def region_sentence(
 def attention_table(
     ranking: pd.DataFrame, unit_nps: pd.DataFrame, rows: int = ATTENTION_ROWS
 ) -> pd.DataFrame:
-    """The lowest-ranked units on shrunken engagement, with their shrunken customer NPS.
+    """The lowest-ranked units on shrunken engagement, with their own customer NPS.
 
     Parameters
     ----------
@@ -441,8 +446,10 @@ def attention_table(
         ``analysis.measures.internal.shrunken_unit_engagement``: units with fewer distinct
         respondents than the minimum have no rank and are never listed.
     unit_nps : DataFrame
-        ``analysis.measures.nps.nps_by_unit`` (``unit_id``, ``shrunken``,
-        ``shrunken_conf_low``, ``shrunken_conf_high``, ``n``).
+        ``analysis.measures.nps.nps_by_unit`` (``unit_id``, ``nps``, ``conf_low``,
+        ``conf_high``, ``n``). The unit's own NPS and adjusted-Wald interval are shown, not the
+        shrunken value: where units barely differ, shrinkage gives every unit the average and
+        the average's interval, which reads as ten identical units.
     rows : int
         How many units to list.
 
@@ -460,9 +467,9 @@ def attention_table(
     return lowest.assign(
         below_average=lowest["conf_high"].to_numpy(float) < average,
         average=average,
-        nps=customers["shrunken"].to_numpy(float),
-        nps_low=customers["shrunken_conf_low"].to_numpy(float),
-        nps_high=customers["shrunken_conf_high"].to_numpy(float),
+        nps=customers["nps"].to_numpy(float),
+        nps_low=customers["conf_low"].to_numpy(float),
+        nps_high=customers["conf_high"].to_numpy(float),
         nps_answers=customers["n"].fillna(0).to_numpy(int),
     )
 
@@ -506,8 +513,8 @@ def attention_sentence(ranking: pd.DataFrame, min_group_size: int) -> str:
     )
     return (
         f"{lead}{chance}. The table lists the lowest-ranked units on engagement shrunk towards "
-        "the average by how much data each has (empirical Bayes), with their customers' NPS "
-        f"shrunk the same way (blank for units that serve no customers).{unranked} A low rank "
+        "the average by how much data each has (empirical Bayes), with their own customers' "
+        f"NPS and its interval (blank for units that serve no customers).{unranked} A low rank "
         "is a reason to ask, not a verdict on a team."
     )
 
@@ -582,7 +589,7 @@ def attention_display(table: pd.DataFrame) -> pd.DataFrame:
         ],
         "Clearly below average": table["below_average"].map({True: "yes", False: "no"}),
         "Respondents": table["n_respondents_distinct"].astype(int),
-        "Customer NPS (shrunk)": table["nps"].map(lambda v: "" if pd.isna(v) else signed(v)),
+        "Customer NPS": table["nps"].map(lambda v: "" if pd.isna(v) else signed(v)),
         "95% interval ": [
             _interval(lo, hi) for lo, hi in zip(table["nps_low"], table["nps_high"], strict=True)
         ],

@@ -1017,6 +1017,7 @@ def trend_by_wave(
     n: str = "n",
     series: str | None = None,
     x_label: str = "Survey wave",
+    n_noun: str = "",
 ) -> plt.Figure:
     """A value over survey waves (or quarters), with its 95% band and the n of each point.
 
@@ -1036,6 +1037,8 @@ def trend_by_wave(
         the total first); several overlapping bands would hide each other.
     x_label : str
         The time axis's label.
+    n_noun : str
+        What ``n`` counts ("units", "answers"), written after each count; ``n = …`` without.
 
     Returns
     -------
@@ -1071,7 +1074,8 @@ def trend_by_wave(
         if series is None:
             for xi, (_, row) in zip(x, group.iterrows(), strict=True):
                 axes.annotate(
-                    f"{row[value]:.1f}\nn = {int(row[n]):,}",
+                    f"{row[value]:.1f}\n"
+                    + (f"{int(row[n]):,} {n_noun}" if n_noun else f"n = {int(row[n]):,}"),
                     (xi, row["conf_high"]),
                     xytext=(0, 6),
                     textcoords="offset points",

@@ -65,6 +65,7 @@ def study_scope(dataset: Dataset, as_of: pd.Timestamp) -> dict:
     facing = dataset.units["customer_facing"].fillna(True).astype(bool)
     return {
         "start": pd.Timestamp(first_wave),
+        "last_wave": pd.Timestamp(survey["wave"].max()),
         "end": as_of,
         "units": len(dataset.units),
         "customer_facing_units": int(facing.sum()),
@@ -93,7 +94,9 @@ def scope_sentence(scope: dict) -> str:
     sentence = (
         f"This study covers {_count(s['units'], 'unit')} "
         f"({s['customer_facing_units']:,} customer-facing) over "
-        f"{_count(s['waves'], 'survey wave')} from {_date(s['start'])} to {_date(s['end'])}: "
+        f"{_count(s['waves'], 'survey wave')} ({_date(s['start'])} to "
+        f"{_date(s.get('last_wave', s['start']))}), with customers followed to "
+        f"{_date(s['end'])}: "
         f"{_count(s['staff_answers'], 'staff survey answer')}, "
         f"{_count(s['customer_answers'], 'customer NPS answer')} and "
         f"{_count(s['customers'], 'customer')}."
