@@ -423,3 +423,20 @@ def test_data_page_shows_response_rates_only_with_a_headcount(small_study_master
     assert "need the optional headcount table" in text
     assert "Lowest response" not in text
     assert "related to response rate" not in text and "more staff answered" not in text
+
+
+def test_the_response_rate_sentence_states_the_latest_wave_and_the_regions_shown():
+    study = generate(StudyDesign(seed=5, n_units=40, n_waves=3, median_unit_size=9))
+    dataset = dataset_from_tables(study.tables)
+    rates = response_rates(dataset.employee_survey, dataset.headcount, dataset.units, 5, 0.95)
+    text = sentences.response_rate_sentence(rates)
+    organisation = rates[rates["level"] == "organisation"].sort_values("wave").iloc[-1]
+    assert text.startswith(f"In the latest wave ({organisation['wave']:%d %B %Y}), ")
+    assert f"{100 * organisation['response_rate']:.0f}% of the " in text
+    assert f"{int(organisation['respondents']):,} respondents" in text
+    shown = rates[(rates["level"] == "region") & ~rates["suppressed"].astype(bool)]
+    shown = shown[shown["wave"] == organisation["wave"]]
+    lowest = shown.nsmallest(1, "response_rate").iloc[0]
+    assert f"ranged from {100 * lowest['response_rate']:.0f}% in {lowest['label']}" in text
+    # nothing shown, nothing said
+    assert sentences.response_rate_sentence(rates.assign(suppressed=True)) == ""

@@ -755,3 +755,45 @@ def nonresponse_sentence(check: pd.Series) -> str:
             "those who did not answer feel as those who did."
         )
     return text
+
+
+def response_rate_sentence(rates: pd.DataFrame) -> str:
+    """Who answered: the organisation's response rate in the latest wave, and the regions'.
+
+    Parameters
+    ----------
+    rates : DataFrame
+        ``analysis.measures.quality.response_rates``: ``level``, ``label``, ``wave``,
+        ``respondents``, ``headcount``, ``response_rate`` with ``conf_low`` and ``conf_high``
+        (Wilson), ``suppressed``.
+
+    Returns
+    -------
+    str
+        The latest wave's rate with its interval and counts, and the lowest and highest shown
+        regions; empty when no rate is shown.
+    """
+    shown = rates[~rates["suppressed"].astype(bool)].dropna(subset=["response_rate"])
+    organisation = shown[shown["level"] == "organisation"]
+    if organisation.empty:
+        return ""
+    latest = organisation.sort_values("wave").iloc[-1]
+    text = (
+        f"In the latest wave ({latest['wave']:%d %B %Y}), {100 * latest['response_rate']:.0f}% "
+        f"of the {int(latest['headcount']):,} staff invited answered (95% CI "
+        f"{100 * latest['conf_low']:.0f}% to {100 * latest['conf_high']:.0f}%; "
+        f"{int(latest['respondents']):,} respondents)."
+    )
+    regions = shown[(shown["level"] == "region") & (shown["wave"] == latest["wave"])]
+    if len(regions) >= 2:
+        low, high = (
+            regions.nsmallest(1, "response_rate").iloc[0],
+            regions.nlargest(1, "response_rate").iloc[0],
+        )
+        text += (
+            f" By region it ranged from {100 * low['response_rate']:.0f}% in {low['label']} "
+            f"(95% CI {100 * low['conf_low']:.0f}% to {100 * low['conf_high']:.0f}%) to "
+            f"{100 * high['response_rate']:.0f}% in {high['label']} (95% CI "
+            f"{100 * high['conf_low']:.0f}% to {100 * high['conf_high']:.0f}%)."
+        )
+    return text
