@@ -188,6 +188,23 @@ def _mark_break(axis: plt.Axes, which: str, start: float) -> None:
     )
 
 
+LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+
+
+def _separate_labels(figure: plt.Figure, labels: list, gap: float = 2.0) -> None:
+    """Move point labels down, one line at a time, until none overlaps an earlier one."""
+    renderer = figure.canvas.get_renderer()
+    boxes = []
+    for label in labels:
+        for _ in range(8):
+            box = label.get_window_extent(renderer).expanded(1.0, 1.0)
+            if not any(box.overlaps(other) for other in boxes):
+                break
+            x, y = label.xyann
+            label.xyann = (x, y - box.height * 72 / figure.dpi - gap)
+        boxes.append(label.get_window_extent(renderer))
+
+
 def _nothing_to_show(figure: plt.Figure, axes, message: str) -> plt.Figure:
     """The figure of a chart with no data: the reason, centred, in place of empty axes."""
     axes.text(0.5, 0.5, message, ha="center", va="center", color=MUTED, transform=axes.transAxes)
@@ -558,6 +575,7 @@ def power_curve(
         textcoords="offset points",
         color=MUTED,
         fontsize=9,
+        bbox=LABEL_BOX,  # the estimate's line may cross it: the label stays legible
     )
     if estimate is not None:
         axes.axvline(estimate, color=INK, linewidth=1)
@@ -941,6 +959,7 @@ def focus_matrix(
         return _nothing_to_show(
             figure, axes, "No scale has both a score and an estimated link to show."
         )
+    placed: list = []
     x_split = float(table["score"].mean()) if score_split is None else score_split
     y_split = float(table["impact"].median()) if impact_split is None else impact_split
     axes.axvline(x_split, color=MUTED, linewidth=1, linestyle="--")
@@ -966,13 +985,16 @@ def focus_matrix(
             markerfacecolor=colour if clear else "white",
             markeredgewidth=2,
         )
-        axes.annotate(
-            (labels or {}).get(row["term"], row["term"]),
-            (row["score"], row["impact"]),
-            xytext=(8, 6),
-            textcoords="offset points",
-            fontsize=10,
-            color=INK,
+        placed.append(
+            axes.annotate(
+                (labels or {}).get(row["term"], row["term"]),
+                (row["score"], row["impact"]),
+                xytext=(8, 6),
+                textcoords="offset points",
+                fontsize=10,
+                color=INK,
+                bbox=LABEL_BOX,
+            )
         )
     axes.set_xlabel(score_label)
     axes.set_ylabel(impact_label)
@@ -1006,6 +1028,7 @@ def focus_matrix(
         )
     axes.set_title("Where to focus: each scale's score against its link to customer NPS")
     sns.despine(ax=axes)
+    _separate_labels(figure, placed)
     return _finish(figure)
 
 
