@@ -215,8 +215,22 @@ def nps_noise_var(promoters: pd.Series, detractors: pd.Series, n: pd.Series) -> 
     return 100**2 * trinomial_variance(p, d) / n
 
 
-def _category_counts(customer_nps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Promoter, passive and detractor counts of the answers per ``keys``."""
+def category_counts(customer_nps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Promoter, passive and detractor counts of the answers per ``keys``.
+
+    Parameters
+    ----------
+    customer_nps : DataFrame
+        Answers with ``likelihood_to_recommend`` (0–10) and the ``keys`` columns.
+    keys : list of str
+        The grouping columns.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``keys``, with ``promoters``, ``passives`` and ``detractors``
+        (``analysis.data.contract.nps_category``).
+    """
     code = nps_category(customer_nps["likelihood_to_recommend"].to_numpy(dtype=float))
     indicators = {name: (code == c).astype(int) for c, name in enumerate(NPS_CATEGORIES)}
     return (
@@ -594,7 +608,7 @@ def nps_by_group(
     inference. *Journal of Human Resources* 50(2), 317–372.
     """
     keys = [by] if isinstance(by, str) else list(by)
-    counts = _category_counts(customer_nps, [*keys, cluster])
+    counts = category_counts(customer_nps, [*keys, cluster])
     rows = []
     for group, table in counts.groupby(level=list(range(len(keys))), observed=True):
         group = group if isinstance(group, tuple) else (group,)
@@ -642,7 +656,7 @@ def nps_by_unit(customer_nps: pd.DataFrame, confidence: float = 0.95) -> pd.Data
     Rocks, B. (2016). Interval estimation for the "net promoter score". *The American
     Statistician* 70(4), 365–372.
     """
-    counts = _category_counts(customer_nps, ["unit_id"])
+    counts = category_counts(customer_nps, ["unit_id"])
     rows = [
         nps_from_counts(*row, method="adjusted_wald", confidence=confidence).rename(unit)
         for unit, row in counts.iterrows()

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.data.contract import DETRACTOR_MAX, PROMOTER_MIN
 from analysis.measures import nps
 from analysis.measures.comparisons import equal_estimates_test, paired_change
 from analysis.measures.internal import scale_label
 from analysis.measures.intervals import mean_with_t_interval
 from analysis.report.findings import level, signed
+from analysis.report.sentences import in_sentence, interval
 
 INDEX_BOUNDS = (0.0, 100.0)
 FOCUS_COLUMNS = (
@@ -150,13 +150,13 @@ def focus_sentence(focus: pd.DataFrame, link_found: bool) -> str:
         (clear["impact"] >= focus["impact"].median()) & (clear["score"] < focus["score"].mean())
     ]
     if priority.empty:
-        names = ", ".join(_lower(label) for label in clear["label"])
+        names = ", ".join(in_sentence(label) for label in clear["label"])
         return (
             f"The scales that carry clear weight for customer NPS ({names}) already score at or "
             "above the average of the scales: protect them rather than expect a quick gain."
         )
     parts = [
-        f"{_lower(row['label'])} (score {row['score']:.0f} of 100, 95% CI "
+        f"{in_sentence(row['label'])} (score {row['score']:.0f} of 100, 95% CI "
         f"{row['score_low']:.0f} to {row['score_high']:.0f}, {int(row['score_units'])} units; "
         f"{row['impact']:.0f}% of the explained NPS differences, 95% CI "
         f"{row['impact_low']:.0f}% to {row['impact_high']:.0f}%)"
@@ -173,12 +173,6 @@ def focus_sentence(focus: pd.DataFrame, link_found: bool) -> str:
         + f". {subject} below the other scales, so a rise there is where NPS is most likely "
         "to follow, if the link is causal."
     )
-
-
-def _lower(label: str) -> str:
-    if len(label) > 1 and label[1].isupper():
-        return label
-    return label[:1].lower() + label[1:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,7 +281,7 @@ def change_sentence(change: pd.Series, subject: str, unit: str, alpha: float = 0
             f"({interval}, {_p(change['p_value'])})."
         )
     return (
-        f"No clear change in {_lower(subject)} {span}: {signed(change['estimate'])} {unit} "
+        f"No clear change in {in_sentence(subject)} {span}: {signed(change['estimate'])} {unit} "
         f"({interval}), an interval that includes no change."
     )
 
@@ -295,19 +289,6 @@ def change_sentence(change: pd.Series, subject: str, unit: str, alpha: float = 0
 def customer_quarters(customer_nps: pd.DataFrame) -> pd.DataFrame:
     """Customer answers with their calendar quarter (``2024Q1``) as ``quarter``."""
     return customer_nps.assign(quarter=customer_nps["responded_on"].dt.to_period("Q").astype(str))
-
-
-def _unit_counts(answers: pd.DataFrame) -> pd.DataFrame:
-    score = answers["likelihood_to_recommend"].astype(float)
-    return pd.DataFrame(
-        {
-            "promoters": (score >= PROMOTER_MIN).groupby(answers["unit_id"]).sum(),
-            "passives": ((score > DETRACTOR_MAX) & (score < PROMOTER_MIN))
-            .groupby(answers["unit_id"])
-            .sum(),
-            "detractors": (score <= DETRACTOR_MAX).groupby(answers["unit_id"]).sum(),
-        }
-    )
 
 
 def nps_change(answers: pd.DataFrame, confidence: float = 0.95) -> pd.Series:
@@ -331,8 +312,8 @@ def nps_change(answers: pd.DataFrame, confidence: float = 0.95) -> pd.Series:
         return pd.Series({"estimate": np.nan, "n_units": 0, "first": None, "last": None})
     first, last = quarters[0], quarters[-1]
     change = nps.clustered_nps_difference(
-        _unit_counts(answers[answers["quarter"] == last]),
-        _unit_counts(answers[answers["quarter"] == first]),
+        nps.category_counts(answers[answers["quarter"] == last], ["unit_id"]),
+        nps.category_counts(answers[answers["quarter"] == first], ["unit_id"]),
         confidence,
     )
     return pd.concat([change, pd.Series({"first": first, "last": last})])
@@ -426,8 +407,9 @@ def region_sentence(
             f"{_p(test['p_value'])}). The table shows each region's interval."
         )
     return (
-        f"No clear evidence that {_lower(subject)} differs between regions ({spread}; test of no "
-        f"difference {_p(test['p_value'])}): the gaps are within what chance produces."
+        f"No clear evidence that {in_sentence(subject)} differs between regions ({spread}; "
+        f"test of no difference {_p(test['p_value'])}): the gaps are within what chance "
+        "produces."
     )
 
 
@@ -519,10 +501,9 @@ def attention_sentence(ranking: pd.DataFrame, min_group_size: int) -> str:
     )
 
 
-def _interval(low: float, high: float, digits: int = 1) -> str:
-    if pd.isna(low) or pd.isna(high):
-        return ""
-    return f"{signed(low, digits)} to {signed(high, digits)}"
+def _interval(low: float, high: float) -> str:
+    """``interval`` of ``analysis.report.sentences``, blank where there is none."""
+    return "" if pd.isna(low) or pd.isna(high) else interval(low, high)
 
 
 def region_table(customer: pd.DataFrame, staff: pd.DataFrame) -> pd.DataFrame:

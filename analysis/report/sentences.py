@@ -316,7 +316,7 @@ def list_html(items: list[str], css_class: str = "") -> str:
     )
 
 
-def _in_sentence(label: str) -> str:
+def in_sentence(label: str) -> str:
     """A label inside a sentence: its first letter lower-case, unless it starts an acronym."""
     if len(label) > 1 and label[1].isupper():
         return label
@@ -376,8 +376,8 @@ def drivers_sentence(drivers: pd.DataFrame, link_found: bool | None = None) -> s
         )
     top = significant.iloc[0]
     share, low, high = top["share"], top["share_conf_low"], top["share_conf_high"]
-    label = _in_sentence(scale_label(top["term"]))
-    names = [_in_sentence(scale_label(t)) for t in significant["term"]]
+    label = in_sentence(scale_label(top["term"]))
+    names = [in_sentence(scale_label(t)) for t in significant["term"]]
     return (
         f"Of the internal measures, {label} accounts for the largest share of the "
         f"differences in unit NPS that the measures explain together ({share:.0f}%, 95% CI "
