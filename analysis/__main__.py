@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         "condition gets N, the reverse-causation condition N/2 and each of the six cells of "
         "the power grid 0.3 N. The Monte-Carlo band of a false-positive rate at 5%% is about "
         "±1.96·√(0.05·0.95/N): ±3.0 points at N = 200, ±6.0 at 50. Run time grows "
-        "linearly with N: about 7 minutes at 200 on 2 cores, 2 minutes at 50",
+        "linearly with N: about 11 minutes at 200 on 2 cores, 3 minutes at 50",
     )
     calibrate.add_argument(
         "--workers",

@@ -327,7 +327,7 @@ def _estimate(data: Path, out: Path, params: Path) -> pd.DataFrame:
 
 
 def _depends_on_ids(estimates: pd.DataFrame) -> pd.Series:
-    """Estimands built on split halves of the staff (analysis.measures.panel.split_half)."""
+    """Estimands built on split halves of the staff (analysis.measures.panel.split_halves)."""
     return (estimates["correction"] == "split_half_iv") | estimates["method"].str.contains(
         "split-half"
     )
@@ -390,11 +390,12 @@ def test_the_sample_as_raw_exports_imports_back_to_the_same_estimates(tmp_path):
     family = {"p_adjusted", *INFLUENCE_COLUMNS}
     columns = [c for c in reference.columns if c not in family]
     pd.testing.assert_frame_equal(hashed.loc[~by_ids, columns], reference.loc[~by_ids, columns])
-    # Where halves are drawn from the ids, another split of the same staff is another draw of
-    # the same estimator: its spread over splits is a fraction of the SE, not within 0.1 SE
-    # (see the report that added this test).
+    # Where halves are drawn from the ids, other ids give other splits of the same staff. Each
+    # estimand averages over 64 random splits (measures.panel.SPLITS), so its spread over
+    # pseudonymisation keys is about 0.03 SE on the sample (measured over keys); two keys
+    # differ by about 0.045 SE, and 0.1 SE is more than two of those SDs.
     shift = (hashed["estimate"] - reference["estimate"]).abs() / reference["std_error"]
-    assert (shift[by_ids] < 1.0).all(), shift[by_ids]
+    assert (shift[by_ids] < 0.1).all(), shift[by_ids]
 
 
 def test_raw_exports_of_a_study_with_optional_tables_import_back_unchanged(

@@ -283,11 +283,15 @@ def test_the_influence_columns_are_written_and_read_back(masked, tmp_path):
 
 
 def test_a_study_where_no_unit_matters_flags_nothing(tmp_path):
-    """The sample study's design: 300 units, every finding clear of the threshold."""
-    directory = write_study(tmp_path / "sample", StudyDesign())
+    """The sample study's design, 300 units, drawn with a seed that leaves every finding clear
+    of the threshold (the default seed's reverse model lands at p = 0.04, where one unit can
+    matter)."""
+    directory = write_study(tmp_path / "sample", StudyDesign(seed=1))
     parameters = Parameters(bootstrap_draws=500)  # the mediated share's p-value is at least 1/B
     estimates = estimate.estimate_all(load_dataset(directory), parameters).estimates
-    assert (estimates["p_adjusted"].dropna() < 0.05).sum() >= 5
+    adjusted = estimates["p_adjusted"].dropna()
+    assert ((adjusted < 0.05 / 5) | (adjusted > 0.5)).all(), adjusted  # the premise
+    assert (adjusted < 0.05).sum() >= 5
     assert not estimates["fragile_to_one_unit"].any()
     assert (estimates["n_units_flip_significance"] == 0).all()
     assert sentences.fragility_sentences(estimates, 0.05) == []

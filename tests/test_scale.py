@@ -75,7 +75,8 @@ def test_one_cluster_gives_no_standard_error_instead_of_dividing_by_zero():
 
 def test_within_estimate_of_a_single_unit_is_not_estimable(small_study_master):
     full = panel.unit_wave_panel(load_dataset(small_study_master))
-    facing = linkage.customer_facing_rows(full).dropna(subset=["engagement_half_b"])
+    half_b = panel.half_columns(0)["engagement_half_b"]
+    facing = linkage.customer_facing_rows(full).dropna(subset=[half_b])
     only = full[full["unit_id"] == facing["unit_id"].iloc[0]]
     row = linkage.nps_on_engagement_within(only)  # ZeroDivisionError before (G − 1 = 0)
     assert row["method"].startswith("not estimable") and np.isnan(row["estimate"])

@@ -112,15 +112,13 @@ RESERVED_COLUMNS = (
     "events",
     "exposure",
 )
-RESERVED_PREFIXES = ("prior_", "n_half_")
+RESERVED_PREFIXES = ("prior_", "n_half_", "engagement_half_")
 RESERVED_SUFFIXES = (
     "_index",
     "_lag",
     "_respondents",
     "_noise_var",
     "_within_ss",
-    "_half_a",
-    "_half_b",
 )
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from analysis.data.contract import nps_category
 from analysis.data.load import Dataset
@@ -25,35 +26,99 @@ from analysis.measures.scales import respondent_scale_score
 DEFAULT_OUTCOME_WINDOW_DAYS = 91
 
 
-def split_half(respondent_id: pd.Series) -> np.ndarray:
-    """A fixed random half (0 or 1) per respondent, the same in every wave and every run.
+#: Random splits of the staff into two halves. Estimands built on halves average over all of
+#: them: one split is one draw, and its spread over draws (about 0.37 SE on the sample) would
+#: make the estimate depend on how respondent ids happen to be spelled (a pseudonymisation key).
+#: Averaged over 256 splits into equal halves, it is about 0.02 SE.
+SPLITS = 256
+#: Unit-waves × splits kept at most: a study of more than 3,906 unit-waves gets fewer splits
+#: (never under ``MIN_SPLITS``), so the halves' columns and the reverse model's stacked rows
+#: (two per unit-wave and split) stay within a few hundred megabytes.
+SPLIT_BUDGET = 1_000_000
+MIN_SPLITS = 8
+
+
+def splits_for(n_unit_waves: int) -> int:
+    """How many splits a panel of ``n_unit_waves`` rows gets (``SPLITS`` within the budget)."""
+    return int(min(SPLITS, max(MIN_SPLITS, SPLIT_BUDGET // max(n_unit_waves, 1))))
+
+
+def splits_in(panel: pd.DataFrame) -> int:
+    """The number of splits whose half columns ``panel`` holds (``half_columns``)."""
+    split = 0
+    while half_columns(split)["n_half_a"] in panel.columns:
+        split += 1
+    return split
+
+
+def split_halves(unit_id: pd.Series, respondent_id: pd.Series, splits: int = SPLITS) -> np.ndarray:
+    """Random halves (0 or 1) of each unit's staff, one column per split: fixed across waves.
+
+    Returns an ``(n, splits)`` array of ``int8`` aligned with the answers. In split ``s`` each
+    unit's people (distinct respondent ids, over all waves) are put in a random order and dealt
+    alternately to the two halves: a random partition into halves as equal as the unit allows,
+    the same in every wave and every run. The order is a keyed 64-bit hash of the id
+    (``pandas.util.hash_array``) passed, with ``s``, through the splitmix64 mixer (Steele, Lea
+    & Flood, 2014), whose outputs for different ``s`` behave as independent random numbers.
 
     Halves made of different people measure a unit with independent errors, even though each
     person's answers are alike from wave to wave; their covariance is the true-score variance
-    (split-half reliability; Spearman, 1910; Brown, 1910).
+    (split-half reliability; Spearman, 1910; Brown, 1910). Averaging a split-half statistic
+    over many random splits removes the luck of one split, as Cronbach's (1951) alpha is the
+    mean over all splits; equal halves keep small units in every split.
     """
-    return (pd.util.hash_array(respondent_id.astype(str).to_numpy(dtype=object)) & 1).astype(
-        np.int8
+    pairs = pd.DataFrame(
+        {"unit": unit_id.to_numpy(), "person": respondent_id.astype(str).to_numpy()}
     )
+    person_of_answer = pairs.groupby(["unit", "person"], sort=False).ngroup().to_numpy()
+    people = pairs.drop_duplicates(ignore_index=True)
+    unit_code = pd.factorize(people["unit"])[0]
+    hashed = pd.util.hash_array(people["person"].to_numpy(dtype=object), categorize=False)
+    halves = np.empty((len(people), splits), dtype=np.int8)
+    for split in range(splits):
+        order = np.lexsort((_splitmix64(hashed + np.uint64(split)), unit_code))
+        first = np.searchsorted(unit_code[order], unit_code[order], side="left")
+        halves[order, split] = (np.arange(len(order)) - first) & 1
+    return halves[person_of_answer]
+
+
+def _splitmix64(state: np.ndarray) -> np.ndarray:
+    """The splitmix64 output function of ``state + golden gamma`` (wrapping uint64 arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = state + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def half_columns(split: int) -> dict[str, str]:
+    """The panel's column names of split ``split``'s halves, by role.
+
+    Keys ``engagement_half_a``, ``engagement_half_b`` (each half's engagement index) and
+    ``n_half_a``, ``n_half_b`` (its respondents); values the split's own column names.
+    """
+    return {
+        role: f"{role}_{split}"
+        for role in ("engagement_half_a", "engagement_half_b", "n_half_a", "n_half_b")
+    }
 
 
 def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     """Every scale's unit index per wave, with the engagement index's sampling variance.
 
-    Columns: ``unit_id, wave, n_respondents, engagement_index, engagement_noise_var,
-    engagement_half_a, engagement_half_b`` (the index from each fixed half of the staff, see
-    ``split_half``) and one ``<scale>_index`` per other instrument scale. ``n_respondents``
-    counts respondents with an engagement score. ``engagement_noise_var`` is the sampling
-    variance of the unit-wave mean, ``s²_w / n``, with ``s²_w`` the within-unit-wave variance
-    pooled over all unit-waves (pooled because a unit of three has no stable variance of its
-    own). Small groups are kept: this is a model input; anything displayed passes through
-    ``analysis.measures.privacy`` first.
+    Columns: ``unit_id, wave, n_respondents, engagement_index, engagement_noise_var``, for each
+    of the fixed splits of the staff (``splits_for``) the index and size of each half
+    (``half_columns``, ``split_halves``), and one ``<scale>_index`` per other instrument scale.
+    ``n_respondents`` counts respondents with an engagement score. ``engagement_noise_var`` is
+    the sampling variance of the unit-wave mean, ``s²_w / n``, with ``s²_w`` the
+    within-unit-wave variance pooled over all unit-waves (pooled because a unit of three has no
+    stable variance of its own). Small groups are kept: this is a model input; anything
+    displayed passes through ``analysis.measures.privacy`` first.
     """
     survey = dataset.employee_survey
     scores = {
         "unit_id": survey["unit_id"],
         "wave": survey["wave"],
-        "half": split_half(survey["respondent_id"]),
     }
     for scale in dataset.instrument.scales:
         scores[scale.name] = respondent_scale_score(survey, scale)
@@ -69,13 +134,7 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     table["engagement_within_ss"] = (
         (residual**2).groupby([answered[k] for k in keys], sort=True).sum().to_numpy()
     )
-    by_half = answered.groupby([*keys, "half"])["engagement"].agg(["mean", "size"])
-    halves = by_half.unstack("half").reindex(
-        columns=pd.MultiIndex.from_product([["mean", "size"], [0, 1]])
-    )
-    halves.columns = ["engagement_half_a", "engagement_half_b", "n_half_a", "n_half_b"]
-    halves[["n_half_a", "n_half_b"]] = halves[["n_half_a", "n_half_b"]].fillna(0)
-    table = table.merge(halves.reset_index(), on=keys, how="left")
+    table = table.merge(_halves(answered, survey["respondent_id"], keys), on=keys, how="left")
     others = [s.name for s in dataset.instrument.scales if s.name != "engagement"]
     if others:
         grouped = scored.groupby(keys, sort=True)[others]
@@ -83,7 +142,44 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
         # each scale's own respondents: a one-item scale may rest on fewer people than engagement
         counts = grouped.count().add_suffix("_respondents")
         table = table.merge(pd.concat([means, counts], axis=1).reset_index(), on=keys, how="left")
-    return table
+    return table.copy()  # one block per dtype: the panel adds columns one at a time
+
+
+def keep_splits(panel: pd.DataFrame, splits: int) -> pd.DataFrame:
+    """``panel`` with the half columns of its first ``splits`` splits only (``half_columns``)."""
+    extra = [c for s in range(splits, splits_in(panel)) for c in half_columns(s).values()]
+    return panel.drop(columns=extra)
+
+
+def _halves(answered: pd.DataFrame, respondent_id: pd.Series, keys: list[str]) -> pd.DataFrame:
+    """Each split's half indices and sizes per unit-wave, from one pass of sums."""
+    grouped = answered.groupby(keys, sort=True)
+    splits = splits_for(grouped.ngroups)
+    half = split_halves(answered["unit_id"], respondent_id.loc[answered.index], splits)
+    half = half.astype(float)
+    cell = grouped.ngroup().to_numpy()
+    score = answered["engagement"].to_numpy(float)
+    total = np.bincount(cell, score, grouped.ngroups)[:, None]
+    size = np.bincount(cell, minlength=grouped.ngroups).astype(float)[:, None]
+    # half B's sizes and sums per cell as products with the cell-membership matrix; half A is
+    # the rest of the cell
+    member = sparse.csr_matrix(
+        (np.ones(len(cell)), (cell, np.arange(len(cell)))), shape=(grouped.ngroups, len(cell))
+    )
+    in_b, sum_b = member @ half, member @ (half * score[:, None])
+    in_a, sum_a = size - in_b, total - sum_b
+    columns = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for split in range(half.shape[1]):
+            names = half_columns(split)
+            for role, people, summed in (("a", in_a, sum_a), ("b", in_b, sum_b)):
+                n = people[:, split]
+                columns[names[f"engagement_half_{role}"]] = np.where(
+                    n > 0, summed[:, split] / n, np.nan
+                )
+                columns[names[f"n_half_{role}"]] = np.rint(n).astype("int64")
+    frame = grouped.size().reset_index()[keys]
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 
 def nps_counts_in_windows(
@@ -208,15 +304,7 @@ def unit_wave_panel(
     panel = panel[panel["wave"] <= as_of].reset_index(drop=True)  # after the end: unobserved
     waves = np.sort(panel["wave"].unique())
     panel["wave_number"] = np.searchsorted(waves, panel["wave"].to_numpy()) + 1
-    lagged = [
-        "engagement_index",
-        "engagement_noise_var",
-        "n_respondents",
-        "engagement_half_a",
-        "n_half_a",
-        "engagement_half_b",
-        "n_half_b",
-    ]
+    lagged = ["engagement_index", "engagement_noise_var", "n_respondents"]
     previous = panel[["unit_id", "wave_number", *lagged]]
     previous = previous.assign(wave_number=previous["wave_number"] + 1).rename(
         columns={c: f"{c}_lag" for c in lagged}

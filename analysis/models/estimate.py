@@ -26,7 +26,7 @@ from scipy import stats
 from analysis.data.contract import REQUIRED_SCALE
 from analysis.data.load import Dataset
 from analysis.data.parameters import Parameters, check_parameters, resolve_as_of
-from analysis.measures.panel import unit_wave_panel
+from analysis.measures.panel import keep_splits, unit_wave_panel
 from analysis.measures.privacy import Release, release_for
 from analysis.measures.shrinkage import CALIBRATION_FLOOR, calibration_signal, df_correction
 from analysis.models import hazard, linkage, registry
@@ -427,7 +427,8 @@ def leave_one_unit_out(
       ``x̃``, ``ỹ`` the regressor and outcome after partialling out every other column
       (Frisch–Waugh–Lovell) and ``e = ỹ − β x̃``, the slope without unit ``u`` is exactly
       ``β − Σ_u w x̃ e / (Σ w x̃² − Σ_u w x̃²)`` for those residuals;
-    * **ratios of unit sums** (``nps_on_engagement_within``): ``(A − a_u) / (B − b_u)``;
+    * **ratios of unit sums** (``nps_on_engagement_within``): ``(A − a_u) / (D − d_u)``, the
+      denominator's parts including each unit's first-order share of the reliability;
     * **Poisson hazard models** (``churn_hazard_on_engagement``, both models of
       ``nps_mediated_share``): one Newton step from the full-sample fit on the data without
       the unit, on the efficient score of the engagement coefficient: ``θ − Ũ_u / (Ĩ − Ĩ_u)``
@@ -457,6 +458,9 @@ def leave_one_unit_out(
     }
     return pd.DataFrame(columns, index=units)
 
+
+#: Splits of the staff on which ``_loo_reverse`` computes each unit's effect (see there)
+INFLUENCE_SPLITS = 32
 
 #: Exact refits per estimand that confirm or correct the approximation (``one_unit_fragility``;
 #: one beyond two thousand units, where a refit takes seconds and one unit weighs little)
@@ -843,30 +847,18 @@ def _loo_nps_on_engagement(facing: pd.DataFrame, covariates, units: pd.Index) ->
 
 
 def _loo_within(facing: pd.DataFrame, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
-    """The steps of ``linkage.nps_on_engagement_within`` up to its per-unit sums."""
-    rows = facing[
-        (facing["n_responses"] > 0)
-        & facing["engagement_half_a"].notna()
-        & facing["engagement_half_b"].notna()
-    ]
-    rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
-    weights = linkage.nps_precision_weights(
-        rows, linkage.absorbed_design(rows, ()), within_unit=True
-    )
-    measures = ["nps", "engagement_index", "engagement_half_a", "engagement_half_b"]
-    w = weights.to_numpy(float)
-    cleaned = linkage.two_way_residuals(  # unit and wave effects, as linkage's estimator
-        rows[measures].to_numpy(float),
-        pd.factorize(rows["unit_id"])[0],
-        pd.factorize(rows["wave"])[0],
-        w,
-    )
-    codes = _codes(rows["unit_id"], units)
-    a = np.bincount(codes, w * cleaned[:, 0] * cleaned[:, 1], len(units))
-    b = np.bincount(codes, w * cleaned[:, 2] * cleaned[:, 3], len(units))
+    """``linkage.nps_on_engagement_within`` without each unit: ``(A − a_u) / (D − d_u)``.
+
+    Exact for the numerator; for the denominator, the unit's part ``d_u``
+    (``linkage.within_unit_sums``) includes its first-order change of the reliability.
+    """
+    a, d, _ = linkage.within_unit_sums(facing)
+    codes = _codes(pd.Series(a.index), units)
+    a = np.bincount(codes, a.to_numpy(float), len(units))
+    d = np.bincount(codes, d.to_numpy(float), len(units))
     sd_true = linkage.true_index_sd(index_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (a.sum() - a) / (b.sum() - b)
+        slope = (a.sum() - a) / (d.sum() - d)
     return slope * sd_true * _sd_ratio(index_rows, units)
 
 
@@ -885,10 +877,18 @@ def _loo_reverse(
     regressors ``Z``), then, for the units ``_screened`` selects, ``Σ_T`` re-estimated without
     the unit, every row recalibrated and the coefficient refitted on the remaining rows.
     Covariate and wave effects stay fixed.
+
+    The rows are stacked over every split of the staff, and each recalibrated refit costs a
+    pass over them; so the units' effects are computed on the first ``INFLUENCE_SPLITS``
+    splits and added to the estimate from all of them:
+    ``θ_u = θ + (θ_u^(sub) − θ^(sub))``. A random subset of splits is an unbiased draw of
+    the same estimator, and one unit's effect varies far less between splits than the
+    estimate does.
     """
-    rows = linkage.stacked_half_rows(facing)
+    rows = linkage.stacked_half_rows(keep_splits(facing, INFLUENCE_SPLITS), covariates)
     if rows.empty:
         return np.full(len(units), np.nan)
+    full = linkage.engagement_on_prior_nps(facing, covariates)["estimate"]
     sd_true = linkage.true_index_sd(index_rows)
     w = rows["outcome_n"].to_numpy(float)
     # waves absorbed: every column below is demeaned within wave (Frisch–Waugh–Lovell)
@@ -988,7 +988,7 @@ def _loo_reverse(
             )[0]
             without[u] = coefficients[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return without / _sd_ratio(index_rows, units)
+        return (without + (full - slope)) / _sd_ratio(index_rows, units)
 
 
 def _gain_times(signal: np.ndarray, noise: np.ndarray, residual: np.ndarray) -> np.ndarray:

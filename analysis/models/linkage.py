@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.measures.nps import clustered_nps, clustered_nps_difference, nps_noise_var
+from analysis.measures.panel import half_columns, splits_in
 from analysis.measures.shrinkage import calibration_signal, residual_moments
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
@@ -770,63 +771,126 @@ def nps_on_engagement_row(
     )
 
 
+def within_unit_sums(facing: pd.DataFrame) -> tuple[pd.Series, pd.Series, int]:
+    """The within estimator's numerator and denominator, as sums of per-unit parts.
+
+    Parameters
+    ----------
+    facing : pandas.DataFrame
+        Customer-facing unit-waves of the panel (``customer_facing_rows``), with the half
+        columns of ``analysis.measures.panel.half_columns``.
+
+    Returns
+    -------
+    a, d : pandas.Series
+        By ``unit_id``: ``a_u = Σ_t w Ñ Ĩ`` and ``d_u``, whose sum is ``ρ̄ Σ w Ĩ²`` (see
+        ``nps_on_engagement_within``): ``d_u = ρ̄ c_u + C · mean_s (b_su − ρ_s c_su) / C_s``,
+        the unit's part of the denominator and of ``ρ̄`` to first order, so that
+        ``(a_u − β d_u)`` is its influence on ``β = Σ a / Σ d``.
+    n_obs : int
+        The unit-waves of the numerator.
+
+    Notes
+    -----
+    The rows are the unit-waves with customer answers and two or more staff, of units with two
+    or more such waves: fixed, whatever the split. In split ``s`` the reliability ``ρ_s`` is
+    estimated on the rows ``R_s`` where both halves have staff (units with two or more such
+    waves), demeaned two ways on those rows; ``ρ̄`` is the mean over splits. The weights
+    (``nps_precision_weights`` for change within units) are estimated once on the fixed rows.
+    """
+    rows = facing[(facing["n_responses"] > 0) & (facing["n_respondents"] > 1)]
+    rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
+    if rows["unit_id"].nunique() == 0:
+        empty = pd.Series(dtype=float)
+        return empty, empty.copy(), 0
+    w = nps_precision_weights(rows, absorbed_design(rows, ()), within_unit=True).to_numpy(float)
+    unit_codes, units = pd.factorize(rows["unit_id"])
+    wave_codes = pd.factorize(rows["wave"])[0]
+    cleaned = two_way_residuals(
+        rows[["nps", "engagement_index"]].to_numpy(float), unit_codes, wave_codes, w
+    )
+    a = np.bincount(unit_codes, w * cleaned[:, 0] * cleaned[:, 1], len(units))
+    c = np.bincount(unit_codes, w * cleaned[:, 1] ** 2, len(units))
+    # every split at once: split s's rows are its own units and waves (codes offset by s), so
+    # one two-way demeaning of the stacked rows demeans each split on its own rows
+    names = [half_columns(split) for split in range(splits_in(rows))]
+    half_a = rows[[n["engagement_half_a"] for n in names]].to_numpy(float)
+    half_b = rows[[n["engagement_half_b"] for n in names]].to_numpy(float)
+    split_of, row_of = np.nonzero((~np.isnan(half_a) & ~np.isnan(half_b)).T)
+    stacked_unit = split_of * len(units) + unit_codes[row_of]
+    size = len(names) * len(units)
+    several = np.bincount(stacked_unit, minlength=size)[stacked_unit] > 1
+    split_of, row_of, stacked_unit = split_of[several], row_of[several], stacked_unit[several]
+    if len(row_of) == 0:
+        return pd.Series(a, index=units), pd.Series(np.zeros(len(units)), index=units), len(rows)
+    clean = two_way_residuals(
+        np.column_stack(
+            [
+                rows["engagement_index"].to_numpy(float)[row_of],
+                half_a[row_of, split_of],
+                half_b[row_of, split_of],
+            ]
+        ),
+        pd.factorize(stacked_unit)[0],
+        split_of * (int(wave_codes.max()) + 1) + wave_codes[row_of],
+        w[row_of],
+    )
+    b_s = np.bincount(stacked_unit, w[row_of] * clean[:, 1] * clean[:, 2], size)
+    c_s = np.bincount(stacked_unit, w[row_of] * clean[:, 0] ** 2, size)
+    b_s, c_s = b_s.reshape(len(names), -1), c_s.reshape(len(names), -1)
+    present = c_s.sum(axis=1) > 0  # a split with rows
+    if not present.any():
+        return pd.Series(a, index=units), pd.Series(np.zeros(len(units)), index=units), len(rows)
+    b_s, c_s = b_s[present], c_s[present]
+    reliabilities = b_s.sum(axis=1) / c_s.sum(axis=1)
+    parts = (b_s - reliabilities[:, None] * c_s) / c_s.sum(axis=1)[:, None]
+    d = reliabilities.mean() * c + c.sum() * parts.mean(axis=0)
+    return pd.Series(a, index=units), pd.Series(d, index=units), len(rows)
+
+
 def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> dict:
     """The same estimand from change within units only (unit and wave fixed effects).
 
     With tildes for values after weighted demeaning within unit and partialling out wave
-    effects (Frisch–Waugh–Lovell), and ``A``, ``B`` the indices of the two fixed halves of the
-    staff (``analysis.measures.panel.split_half``)::
+    effects (Frisch–Waugh–Lovell), and ``A``, ``B`` the indices of the two halves of the staff
+    in random split ``s`` (``analysis.measures.panel.split_halves``)::
 
-        β = Σ w Ñ Ĩ / Σ w Ĩ_A Ĩ_B      (per index point; × SD_T for per SD)
+        β = Σ w Ñ Ĩ / (ρ̄ Σ w Ĩ²),   ρ̄ = mean_s Σ w Ĩ_A Ĩ_B / Σ w Ĩ²
+                                      (per index point; × SD_T for per SD)
 
-    The denominator estimates the within-unit variance of the true index: the halves share the
+    ``ρ̄`` is the within-unit reliability of the index: the share of its change within units
+    that is true change. ``Σ w Ĩ_A Ĩ_B`` estimates the true part, since the halves share the
     true score but not the people, so their errors are independent even though each person
     answers alike from wave to wave (which makes the ``s²/n`` noise model wrong within units).
     This is the split-sample instrumental-variable estimator for a mismeasured regressor
-    (Fuller, 1987, *Measurement Error Models*, 1.4). Inverse-variance weights
-    (``nps_precision_weights`` for change within units). The SE is the
-    cluster-robust delta-method SE of the ratio, with per-unit sums ``a_u`` and ``b_u`` of the
-    numerator and denominator: ``var = G/(G−1) Σ_u ((a_u − β b_u) / Σ b)²``.
+    (Fuller, 1987, *Measurement Error Models*, 1.4), with the reliability averaged over the
+    random splits (``within_unit_sums``), so the estimate does not hinge on one split, that is
+    on how respondent ids are spelled, and the numerator's rows do not change with the split.
+    Inverse-variance weights (``nps_precision_weights`` for change within units). The SE is
+    the cluster-robust delta-method SE of the ratio, with the per-unit parts ``a_u`` and
+    ``d_u`` of numerator and denominator (``within_unit_sums``):
+    ``var = G/(G−1) Σ_u ((a_u − β d_u) / Σ d)²``.
     """
-    rows = customer_facing_rows(panel)
-    rows = rows[
-        (rows["n_responses"] > 0)
-        & rows["engagement_half_a"].notna()
-        & rows["engagement_half_b"].notna()
-    ]
-    rows = rows[rows.groupby("unit_id")["wave"].transform("size") > 1]
-    if rows["unit_id"].nunique() < 2:
+    facing = customer_facing_rows(panel)
+    a, d, n_obs = within_unit_sums(facing)
+    if len(a) < 2:
         return not_estimable(
             "nps_on_engagement_within",
             "engagement_sd",
-            f"{rows['unit_id'].nunique()} customer-facing units have staff answers in both "
-            "fixed halves and customer answers in two or more waves (need 2)",
+            f"{len(a)} customer-facing units have two or more staff answers and customer "
+            "answers in two or more waves (need 2)",
         )
-    weights = nps_precision_weights(rows, absorbed_design(rows, ()), within_unit=True)
-    groups = rows["unit_id"]
-    measures = ["nps", "engagement_index", "engagement_half_a", "engagement_half_b"]
-    w = weights.to_numpy(float)
-    unit_codes = pd.factorize(groups)[0]
-    wave_codes = pd.factorize(rows["wave"])[0]
-    residuals = two_way_residuals(rows[measures].to_numpy(float), unit_codes, wave_codes, w)
-    cleaned = {name: residuals[:, j] for j, name in enumerate(measures)}
-    unit = groups.to_numpy()
-    a = pd.Series(w * cleaned["nps"] * cleaned["engagement_index"]).groupby(unit).sum()
-    b = (
-        pd.Series(w * cleaned["engagement_half_a"] * cleaned["engagement_half_b"])
-        .groupby(unit)
-        .sum()
-    )
-    if b.sum() == 0:
+    if d.sum() <= 0:
         return not_estimable(
             "nps_on_engagement_within",
             "engagement_sd",
-            "engagement does not change within any unit",
+            "engagement's change within units cannot be told from noise (split-half "
+            "reliability of the change is not above 0)",
         )
-    slope = float(a.sum() / b.sum())
+    slope = float(a.sum() / d.sum())
     g = len(a)
-    std_error = float(np.sqrt(g / (g - 1) * np.sum(((a - slope * b) / b.sum()) ** 2)))
-    sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
+    std_error = float(np.sqrt(g / (g - 1) * np.sum(((a - slope * d) / d.sum()) ** 2)))
+    sd_true = true_index_sd(facing.dropna(subset=["engagement_index"]))
     return tidy_row(
         "nps_on_engagement_within",
         "engagement_sd",
@@ -834,56 +898,86 @@ def nps_on_engagement_within(panel: pd.DataFrame, confidence: float = 0.95) -> d
         std_error * sd_true,
         df=g - 1,
         confidence=confidence,
-        n_obs=len(rows),
+        n_obs=n_obs,
         n_units=g,
         method="unit and wave fixed effects (within), split-half correction for measurement "
-        "error, inverse-variance weights, SE clustered by unit",
+        f"error averaged over {splits_in(facing)} random splits, inverse-variance weights, "
+        "SE clustered by unit",
         se_method="cluster_robust_cr1",
         correction="split_half_iv",
     )
 
 
-def stacked_half_rows(facing: pd.DataFrame) -> pd.DataFrame:
-    """The reverse model's rows: each unit-wave twice, outcome and lag from opposite halves.
+def stacked_half_rows(facing: pd.DataFrame, covariates: Sequence[str] = ()) -> pd.DataFrame:
+    """The reverse model's rows: each unit-wave once per split and orientation of the halves.
 
     Parameters
     ----------
     facing : pandas.DataFrame
-        Customer-facing unit-waves of the panel (``customer_facing_rows``).
+        Customer-facing unit-waves of the panel (``customer_facing_rows``), with the half
+        columns of ``analysis.measures.panel.half_columns``.
+    covariates : sequence of str
+        Unit columns the model adjusts for, carried into the rows.
 
     Returns
     -------
     pandas.DataFrame
-        The unit-waves with customer answers before the wave, stacked in two orientations
-        (outcome from half A with lag from half B, then the reverse), each kept where both
-        halves have answers, with ``outcome``, ``outcome_n`` (the outcome half's size),
-        ``lag`` and ``lag_noise``.
+        The unit-waves with customer answers before the wave and a previous wave, for each
+        split ``s`` in two orientations (outcome from half A with lag from half B, then the
+        reverse), each kept where both halves have answers, with ``unit_id, wave, split``,
+        the covariates, the ``prior_`` counts, ``outcome``, ``outcome_n`` (the outcome half's
+        size), ``lag`` and ``lag_noise``.
 
     Notes
     -----
     Each orientation uses different people on the two sides, so the same people's habits do
-    not link the outcome's error to the lag's; stacking recovers the power of the full
-    staff, and clustering by unit accounts for the two rows sharing a unit-wave. The lag's
-    noise is the pooled within-unit-wave variance over the lag half's size,
-    ``s²_w / n_half = v_lag · n_lag / n_half``.
+    not link the outcome's error to the lag's; stacking both orientations recovers the power of
+    the full staff, and stacking every split removes the luck of one split. Clustering by unit
+    accounts for the rows sharing a unit-wave. The lag's noise is the pooled within-unit-wave
+    variance over the lag half's size, ``s²_w / n_half = v_lag · n_lag / n_half``.
     """
-    eligible = facing[facing["prior_n_responses"] > 0]
-    orientations = []
-    for outcome_half, lag_half in (("a", "b"), ("b", "a")):
-        part = eligible[
-            (eligible[f"n_half_{outcome_half}"] > 0) & (eligible[f"n_half_{lag_half}_lag"] > 0)
-        ]
-        orientations.append(
-            part.assign(
-                outcome=part[f"engagement_half_{outcome_half}"],
-                outcome_n=part[f"n_half_{outcome_half}"],
-                lag=part[f"engagement_half_{lag_half}_lag"],
-                lag_noise=part["engagement_noise_var_lag"]
-                * part["n_respondents_lag"]
-                / part[f"n_half_{lag_half}_lag"],
+    splits = splits_in(facing)
+    halves = [c for split in range(splits) for c in half_columns(split).values()]
+    previous = facing[["unit_id", "wave_number", *halves]]
+    previous = previous.assign(wave_number=previous["wave_number"] + 1)
+    base = [
+        "unit_id",
+        "wave",
+        "wave_number",
+        "prior_promoters",
+        "prior_detractors",
+        "prior_n_responses",
+        "prior_nps",
+        "engagement_noise_var_lag",
+        "n_respondents_lag",
+        *(c for c in dict.fromkeys(covariates) if c in facing.columns),
+    ]
+    eligible = facing.loc[facing["prior_n_responses"] > 0, [*base, *halves]].merge(
+        previous, on=["unit_id", "wave_number"], how="inner", suffixes=("", "_lag")
+    )
+    chosen, columns = [], {"split": [], "outcome": [], "outcome_n": [], "lag": [], "lag_n": []}
+    for split in range(splits):
+        names = half_columns(split)
+        for outcome_half, lag_half in (("a", "b"), ("b", "a")):
+            outcome_n = eligible[names[f"n_half_{outcome_half}"]].to_numpy()
+            lag_n = eligible[names[f"n_half_{lag_half}"] + "_lag"].to_numpy()
+            keep = np.flatnonzero((outcome_n > 0) & (lag_n > 0))
+            chosen.append(keep)
+            columns["split"].append(np.full(len(keep), split))
+            columns["outcome"].append(
+                eligible[names[f"engagement_half_{outcome_half}"]].to_numpy(float)[keep]
             )
-        )
-    return pd.concat(orientations, ignore_index=True)
+            columns["outcome_n"].append(outcome_n[keep])
+            columns["lag"].append(
+                eligible[names[f"engagement_half_{lag_half}"] + "_lag"].to_numpy(float)[keep]
+            )
+            columns["lag_n"].append(lag_n[keep])
+    order = np.concatenate(chosen) if chosen else np.array([], dtype=int)
+    rows = eligible[base].iloc[order].reset_index(drop=True)
+    for name, parts in columns.items():
+        rows[name] = np.concatenate(parts) if parts else np.array([])
+    rows["lag_noise"] = rows["engagement_noise_var_lag"] * rows["n_respondents_lag"] / rows["lag_n"]
+    return rows.drop(columns="lag_n")
 
 
 def engagement_on_prior_nps(
@@ -895,10 +989,10 @@ def engagement_on_prior_nps(
 
         I_A[u,t] / SD_T = γ · N̂_prior[u,t] / 10 + δ · Î_B[u,t−1] / SD_T + wave[t] + region[u] + ε
 
-    with the outcome from one fixed half of the staff and the lag from the other, so that the
+    with the outcome from one half of the staff and the lag from the other, so that the
     same people's habits do not link the outcome's error to the lag's error
-    (``measures.panel.split_half``); both pairings are stacked, weighted by the outcome half's
-    size, SE clustered by unit.
+    (``measures.panel.split_halves``); both pairings of every random split are stacked
+    (``stacked_half_rows``), weighted by the outcome half's size, SE clustered by unit.
     Both predictors are calibrated for
     their sampling error together (``calibrate_jointly``; the NPS noise is the trinomial
     variance with pooled shares): prior NPS also carries information about last quarter's true
@@ -906,12 +1000,12 @@ def engagement_on_prior_nps(
     effect alone would show up as a reverse one. If customers' experience
     drives staff engagement, γ > 0 even after the previous wave's engagement is held fixed.
     """
-    rows = stacked_half_rows(customer_facing_rows(panel))
+    rows = stacked_half_rows(customer_facing_rows(panel), covariates)
     if rows["unit_id"].nunique() < 2:
         return not_estimable(
             "engagement_on_prior_nps",
             "prior_nps_per_10_points",
-            f"{rows['unit_id'].nunique()} customer-facing units have staff answers in one fixed "
+            f"{rows['unit_id'].nunique()} customer-facing units have staff answers in one "
             "half, the other half's in the wave before and customer answers before it (need 2)",
         )
     sd_true = true_index_sd(customer_facing_rows(panel).dropna(subset=["engagement_index"]))
@@ -945,8 +1039,9 @@ def engagement_on_prior_nps(
         confidence=confidence,
         n_obs=len(rows[["unit_id", "wave"]].drop_duplicates()),
         n_units=int(rows["unit_id"].nunique()),
-        method="WLS, wave FE + covariates, split-half outcome and lag, prior NPS and lagged "
-        "engagement calibrated jointly, SE clustered by unit",
+        method="WLS, wave FE + covariates, split-half outcome and lag stacked over "
+        f"{rows['split'].nunique()} random splits, prior NPS and lagged engagement calibrated "
+        "jointly, SE clustered by unit",
         se_method="cluster_robust_cr1",
         correction="regression_calibration",
     )
