@@ -321,3 +321,14 @@ def test_drivers_name_no_measure_without_evidence():
         assert "40 units" in text
     named = sentences.drivers_sentence(drivers.assign(significant=[False, True]), True)
     assert SCALE_LABELS["enps"][1:] in named and "(60%, 95% CI 35% to 80%" in named
+
+
+def test_an_interval_that_excludes_the_null_never_reads_as_touching_it():
+    """−0.0036 to two decimals would read "0.00": the end gets the digits it needs."""
+    from analysis.report.findings import WORDINGS, side_digits
+
+    assert WORDINGS["engagement_on_prior_nps"].ci(-0.2341, -0.0036) == "−0.23 to −0.004"
+    assert WORDINGS["churn_hazard_on_engagement"].ci(0.84, 0.9962) == "0.84 to 0.996"
+    assert WORDINGS["nps_mediated_share"].ci(-0.004, 0.49) == "−0.4% to +49%"
+    assert WORDINGS["nps_on_engagement"].ci(2.3, 6.7) == "+2.3 to +6.7"  # unchanged
+    assert side_digits(0.0, 0.0, 2) == 2 and side_digits(1e-9, 0.0, 2) == 5  # at most +3

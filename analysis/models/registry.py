@@ -454,7 +454,7 @@ ESTIMANDS: tuple[Estimand, ...] = (
         "engagement_on_prior_nps",
         "prior_nps_per_10_points",
         "Reverse: engagement SD per +10 prior NPS",
-        "The reverse link, from customer NPS to later engagement",
+        "The reverse link (customer NPS to later engagement)",
         "Engagement (in SD) per +10 points of customer NPS in the quarter before a wave",
         0.0,
         "difference",

@@ -266,8 +266,40 @@ class Wording:
     absent: str = ""
 
 
+def side_digits(value: float, null: float, digits: int) -> int:
+    """Decimals to show ``value`` with, so that it does not round onto ``null``.
+
+    An interval that excludes the null must not read as if it touched it: an end of −0.0036
+    shown to two decimals reads "0.00". Up to three more decimals are added until the shown
+    value differs from the null (``−0.004``); a value equal to the null keeps ``digits``.
+
+    Parameters
+    ----------
+    value, null : float
+        The number shown and the value it must not seem to equal (0 for a difference, 1 for a
+        ratio).
+    digits : int
+        The decimals normally shown.
+
+    Returns
+    -------
+    int
+    """
+    shown = digits
+    while shown < digits + 3 and value != null and round(value, shown) == round(null, shown):
+        shown += 1
+    return shown
+
+
 def _difference_ci(digits: int) -> Callable[[float, float], str]:
-    return lambda low, high: f"{signed(low, digits)} to {signed(high, digits)}"
+    return lambda low, high: (
+        f"{signed(low, side_digits(low, 0.0, digits))} to "
+        f"{signed(high, side_digits(high, 0.0, digits))}"
+    )
+
+
+def _ratio_ci(low: float, high: float) -> str:
+    return f"{low:.{side_digits(low, 1.0, 2)}f} to {high:.{side_digits(high, 1.0, 2)}f}"
 
 
 def _units(n_units: int, n_obs: int, what: str) -> str:
@@ -322,7 +354,7 @@ WORDINGS: dict[str, Wording] = {
         "found",
         "forward",
         amount=lambda e: f"a hazard ratio of {e:.2f} per standard deviation of engagement",
-        ci=lambda low, high: f"{low:.2f} to {high:.2f}",
+        ci=_ratio_ci,
         counts=lambda u, n: f"{n:,} customers in {u} units",
         found=lambda e, tail: (
             f"Customers of units one standard deviation higher in engagement were "
@@ -368,7 +400,9 @@ WORDINGS: dict[str, Wording] = {
         "found",
         "forward",
         amount=lambda e: f"a share of {100 * e:.0f}%",
-        ci=lambda low, high: f"{signed(100 * low, 0)}% to {signed(100 * high, 0)}%",
+        ci=lambda low, high: " to ".join(
+            f"{signed(100 * end, side_digits(100 * end, 0.0, 0))}%" for end in (low, high)
+        ),
         counts=lambda u, n: f"{u} units",
         found=lambda e, tail: (
             f"About {100 * e:.0f}% of engagement's link with churn runs through customer NPS "
