@@ -91,7 +91,7 @@ validate: $(INSTALLED)
 
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
-test: $(INSTALLED) browser data/sample/.complete
+test: $(INSTALLED) browser postgres data/sample/.complete
 	@$(BIN)/python -m pytest
 
 ## Fuzz the command line afresh: hostile parameters, instruments, datasets (EXAMPLES=300)
@@ -114,6 +114,17 @@ browser:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils \
 			> /dev/null; }
+
+# The tests start their own PostgreSQL server (tests/postgres_server.py). Debian keeps the
+# server's programs off PATH, in /usr/lib/postgresql/<version>/bin; any version will do.
+## Install Debian's postgresql (the tests start a throwaway server), if its server is missing
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command -v initdb > /dev/null || { \
+		echo "==> Installing Debian's postgresql (the tests start their own server)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql > /dev/null; }
 
 # New notebooks and consoles start on the project's kernel. Jupyter refuses to run as root
 # without --allow-root, and containers often run as root; LAB_ARGS adds options of your own
