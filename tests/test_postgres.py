@@ -11,10 +11,16 @@ import csv
 import hashlib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
+from pandas.testing import assert_frame_equal
 from psycopg import sql
 
+from analysis.data.load import load_dataset
+from analysis.data.parameters import resolve_as_of
+from analysis.measures import panel
 from tests.conftest import present_tables
 from tests.postgres_server import load_study
 
@@ -94,3 +100,78 @@ def test_loading_again_replaces_the_tables(postgres_url, small_study_master, loa
     with psycopg.connect(postgres_url) as connection:
         (count,) = connection.execute("SELECT count(*) FROM units").fetchone()
     assert count == loaded["units"]
+
+
+def test_names_with_quotes_and_markup_round_trip(postgres_url, hostile_study):
+    # a database of its own: the module's tests share the one holding the small study
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE hostile")
+    url = postgres_url.rsplit("/", 1)[0] + "/hostile"
+    load_study(url, hostile_study)
+    header, rows, digest = file_checksum(hostile_study / "units.csv")
+    assert server_checksum(url, "units", header) == (rows, digest)
+
+
+# --------------------------------------------------------------------------------------------
+# The reduction inside PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def in_postgres(postgres_url, loaded):
+    """The loaded study's tables as Ibis sees them in PostgreSQL."""
+    from analysis.data.engine import open_tables
+
+    tables = open_tables(postgres_url)
+    yield tables
+    tables.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(small_study_master):
+    return load_dataset(small_study_master)
+
+
+def _waves(dataset) -> np.ndarray:
+    return np.sort(dataset.employee_survey["wave"].unique())
+
+
+def test_the_server_holds_the_contracts_tables(in_postgres, loaded):
+    assert in_postgres.backend.name == "postgres"
+    assert sorted(in_postgres.tables) == sorted(loaded)
+    for name, rows in loaded.items():
+        assert in_postgres.tables[name].count().execute() == rows
+
+
+# 91 days: the default outcome window, shorter than the gap between waves; 200: windows that
+# overlap, so an answer counts in two waves' windows.
+@pytest.mark.parametrize("window_days", [91, 200])
+@pytest.mark.parametrize("before", [False, True], ids=["after", "before"])
+@pytest.mark.parametrize("observed_to", ["as_of", "all"])
+def test_nps_counts_in_postgres_equal_pandas(
+    in_postgres, dataset, window_days, before, observed_to
+):
+    from analysis.measures import reduction
+
+    waves = _waves(dataset)
+    # a month before the last wave: answers after it count in no window, before or after a wave
+    as_of = pd.Timestamp(waves[-1]) - pd.Timedelta(days=30) if observed_to == "as_of" else None
+    expected = panel.nps_counts_in_windows(
+        dataset.customer_nps, waves, window_days, before=before, as_of=as_of
+    )
+    got = reduction.nps_counts_in_windows(
+        in_postgres.tables["customer_nps"], waves, window_days, before=before, as_of=as_of
+    )
+    assert len(expected) > 0
+    assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("window_days", [91, 200])
+def test_customers_at_waves_in_postgres_equal_pandas(in_postgres, dataset, window_days):
+    from analysis.measures import reduction
+
+    as_of = resolve_as_of(dataset)
+    waves = _waves(dataset)
+    expected = panel.customers_at_waves(dataset.customers, waves, window_days, as_of)
+    got = reduction.customers_at_waves(in_postgres.tables["customers"], waves, window_days, as_of)
+    assert expected["customers_at_risk"].sum() > 0
+    assert_frame_equal(got, expected)
