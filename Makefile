@@ -91,7 +91,7 @@ validate: $(INSTALLED)
 
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
-test: $(INSTALLED) browser postgres data/sample/.complete
+test: $(INSTALLED) browser postgres java data/sample/.complete
 	@$(BIN)/python -m pytest
 
 ## Fuzz the command line afresh: hostile parameters, instruments, datasets (EXAMPLES=300)
@@ -125,6 +125,17 @@ postgres:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql > /dev/null; }
+
+# PySpark runs its engine in a Java virtual machine; the Spark tests start it in local mode.
+## Install Debian's headless OpenJDK 17 (the Spark tests run PySpark locally), if java is missing
+.PHONY: java
+java:
+	@command -v java > /dev/null || { \
+		echo "==> Installing Debian's openjdk-17-jre-headless (the Spark tests run on it)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless \
+			> /dev/null; }
 
 # New notebooks and consoles start on the project's kernel. Jupyter refuses to run as root
 # without --allow-root, and containers often run as root; LAB_ARGS adds options of your own
