@@ -35,10 +35,9 @@ def spark():
     have installed it.
     """
     if not java_available():
-        message = f"{JAVA_MISSING}; `make test` installs it"
         if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+            pytest.fail(JAVA_MISSING)
+        pytest.skip(JAVA_MISSING)
     session = start_spark()
     yield session
     session.stop()
