@@ -224,3 +224,17 @@ def test_same_design_gives_the_same_bytes_and_rows_whatever_the_chunk(tmp_path, 
     assert groups < pq.read_metadata(chunked / "customer_nps.parquet").num_row_groups
     other = write_study_chunked(replace(DESIGN, seed=13), tmp_path / "other")
     assert _digests(other)["customer_nps.parquet"] != _digests(chunked)["customer_nps.parquet"]
+
+
+def test_benchmark_writes_its_chunked_sizes_in_chunks(tmp_path):
+    """``make bench``'s huge size goes through the chunked writer, once."""
+    from analysis.studies import benchmark
+
+    assert "huge" in benchmark.CHUNKED and "huge" in benchmark.SIZES
+    assert "huge" not in benchmark.build_parser().get_default("sizes")
+    directory, counts = benchmark.ensure_study("huge", tmp_path, DESIGN)
+    assert counts["generate_seconds"] is not None
+    assert pq.read_metadata(directory / "customer_nps.parquet").num_row_groups >= 1
+    truth = json.loads((directory / "truth.json").read_text())
+    assert counts["nps_responses"] == truth["counts"]["nps_responses"]
+    assert benchmark.ensure_study("huge", tmp_path, DESIGN)[1]["generate_seconds"] is None

@@ -57,7 +57,16 @@ SIZES = {
         seed=3, n_units=20_000, customers_per_employee=4.2, responses_per_customer_year=7.0
     ),
     "tiny": StudyDesign(seed=4, n_units=60, n_waves=4, median_unit_size=12),
+    # issue 14: about 100 million customer answers, 5 million customers, 40,000 units (and 3.4
+    # million staff answers), written in chunks (CHUNKED). Not in the default list: generating
+    # it alone takes minutes, and the pandas steps cannot hold it.
+    "huge": StudyDesign(
+        seed=9, n_units=40_000, customers_per_employee=10.4, responses_per_customer_year=13.5
+    ),
 }
+# Sizes generated chunk by chunk to Parquet (analysis.data.synth.write_study_chunked): the same
+# model as the others, but customers and answers never all in memory.
+CHUNKED = frozenset({"huge"})
 # The shapes of issue 10, each a full case plus the fractions of it that show the growth. Many
 # waves: 1,000 quarters (1776–2025, within the dates pandas can hold) of 60 units, customers
 # joining throughout so that every wave has about as many (some 780 staff answers and 2,100
@@ -338,10 +347,10 @@ def describe_machine() -> dict:
 
 def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tuple[Path, dict]:
     """Generate the study of size ``name`` (or ``design``, in folder ``name``) under ``root``
-    unless the same design is there."""
+    unless the same design is there; the sizes in ``CHUNKED`` are written chunk by chunk."""
     from dataclasses import asdict
 
-    from analysis.data.synth import generate, write_study
+    from analysis.data.synth import generate, write_study, write_study_chunked
 
     design = SIZES[name] if design is None else design
     directory = root / name
@@ -352,10 +361,28 @@ def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tu
             counts = truth["counts"] | {"waves": len(truth["waves"])}
             return directory, counts | {"generate_seconds": None}
     started = time.monotonic()
-    study = generate(design)
-    write_study(study, directory, file_format="parquet")
-    counts = study.truth["counts"] | {"waves": len(study.truth["waves"])}
+    if name in CHUNKED:
+        write_study_chunked(design, directory, progress=_generation_progress(name))
+        truth = json.loads(truth_file.read_text())
+    else:
+        study = generate(design)
+        write_study(study, directory, file_format="parquet")
+        truth = study.truth
+    counts = truth["counts"] | {"waves": len(truth["waves"])}
     return directory, counts | {"generate_seconds": time.monotonic() - started}
+
+
+def _generation_progress(name: str):
+    """Report a chunked generation's progress on standard error, about every tenth."""
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            print(f"    {name}: {done:,} of {total:,} customers written", file=sys.stderr)
+
+    return progress
 
 
 def run_scaling(name: str, data_root: Path, out: Path, growth: bool = True) -> list[dict]:
@@ -694,8 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
         "estimate on two shapes at four sizes each, to show its growth. Sizes: "
         "small ≈ 60,000 NPS answers; medium ≈ 1 million answers and 100,000 customers; "
         "large = 20,000 units, ≈ 1.7 million employee answers, ≈ 1 million customers, "
-        "≈ 10 million answers. Shapes: many-waves = 1,000 waves of 60 units; many-units = "
-        "100,000 units of one to four people (every unit-wave suppressed).",
+        "≈ 10 million answers; huge (not by default) = 40,000 units, ≈ 5 million customers, "
+        "≈ 100 million answers, generated in chunks. Shapes: many-waves = 1,000 waves of 60 "
+        "units; many-units = 100,000 units of one to four people (every unit-wave suppressed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
