@@ -7,6 +7,8 @@ from a model whose causal effects are set by the caller and written to ``truth.j
 report on it says that the data are generated. The optional ``headcount`` table lists each
 unit's roster size at every wave (everyone is invited; leavers are replaced one for one), so the
 response rates, and the non-response check, have a known truth: less engaged staff answer less.
+A study too large to hold in memory (``make bench``'s huge size, 100 million customer answers)
+is written by :func:`write_study_chunked` instead: the same model, customers in chunks.
 
 The model
 ---------
