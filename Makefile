@@ -91,7 +91,7 @@ validate: $(INSTALLED)
 
 ## Run the test suite (installs everything it needs first)
 .PHONY: test
-test: $(INSTALLED) browser data/sample/.complete
+test: $(INSTALLED) browser postgres java data/sample/.complete
 	@$(BIN)/python -m pytest
 
 ## Fuzz the command line afresh: hostile parameters, instruments, datasets (EXAMPLES=300)
@@ -113,6 +113,28 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils \
+			> /dev/null; }
+
+# The tests start their own PostgreSQL server (tests/postgres_server.py). Debian keeps the
+# server's programs off PATH, in /usr/lib/postgresql/<version>/bin; any version will do.
+## Install Debian's postgresql (the tests start a throwaway server), if its server is missing
+.PHONY: postgres
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command -v initdb > /dev/null || { \
+		echo "==> Installing Debian's postgresql (the tests start their own server)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql > /dev/null; }
+
+# PySpark runs its engine in a Java virtual machine; the Spark tests start it in local mode.
+## Install Debian's headless OpenJDK 17 (the Spark tests run PySpark locally), if java is missing
+.PHONY: java
+java:
+	@command -v java > /dev/null || { \
+		echo "==> Installing Debian's openjdk-17-jre-headless (the Spark tests run on it)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless \
 			> /dev/null; }
 
 # New notebooks and consoles start on the project's kernel. Jupyter refuses to run as root

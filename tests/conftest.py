@@ -13,6 +13,8 @@ from analysis.data.load import write_tables
 from analysis.data.parameters import Parameters
 from analysis.data.synth import StudyDesign, generate, truth_json
 
+pytest_plugins = ["tests.postgres_server"]  # the postgres_url fixture
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DESIGN = StudyDesign(seed=7, n_units=60, n_waves=4, median_unit_size=12)
 SCRIPT_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2">'

@@ -14,8 +14,69 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.studies.benchmark import SIZES
+from analysis.studies.benchmark import (
+    PANDAS_STEPS,
+    SIZES,
+    SKIPPED,
+    ensure_study,
+    pandas_fits,
+    reduce_in_duckdb,
+    reduce_in_pandas,
+)
 from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny benchmark study, generated once for this module's tests."""
+    directory, counts = ensure_study("tiny", tmp_path_factory.mktemp("bench-data"))
+    return directory, counts
+
+
+def test_reduce_step_in_duckdb_equals_the_pandas_path_on_a_tiny_study(tiny_study):
+    """``reduce (DuckDB)`` and ``reduce (pandas)`` compute the same tables: both NPS windows
+    and the retention exposure, exactly (values, dtypes, order), with the waves and ``as_of``
+    each found in its own engine."""
+    directory, _ = tiny_study
+    in_duckdb, in_pandas = {}, {}
+    duck = reduce_in_duckdb(directory, 91, in_duckdb)
+    pandas_path = reduce_in_pandas(directory, 91, in_pandas)
+    assert set(duck) == set(pandas_path) == {"outcome", "prior", "retention"}
+    for name in duck:
+        pd.testing.assert_frame_equal(duck[name], pandas_path[name])
+    assert duck["outcome"]["n_responses"].sum() > 0 and duck["prior"]["n_responses"].sum() > 0
+    assert duck["retention"]["customers_at_risk"].sum() > 0
+    assert {"open", "dates", "outcome", "prior", "retention"} == set(in_duckdb)
+    assert {"load", "dates", "outcome", "prior", "retention"} == set(in_pandas)
+
+
+def test_steps_that_read_every_answer_into_pandas_are_recorded_as_skipped_above_the_limit(
+    tiny_study,
+):
+    """At ``huge`` (100 million answers) only the DuckDB reduction runs; the steps that read
+    every answer into pandas stay in the table, marked skipped, rather than missing. Here the
+    limit is lowered below the tiny study's answers to apply the same rule in seconds."""
+    assert not pandas_fits(100_000_000)  # huge: skipped by default
+    assert pandas_fits(10_000_000)  # large: run
+    directory, counts = tiny_study
+    out = directory.parent / "out-skipped"
+    command = [sys.executable, "-m", "analysis.studies.benchmark", "--sizes", "tiny"]
+    command += ["--data-root", str(directory.parent), "--out", str(out)]
+    command += ["--pandas-max-answers", str(counts["nps_responses"] - 1)]
+    finished = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert finished.returncode == 0, finished.stderr
+    table = pd.read_csv(out / "results" / "benchmark.csv").set_index("step")
+    assert set(PANDAS_STEPS) <= set(table.index)
+    skipped = table.loc[list(PANDAS_STEPS)]
+    assert (skipped["status"] == SKIPPED).all()
+    assert skipped[["seconds", "peak_mib"]].isna().all(axis=None)
+    assert table.loc["reduce (DuckDB)", "status"] == "ok"
+    assert table.loc["reduce (DuckDB)", "peak_mib"] > 50
+    assert pd.read_csv(out / "results" / "benchmark_ratios.csv").empty  # nothing to compare
+    assert (out / "results" / "benchmark.png").stat().st_size > 10_000
+    assert SKIPPED in finished.stdout
 
 
 def test_benchmark_measures_every_step_and_compares_with_the_naive_models(tmp_path):
@@ -30,8 +91,12 @@ def test_benchmark_measures_every_step_and_compares_with_the_naive_models(tmp_pa
     table = pd.read_csv(out / "results" / "benchmark.csv")
     steps = set(table["step"])
     assert {"generate", "estimate", "ours", "naive-nps", "naive-hazard"} <= steps
+    assert {"reduce (DuckDB)", "reduce (pandas)"} <= steps
     measured = table[table["step"] != "generate"]
     assert (measured["status"] == "ok").all()
+    # the reduce steps report their parts: both windows and the retention exposure
+    reduced = table[table["step"].str.startswith("reduce")]
+    assert reduced[["outcome_seconds", "prior_seconds", "retention_seconds"]].notna().all(axis=None)
     assert (measured["seconds"] > 0).all()
     # every step loads the data in its own process: more than an empty interpreter's 10 MiB
     assert (measured["peak_mib"] > 50).all()

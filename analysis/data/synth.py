@@ -7,6 +7,8 @@ from a model whose causal effects are set by the caller and written to ``truth.j
 report on it says that the data are generated. The optional ``headcount`` table lists each
 unit's roster size at every wave (everyone is invited; leavers are replaced one for one), so the
 response rates, and the non-response check, have a known truth: less engaged staff answer less.
+A study too large to hold in memory (``make bench``'s huge size, 100 million customer answers)
+is written by :func:`write_study_chunked` instead: the same model, customers in chunks.
 
 The model
 ---------
@@ -77,6 +79,7 @@ Outcomes: Q12 Meta-Analysis* (10th ed.). Gallup.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -317,11 +320,52 @@ def generate(
     grounding of its default effect sizes are in the module docstring.
     """
     d = design.effective()
-    streams = np.random.SeedSequence(d.seed).spawn(6)
-    rng_units, rng_engagement, rng_staff, rng_items, rng_customers, rng_nps = (
-        np.random.default_rng(s) for s in streams
+    rng_units, rng_engagement, rng_staff, rng_items, rng_customers, rng_nps = _streams(d)
+    org = _organisation(d, rng_units, rng_engagement)
+    survey = pd.concat(
+        [frame for frame, _ in _employee_survey_waves(d, instrument, org, rng_staff, rng_items)],
+        ignore_index=True,
     )
+    customers, nps = _customers(d, org, rng_customers, rng_nps)
+    tables = {
+        "units": org.units,
+        "employee_survey": survey,
+        "customer_nps": nps,
+        "customers": customers,
+        "headcount": _headcount(org, survey["wave"]),
+    }
+    counts = _counts(tables, org.waves)
+    return Study(tables, _truth(d, org.latent, org.waves, org.as_of, counts, instrument))
 
+
+def _streams(d: StudyDesign) -> list[np.random.Generator]:
+    """The six independent random streams of a design: units, engagement, staff, items,
+    customers, NPS answers (children 0–5 of the seed's ``SeedSequence``)."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(d.seed).spawn(6)]
+
+
+@dataclass(frozen=True)
+class _Organisation:
+    """Everything but the people: units, the calendar, and the latent unit paths over quarters."""
+
+    units: pd.DataFrame
+    unit_ids: np.ndarray
+    size: np.ndarray  # employees per unit
+    customer_facing: np.ndarray
+    waves: pd.DatetimeIndex
+    as_of: pd.Timestamp
+    boundaries: pd.DatetimeIndex  # quarter k runs from boundary k to boundary k + 1
+    z: np.ndarray  # latent unit engagement, unit × quarter
+    unit_sentiment: np.ndarray  # unit customer sentiment, logits, unit × quarter
+    beta: float
+    nps_cuts: np.ndarray
+    latent: _Latent
+
+
+def _organisation(
+    d: StudyDesign, rng_units: np.random.Generator, rng_engagement: np.random.Generator
+) -> _Organisation:
+    """Draw the units and their latent engagement and sentiment paths (the module's model)."""
     waves = pd.date_range(pd.Timestamp(d.first_wave), periods=d.n_waves, freq="QE")
     first_wave, last_wave = waves[0], waves[-1]
     as_of = last_wave + pd.offsets.QuarterEnd(1)
@@ -391,54 +435,53 @@ def generate(
     b = unit_sd * rng_engagement.standard_normal(n)
     unit_sentiment = region_nps_logit[region_index][:, None] + b[:, None] + sentiment_sd * s
 
-    # ---- employees and their answers
-    survey = _employee_survey(d, instrument, z, unit_ids, size, waves, rng_staff, rng_items)
-
-    # ---- customers, churn and NPS responses
-    customers, nps = _customers(
-        d,
-        z,
-        beta,
-        unit_sentiment,
-        unit_ids,
-        size,
-        customer_facing,
-        boundaries,
-        rng_customers,
-        rng_nps,
-        nps_cuts,
-    )
-
     latent = _Latent(
         beta, points_per_logit, unit_sd, sentiment_sd, region_engagement, region_nps_logit
     )
-    tables = {
-        "units": units,
-        "employee_survey": survey,
-        "customer_nps": nps,
-        "customers": customers,
-        # everyone on a unit's roster is invited every wave (leavers are replaced one for one)
-        "headcount": pd.DataFrame(
-            {
-                "unit_id": np.repeat(unit_ids, len(waves)),
-                "wave": np.tile(np.asarray(waves, dtype="datetime64[ns]"), len(unit_ids)),
-                "headcount": np.repeat(size, len(waves)).astype("int64"),
-            }
-        ).pipe(lambda h: h[h["wave"].isin(survey["wave"])].reset_index(drop=True)),
+    return _Organisation(
+        units, unit_ids, size, customer_facing, waves, as_of, boundaries, z, unit_sentiment,
+        beta, nps_cuts, latent,
+    )  # fmt: skip
+
+
+def _headcount(org: _Organisation, survey_waves) -> pd.DataFrame:
+    """Every unit's roster at each wave that has answers: everyone on it is invited every wave
+    (leavers are replaced one for one)."""
+    unit_ids, waves, size = org.unit_ids, org.waves, org.size
+    return pd.DataFrame(
+        {
+            "unit_id": np.repeat(unit_ids, len(waves)),
+            "wave": np.tile(np.asarray(waves, dtype="datetime64[ns]"), len(unit_ids)),
+            "headcount": np.repeat(size, len(waves)).astype("int64"),
+        }
+    ).pipe(lambda h: h[h["wave"].isin(survey_waves)].reset_index(drop=True))
+
+
+def _counts(tables: dict[str, pd.DataFrame], waves: pd.DatetimeIndex) -> dict[str, int]:
+    """The counts ``truth.json`` reports, from a study's tables."""
+    units, survey = tables["units"], tables["employee_survey"]
+    customers, nps = tables["customers"], tables["customer_nps"]
+    return {
+        "units": len(units),
+        "customer_facing_units": int(units["customer_facing"].sum()),
+        "employees": int(survey["respondent_id"].nunique()),
+        "employee_responses": len(survey),
+        "customers": len(customers),
+        "customers_before_first_wave": int((customers["since"] < waves[0]).sum()),
+        "churned": int(customers["churned_on"].notna().sum()),
+        "nps_responses": len(nps),
     }
-    return Study(tables, _truth(d, latent, waves, as_of, tables, instrument))
 
 
-def _employee_survey(
+def _employee_survey_waves(
     d: StudyDesign,
     instrument: Instrument,
-    z: np.ndarray,
-    unit_ids: np.ndarray,
-    size: np.ndarray,
-    waves: pd.DatetimeIndex,
+    org: _Organisation,
     rng_staff: np.random.Generator,
     rng_items: np.random.Generator,
-) -> pd.DataFrame:
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """The staff answers wave by wave: each wave's rows, and the staff numbers that answered."""
+    z, unit_ids, size, waves = org.z, org.unit_ids, org.size, org.waves
     roster_unit = np.repeat(np.arange(len(unit_ids)), size)
     n_staff = len(roster_unit)
     person = rng_staff.standard_normal(n_staff)
@@ -449,7 +492,6 @@ def _employee_survey(
         s.name: rng_items.standard_normal(len(unit_ids)) for s in instrument.scales
     }
     icc = d.engagement_icc
-    frames = []
     for t, wave in enumerate(waves, start=1):
         if t > 1:  # leavers are replaced by new staff with new pseudonymous ids
             leave = rng_staff.random(n_staff) < quarterly_leave
@@ -484,17 +526,15 @@ def _employee_survey(
                     answer = scale.low + scale.high - answer
                 answer[rng_items.random(n_staff) < ITEM_SKIP_RATE] = np.nan
                 columns[item] = answer[answers]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "respondent_id": [f"R{i:06d}" for i in staff_id[answers]],
-                    "unit_id": unit_ids[roster_unit[answers]],
-                    "wave": wave,
-                    **{k: pd.array(v, dtype="Int64") for k, v in columns.items()},
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "respondent_id": [f"R{i:06d}" for i in staff_id[answers]],
+                "unit_id": unit_ids[roster_unit[answers]],
+                "wave": wave,
+                **{k: pd.array(v, dtype="Int64") for k, v in columns.items()},
+            }
         )
-    return pd.concat(frames, ignore_index=True)
+        yield frame, staff_id[answers]
 
 
 def _churn_paths(d: StudyDesign, beta: float) -> tuple[float, float]:
@@ -514,21 +554,72 @@ def _churn_paths(d: StudyDesign, beta: float) -> tuple[float, float]:
 
 def _customers(
     d: StudyDesign,
-    z: np.ndarray,
-    beta: float,
-    unit_sentiment: np.ndarray,
-    unit_ids: np.ndarray,
-    size: np.ndarray,
-    customer_facing: np.ndarray,
-    boundaries: pd.DatetimeIndex,
+    org: _Organisation,
     rng: np.random.Generator,
     rng_nps: np.random.Generator,
-    nps_cuts: np.ndarray,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All customers and their NPS answers, sorted by date (``generate``)."""
+    unit = np.repeat(np.arange(len(org.unit_ids)), _customer_counts(d, org, rng))
+    drawn = _draw_customers(d, org, unit, rng, rng_nps)
+    unit_ids = org.unit_ids
+    m = len(unit)
+    customer_ids = np.array([f"C{i:07d}" for i in range(1, m + 1)])
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "unit_id": unit_ids[unit],
+            "since": pd.to_datetime(drawn.since),
+            "churned_on": pd.to_datetime(drawn.churned_on),
+        }
+    )
+    who, u, responded_on = drawn.who, unit[drawn.who], drawn.responded_on
+    order = np.lexsort((customer_ids[who], responded_on))
+    nps = pd.DataFrame(
+        {
+            "response_id": [f"N{i:08d}" for i in range(1, len(who) + 1)],
+            "customer_id": customer_ids[who][order],
+            "unit_id": unit_ids[u][order],
+            "responded_on": pd.to_datetime(responded_on[order]),
+            "likelihood_to_recommend": drawn.score[order],
+            "effort": pd.array(
+                np.where(drawn.effort_missing, np.nan, drawn.effort)[order], dtype="Int64"
+            ),
+        }
+    )
+    return customers, nps
+
+
+def _customer_counts(d: StudyDesign, org: _Organisation, rng: np.random.Generator) -> np.ndarray:
+    """Customers per unit: Poisson in the unit's staff, none for back-office units."""
+    return np.where(org.customer_facing, rng.poisson(org.size * d.customers_per_employee), 0)
+
+
+@dataclass(frozen=True)
+class _DrawnCustomers:
+    """Customers (in the order given) and their answers (grouped by customer, undated order)."""
+
+    since: np.ndarray
+    churned_on: np.ndarray  # NaT while active
+    who: np.ndarray  # the answering customer's position among the customers given
+    responded_on: np.ndarray
+    score: np.ndarray  # likelihood to recommend, 0–10
+    effort: np.ndarray  # customer effort, 1–7
+    effort_missing: np.ndarray
+
+
+def _draw_customers(
+    d: StudyDesign,
+    org: _Organisation,
+    unit: np.ndarray,
+    rng: np.random.Generator,
+    rng_nps: np.random.Generator,
+) -> _DrawnCustomers:
+    """Draw the customers of the units ``unit`` (one entry per customer): when each joined,
+    when each churned and their NPS answers, independently given the units' latent paths."""
+    z, beta, unit_sentiment, boundaries = org.z, org.beta, org.unit_sentiment, org.boundaries
+    nps_cuts = org.nps_cuts
     first_wave, as_of = boundaries[1], boundaries[-1]
     day = np.timedelta64(1, "D")
-    counts = np.where(customer_facing, rng.poisson(size * d.customers_per_employee), 0)
-    unit = np.repeat(np.arange(len(unit_ids)), counts)
     m = len(unit)
     before = rng.random(m) < d.share_customers_before_first_wave
     study_days = (as_of - first_wave) / day
@@ -559,15 +650,6 @@ def _customers(
         churn_day = np.maximum(entry, start) + np.ceil(days_in).astype(int) * day
         churned_on = np.where(ends, np.minimum(churn_day, end), churned_on)
         cumulative = np.where(at_risk, cumulative + add, cumulative)
-    customer_ids = np.array([f"C{i:07d}" for i in range(1, m + 1)])
-    customers = pd.DataFrame(
-        {
-            "customer_id": customer_ids,
-            "unit_id": unit_ids[unit],
-            "since": pd.to_datetime(since),
-            "churned_on": pd.to_datetime(churned_on),
-        }
-    )
 
     # NPS responses: a Poisson number over each customer's active time, at uniform dates.
     active_from = np.maximum(since, boundaries[0].to_datetime64())
@@ -585,18 +667,7 @@ def _customers(
     effort_cuts = _cutpoints(CUSTOMER_EFFORT_BASE, "logit")
     effort = 1 + _ordinal_logistic(0.5 * eta, effort_cuts, rng_nps)
     effort_missing = rng_nps.random(len(who)) < 0.3  # effort is an optional question
-    order = np.lexsort((customer_ids[who], responded_on))
-    nps = pd.DataFrame(
-        {
-            "response_id": [f"N{i:08d}" for i in range(1, len(who) + 1)],
-            "customer_id": customer_ids[who][order],
-            "unit_id": unit_ids[u][order],
-            "responded_on": pd.to_datetime(responded_on[order]),
-            "likelihood_to_recommend": score[order],
-            "effort": pd.array(np.where(effort_missing, np.nan, effort)[order], dtype="Int64"),
-        }
-    )
-    return customers, nps
+    return _DrawnCustomers(since, churned_on, who, responded_on, score, effort, effort_missing)
 
 
 def _index_points_per_sd(d: StudyDesign, instrument: Instrument) -> float:
@@ -633,13 +704,11 @@ def _truth(
     latent: _Latent,
     waves: pd.DatetimeIndex,
     as_of: pd.Timestamp,
-    tables: dict[str, pd.DataFrame],
+    counts: dict[str, int],
     instrument: Instrument,
 ) -> dict:
     """What ``truth.json`` holds: the design, the counts, and every effect on the kit's scales."""
     beta, points_per_logit = latent.beta, latent.points_per_logit
-    units, survey = tables["units"], tables["employee_survey"]
-    customers, nps = tables["customers"], tables["customer_nps"]
     nps_cuts = _cutpoints(CUSTOMER_NPS_BASE, "logit")
     total_log_hr = float(np.log(d.churn_hazard_ratio))
     delta, lam = _churn_paths(d, beta)
@@ -650,16 +719,7 @@ def _truth(
         "design": asdict(d),
         "waves": [w.strftime("%Y-%m-%d") for w in waves],
         "as_of": as_of.strftime("%Y-%m-%d"),
-        "counts": {
-            "units": len(units),
-            "customer_facing_units": int(units["customer_facing"].sum()),
-            "employees": int(survey["respondent_id"].nunique()),
-            "employee_responses": len(survey),
-            "customers": len(customers),
-            "customers_before_first_wave": int((customers["since"] < waves[0]).sum()),
-            "churned": int(customers["churned_on"].notna().sum()),
-            "nps_responses": len(nps),
-        },
+        "counts": counts,
         "effects": {
             "nps_points_per_sd_latent_engagement": float(
                 _nps_slope(beta, CUSTOMER_SD_LOGIT, nps_cuts)
@@ -788,3 +848,262 @@ def write_study(study: Study, directory: Path | str, file_format: str = "csv") -
         extra_files=dataset_files(study),
         kind="dataset",
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Studies too large to hold: customers written block by block
+
+#: Customers per random block of :func:`write_study_chunked`: block ``j`` (customers
+#: ``j * CUSTOMER_BLOCK`` to ``(j + 1) * CUSTOMER_BLOCK - 1``) draws from its own stream,
+#: so the rows do not depend on how many blocks are held at once.
+CUSTOMER_BLOCK = 4_096
+
+
+def write_study_chunked(
+    design: StudyDesign,
+    directory: Path | str,
+    *,
+    chunk_customers: int = 65_536,
+    instrument: Instrument = DEFAULT_INSTRUMENT,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a study too large for memory as a Parquet dataset folder, customers in chunks.
+
+    The same model and the same ``truth.json`` effects as :func:`generate` on ``design``: the
+    units, their latent engagement and sentiment paths, the staff answers and the customers per
+    unit are drawn from the same streams, so ``units``, ``employee_survey`` and ``headcount``
+    are equal to ``generate``'s row for row and the number of customers of each unit is the
+    same. Only the customers' own draws (joining, churn, answers) come from other streams:
+    customers are independent given their unit's latent path, so each block of
+    :data:`CUSTOMER_BLOCK` customers is drawn from its own generator, seeded by the
+    ``SeedSequence`` of the design's seed with spawn key ``(6, block)`` (``generate`` uses the
+    keys ``(0,)`` to ``(5,)``). The customers and answers therefore follow the same
+    distribution as ``generate``'s, not the same draws; ``truth.json``'s counts are those of
+    the files written.
+
+    ``customers.parquet`` and ``customer_nps.parquet`` are appended one row group per chunk
+    (``pyarrow.parquet.ParquetWriter``), and ``employee_survey.parquet`` one row group per
+    wave, so peak memory grows with the chunk and the number of units, not with the number of
+    customers or answers. Answers are ordered by customer, then date (``generate`` sorts all
+    of them by date, which would need them all at once), and numbered in that order. The
+    column types, and the pandas metadata, are those ``write_study(..., "parquet")`` writes.
+
+    Reproducible: the same design writes the same rows whatever ``chunk_customers`` is, and
+    the same bytes for the same ``chunk_customers`` (only the row-group boundaries of the two
+    customer tables depend on it).
+
+    Parameters
+    ----------
+    design : StudyDesign
+        The generator's settings; its switches are applied first (:meth:`StudyDesign.effective`).
+    directory : Path or str
+        New, empty, or a dataset folder the kit wrote before
+        (``analysis.data.folders.check_replaceable``); written all or nothing.
+    chunk_customers : int
+        Customers generated and written at a time, rounded up to whole blocks.
+    instrument : Instrument
+        The employee survey's scales and items.
+    progress : callable, optional
+        Called as ``progress(customers_written, customers)`` after each chunk.
+
+    Returns
+    -------
+    Path
+        The folder written, with ``truth.json`` and ``SYNTHETIC.md`` as :func:`write_study`
+        writes them.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis.data import folders
+
+    d = design.effective()
+    rng_units, rng_engagement, rng_staff, rng_items, rng_customers, _ = _streams(d)
+    org = _organisation(d, rng_units, rng_engagement)
+    # the customers of unit u are numbers first_customer[u] to first_customer[u + 1] - 1
+    first_customer = np.concatenate([[0], np.cumsum(_customer_counts(d, org, rng_customers))])
+    n_customers = int(first_customer[-1])
+    n_blocks = -(-n_customers // CUSTOMER_BLOCK)
+    blocks_per_chunk = max(1, -(-chunk_customers // CUSTOMER_BLOCK))
+    directory = folders.check_replaceable(directory, "dataset")
+    with folders.writing(directory.parent):
+        staging = folders.new_staging(directory)
+        try:
+            pq.write_table(_arrow(org.units), staging / "units.parquet")
+            survey = _write_survey(d, instrument, org, rng_staff, rng_items, staging)
+            counts = {
+                "units": len(org.units),
+                "customer_facing_units": int(org.units["customer_facing"].sum()),
+                **survey["counts"],
+                "customers": n_customers,
+                "customers_before_first_wave": 0,
+                "churned": 0,
+                "nps_responses": 0,
+            }
+            pq.write_table(_arrow(_headcount(org, survey["waves"])), staging / "headcount.parquet")
+            empty = _customer_block(d, org, first_customer, 0, 0, stop=0)
+            with (
+                pq.ParquetWriter(staging / "customers.parquet", empty[0].schema) as customers,
+                pq.ParquetWriter(staging / "customer_nps.parquet", empty[1].schema) as answers,
+            ):
+                for chunk_start in range(0, n_blocks, blocks_per_chunk):
+                    customer_parts, answer_parts = [], []
+                    for block in range(chunk_start, min(n_blocks, chunk_start + blocks_per_chunk)):
+                        rows, block_answers, block_counts = _customer_block(
+                            d, org, first_customer, block, counts["nps_responses"]
+                        )
+                        customer_parts.append(rows)
+                        answer_parts.append(block_answers)
+                        for name, value in block_counts.items():
+                            counts[name] += value
+                    for writer, parts in ((customers, customer_parts), (answers, answer_parts)):
+                        table = pa.concat_tables(parts)
+                        writer.write_table(table, row_group_size=max(1, table.num_rows))
+                    del customer_parts, answer_parts, table
+                    if progress is not None:
+                        done = min(n_customers, (chunk_start + blocks_per_chunk) * CUSTOMER_BLOCK)
+                        progress(done, n_customers)
+            truth = _truth(d, org.latent, org.waves, org.as_of, counts, instrument)
+            names = [f"{name}.parquet" for name in _CHUNKED_TABLES]
+            for name, content in dataset_files(Study({}, truth)).items():
+                (staging / name).write_text(content, encoding="utf-8")
+                names.append(name)
+            folders.write_marker(staging, "dataset", names)
+            folders.replace_folder(staging, directory)
+        except BaseException:
+            folders.discard(staging)
+            raise
+    return directory
+
+
+_CHUNKED_TABLES = ("units", "employee_survey", "customer_nps", "customers", "headcount")
+
+
+def _arrow(frame: pd.DataFrame):
+    """A frame as the Arrow table ``DataFrame.to_parquet(index=False)`` would write."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _write_survey(
+    d: StudyDesign,
+    instrument: Instrument,
+    org: _Organisation,
+    rng_staff: np.random.Generator,
+    rng_items: np.random.Generator,
+    staging: Path,
+) -> dict:
+    """Write ``employee_survey.parquet`` wave by wave; its counts and the waves with answers."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    staff, waves, responses = [], [], 0
+    try:
+        for frame, respondents in _employee_survey_waves(d, instrument, org, rng_staff, rng_items):
+            table = _arrow(frame)
+            if writer is None:
+                writer = pq.ParquetWriter(staging / "employee_survey.parquet", table.schema)
+            writer.write_table(table.cast(writer.schema), row_group_size=max(1, len(frame)))
+            staff.append(respondents)
+            responses += len(frame)
+            if len(frame):
+                waves.append(frame["wave"].iloc[0])
+    finally:
+        if writer is not None:
+            writer.close()
+    employees = len(np.unique(np.concatenate(staff))) if staff else 0
+    return {
+        "counts": {"employees": employees, "employee_responses": responses},
+        "waves": pd.DatetimeIndex(waves),
+    }
+
+
+def _customer_block(
+    d: StudyDesign,
+    org: _Organisation,
+    first_customer: np.ndarray,
+    block: int,
+    answers_before: int,
+    stop: int | None = None,
+) -> tuple:
+    """Customers of block ``block`` and their answers, as Arrow tables, and their counts.
+
+    Customer numbers, ids (``C0000001``) and answer ids (``N00000001``, continuing after
+    ``answers_before``) are those ``generate`` would give in the same order; ``stop`` cuts the
+    block short (``stop=0`` gives the empty tables, for their schema).
+    """
+    import pyarrow as pa
+
+    n_customers = int(first_customer[-1])
+    start = block * CUSTOMER_BLOCK
+    stop = min(n_customers, start + CUSTOMER_BLOCK) if stop is None else stop
+    number = np.arange(start, max(start, stop))
+    unit = np.searchsorted(first_customer, number, side="right") - 1
+    seeds = np.random.SeedSequence(d.seed, spawn_key=(6, block)).spawn(2)
+    rng, rng_nps = (np.random.default_rng(s) for s in seeds)
+    drawn = _draw_customers(d, org, unit, rng, rng_nps)
+    order = np.lexsort((drawn.responded_on, drawn.who))
+    who = drawn.who[order]
+    unit_ids = pa.array(org.unit_ids, pa.large_string())
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series([], dtype="str"),
+            "unit_id": pd.Series([], dtype="str"),
+            "since": pd.to_datetime(drawn.since[:0]),
+            "churned_on": pd.to_datetime(drawn.churned_on[:0]),
+        }
+    )
+    answers = pd.DataFrame(
+        {
+            "response_id": pd.Series([], dtype="str"),
+            "customer_id": pd.Series([], dtype="str"),
+            "unit_id": pd.Series([], dtype="str"),
+            "responded_on": pd.to_datetime(drawn.responded_on[:0]),
+            "likelihood_to_recommend": drawn.score[:0],
+            "effort": pd.array([], dtype="Int64"),
+        }
+    )
+    customer_schema = _arrow(customers).schema
+    answer_schema = _arrow(answers).schema
+    customer_table = pa.Table.from_arrays(
+        [
+            _ids("C", number + 1, 7),
+            unit_ids.take(pa.array(unit)),
+            pa.array(drawn.since, customer_schema.field("since").type),
+            pa.array(
+                drawn.churned_on,
+                customer_schema.field("churned_on").type,
+                mask=np.isnat(drawn.churned_on),
+            ),
+        ],
+        schema=customer_schema,
+    )
+    answer_table = pa.Table.from_arrays(
+        [
+            _ids("N", answers_before + 1 + np.arange(len(who)), 8),
+            _ids("C", number[who] + 1, 7),
+            unit_ids.take(pa.array(unit[who])),
+            pa.array(drawn.responded_on[order], answer_schema.field("responded_on").type),
+            pa.array(drawn.score[order], pa.int64()),
+            pa.array(drawn.effort[order], pa.int64(), mask=drawn.effort_missing[order]),
+        ],
+        schema=answer_schema,
+    )
+    counts = {
+        "customers_before_first_wave": int((drawn.since < org.waves[0].to_datetime64()).sum()),
+        "churned": int((~np.isnat(drawn.churned_on)).sum()),
+        "nps_responses": len(who),
+    }
+    return customer_table, answer_table, counts
+
+
+def _ids(prefix: str, numbers: np.ndarray, digits: int):
+    """``f"{prefix}{n:0{digits}d}"`` for each number ``n``, as an Arrow string column built
+    without a Python object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.large_string()), digits, "0")
+    empty = pa.scalar("", pa.large_string())
+    return pc.binary_join_element_wise(pa.scalar(prefix, pa.large_string()), text, empty)

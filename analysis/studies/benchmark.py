@@ -11,7 +11,17 @@ runs, each in its own process so that its peak memory is its own:
   C(region) + C(wave)`` with errors clustered by unit) and the churn hazard ratio (ours: the
   piecewise-exponential model on unit × wave × tenure-band cells; naive: customer-level Cox on
   the split episodes with Lin–Wei clustered errors). The naive Cox is stopped at a time limit,
-  recorded as ``timeout``; its ratio is then a lower bound.
+  recorded as ``timeout``; its ratio is then a lower bound;
+* ``reduce (DuckDB)`` and ``reduce (pandas)`` (issue 14): the customer side of the unit × wave
+  panel alone (customer answers in each wave's outcome window and in the window before, and
+  the retention exposure, with a 91-day window), once in DuckDB over the study's files
+  (``analysis.measures.reduction``; only the reduced rows reach pandas) and once on the pandas
+  path (the loader's reading of the tables, then ``analysis.measures.panel``). It is a part of
+  ``estimate``, measured alone until ``estimate`` itself runs on DuckDB.
+
+Above ``--pandas-max-answers`` customer answers (30 million by default; the ``huge`` size has
+100 million) the steps that read every answer into pandas are not run: they stay in the table
+with the status ``skipped: reads every answer into pandas``, and only ``reduce (DuckDB)`` runs.
 
 Beside the three sizes, two shapes that users reach and that once did not finish (issue 10):
 **many waves** (1,000 quarterly waves of 60 units) and **many small units** (100,000 units of
@@ -23,7 +33,8 @@ log–log slope over the points; 1 is linear, and fixed costs such as imports pu
 
 Peak memory is the maximum resident set size of the step's process (``wait4``); for ``report``
 that is its largest process, the orchestrator or one notebook kernel. Results go to
-``benchmark.csv``, ``benchmark.png`` and ``machine.json`` under ``--out``. Timings on a shared
+``benchmark.csv``, ``benchmark.png`` (time and peak memory of each step against the customer
+answers, the machine in its title) and ``machine.json`` under ``--out``. Timings on a shared
 machine vary by ±20–30%; there are no timed assertions anywhere in the tests.
 """
 
@@ -57,7 +68,16 @@ SIZES = {
         seed=3, n_units=20_000, customers_per_employee=4.2, responses_per_customer_year=7.0
     ),
     "tiny": StudyDesign(seed=4, n_units=60, n_waves=4, median_unit_size=12),
+    # issue 14: about 100 million customer answers, 5 million customers, 40,000 units (and 3.4
+    # million staff answers), written in chunks (CHUNKED). Not in the default list: generating
+    # it alone takes minutes, and the pandas steps cannot hold it.
+    "huge": StudyDesign(
+        seed=9, n_units=40_000, customers_per_employee=10.4, responses_per_customer_year=13.5
+    ),
 }
+# Sizes generated chunk by chunk to Parquet (analysis.data.synth.write_study_chunked): the same
+# model as the others, but customers and answers never all in memory.
+CHUNKED = frozenset({"huge"})
 # The shapes of issue 10, each a full case plus the fractions of it that show the growth. Many
 # waves: 1,000 quarters (1776–2025, within the dates pandas can hold) of 60 units, customers
 # joining throughout so that every wave has about as many (some 780 staff answers and 2,100
@@ -300,11 +320,199 @@ def _estimands_main(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# The customer-side reduction, in DuckDB and in pandas, timed inside one process
+
+#: The steps that read every customer answer into pandas; skipped above ``--pandas-max-answers``.
+PANDAS_STEPS = ("estimate", "report", "reduce (pandas)", "ours", "naive-nps", "naive-hazard")
+SKIPPED = "skipped: reads every answer into pandas"
+# The pandas path peaked at 3.2–3.5 GiB on 9.5 million answers (issue 14), about 0.35 GiB per
+# million, so 100 million would need some 35 GiB on this 24 GiB machine; 30 million (about
+# 10 GiB) still fits beside other work.
+PANDAS_MAX_ANSWERS = 30_000_000
+
+
+def pandas_fits(nps_responses: int, max_answers: int = PANDAS_MAX_ANSWERS) -> bool:
+    """Whether the steps that read every answer into pandas (``PANDAS_STEPS``) are run.
+
+    Parameters
+    ----------
+    nps_responses : int
+        The study's customer answers.
+    max_answers : int
+        The most answers the pandas steps are run on (``PANDAS_MAX_ANSWERS`` by default).
+
+    Returns
+    -------
+    bool
+        ``nps_responses <= max_answers``; above it those steps are recorded as ``SKIPPED``.
+    """
+    return int(nps_responses) <= int(max_answers)
+
+
+def _reduced(customer_nps, customers, waves, window_days: int, as_of, timings: dict) -> dict:
+    """Both NPS windows and retention exposure, with either engine's (or panel's) functions."""
+    from analysis.measures import panel, reduction
+
+    functions = panel if isinstance(customer_nps, pd.DataFrame) else reduction
+    return {
+        "outcome": _timed(
+            timings, "outcome", functions.nps_counts_in_windows,
+            customer_nps, waves, window_days, False, as_of,
+        ),
+        "prior": _timed(
+            timings, "prior", functions.nps_counts_in_windows,
+            customer_nps, waves, window_days, True, as_of,
+        ),
+        "retention": _timed(
+            timings, "retention", functions.customers_at_waves,
+            customers, waves, window_days, as_of,
+        ),
+    }  # fmt: skip
+
+
+def reduce_in_duckdb(directory: Path, window_days: int, timings: dict | None = None) -> dict:
+    """The customer side of the panel reduced in DuckDB over the study's files.
+
+    The waves are the survey's (``employee_survey.wave``) and ``as_of`` the latest date in the
+    data (``analysis.data.load.default_as_of``'s rule), both computed in the engine; then
+    ``analysis.measures.reduction``'s ``nps_counts_in_windows`` (outcome window and the window
+    before) and ``customers_at_waves``. Only the reduced rows reach pandas. No validation: the
+    files are read as ``analysis.data.engine.open_tables`` types them.
+
+    Parameters
+    ----------
+    directory : Path
+        The study folder.
+    window_days : int
+        The outcome window in days.
+    timings : dict, optional
+        Filled with the seconds of each part (``open``, ``dates``, ``outcome``, ``prior``,
+        ``retention``).
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``outcome``, ``prior`` and ``retention``, as ``analysis.measures.panel`` returns them.
+    """
+    import tempfile
+
+    import ibis
+
+    from analysis.data.engine import open_tables
+
+    timings = {} if timings is None else timings
+    with tempfile.TemporaryDirectory(prefix="inside-out-spill-") as spill:
+        opened = _timed(timings, "open", lambda: open_tables(directory, temp_directory=spill))
+        with opened:
+            tables = opened.tables
+            survey, answers, people = (
+                tables["employee_survey"], tables["customer_nps"], tables["customers"]
+            )  # fmt: skip
+
+            def dates():
+                latest = ibis.greatest(
+                    survey.wave.max().as_scalar(),
+                    answers.responded_on.max().as_scalar(),
+                    people.since.max().as_scalar(),
+                    people.churned_on.max().as_scalar(),
+                )
+                as_of = pd.Timestamp(opened.backend.execute(latest))
+                waves = pd.to_datetime(survey.select("wave").distinct().to_pandas()["wave"])
+                waves = waves.astype("datetime64[ns]")
+                return np.sort(waves[waves <= as_of].unique()), as_of
+
+            waves, as_of = _timed(timings, "dates", dates)
+            return _reduced(answers, people, waves, window_days, as_of, timings)
+
+
+def reduce_in_pandas(directory: Path, window_days: int, timings: dict | None = None) -> dict:
+    """The same reduction on the pandas path: the loader's reading, then panel's functions.
+
+    ``employee_survey`` (for its waves), ``customer_nps`` and ``customers`` are read, typed and
+    checked table by table as ``analysis.data.load.load_dataset`` does (the rules across tables
+    and the other tables are left out); ``as_of`` by ``default_as_of``; then
+    ``analysis.measures.panel``'s ``nps_counts_in_windows`` and ``customers_at_waves``.
+
+    Parameters
+    ----------
+    directory : Path
+        The study folder.
+    window_days : int
+        The outcome window in days.
+    timings : dict, optional
+        Filled with the seconds of each part (``load``, ``dates``, ``outcome``, ``prior``,
+        ``retention``).
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``outcome``, ``prior`` and ``retention``.
+
+    Raises
+    ------
+    DatasetError
+        If one of the three tables breaks the contract.
+    """
+    from types import SimpleNamespace
+
+    from analysis.data.contract import default_instrument, table_specs
+    from analysis.data.load import (
+        INSTRUMENT_FILE,
+        DatasetError,
+        _read_table,  # the loader's reading of one table; load_dataset reads all of them
+        default_as_of,
+        find_table_files,
+        load_instrument,
+    )
+
+    timings = {} if timings is None else timings
+
+    def load():
+        instrument, problems = load_instrument(directory)
+        files, found = find_table_files(directory)
+        default = not (directory / INSTRUMENT_FILE).exists()
+        specs = table_specs(default_instrument() if default else instrument)
+        tables = {}
+        for name in ("employee_survey", "customer_nps", "customers"):
+            tables[name], table_problems = _read_table(files[name], specs[name])
+            problems += table_problems
+        if problems + found:
+            raise DatasetError(directory, problems + found)
+        return SimpleNamespace(**tables)
+
+    study = _timed(timings, "load", load)
+
+    def dates():
+        as_of = default_as_of(study)
+        waves = study.employee_survey["wave"]
+        return np.sort(waves[waves <= as_of].unique()), as_of
+
+    waves, as_of = _timed(timings, "dates", dates)
+    return _reduced(study.customer_nps, study.customers, waves, window_days, as_of, timings)
+
+
+REDUCERS = {"duckdb": reduce_in_duckdb, "pandas": reduce_in_pandas}
+
+
+def _reduce_main(argv: list[str]) -> int:
+    """``reduce {duckdb,pandas} DATA``: time the customer-side reduction; print JSON timings."""
+    from analysis.data.parameters import Parameters
+
+    engine, data = argv
+    timings: dict[str, float] = {}
+    REDUCERS[engine](Path(data), Parameters().outcome_window_days, timings)
+    print(json.dumps(timings))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The runner
 
 
 def describe_machine() -> dict:
     """What the numbers were measured on."""
+    import duckdb
+    import ibis
     import numpy
     import statsmodels
 
@@ -332,16 +540,18 @@ def describe_machine() -> dict:
         "numpy": numpy.__version__,
         "pandas": pd.__version__,
         "statsmodels": statsmodels.__version__,
+        "duckdb": duckdb.__version__,
+        "ibis": ibis.__version__,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tuple[Path, dict]:
     """Generate the study of size ``name`` (or ``design``, in folder ``name``) under ``root``
-    unless the same design is there."""
+    unless the same design is there; the sizes in ``CHUNKED`` are written chunk by chunk."""
     from dataclasses import asdict
 
-    from analysis.data.synth import generate, write_study
+    from analysis.data.synth import generate, write_study, write_study_chunked
 
     design = SIZES[name] if design is None else design
     directory = root / name
@@ -352,10 +562,28 @@ def ensure_study(name: str, root: Path, design: StudyDesign | None = None) -> tu
             counts = truth["counts"] | {"waves": len(truth["waves"])}
             return directory, counts | {"generate_seconds": None}
     started = time.monotonic()
-    study = generate(design)
-    write_study(study, directory, file_format="parquet")
-    counts = study.truth["counts"] | {"waves": len(study.truth["waves"])}
+    if name in CHUNKED:
+        write_study_chunked(design, directory, progress=_generation_progress(name))
+        truth = json.loads(truth_file.read_text())
+    else:
+        study = generate(design)
+        write_study(study, directory, file_format="parquet")
+        truth = study.truth
+    counts = truth["counts"] | {"waves": len(truth["waves"])}
     return directory, counts | {"generate_seconds": time.monotonic() - started}
+
+
+def _generation_progress(name: str):
+    """Report a chunked generation's progress on standard error, about every tenth."""
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth > shown[0]:
+            shown[0] = tenth
+            print(f"    {name}: {done:,} of {total:,} customers written", file=sys.stderr)
+
+    return progress
 
 
 def run_scaling(name: str, data_root: Path, out: Path, growth: bool = True) -> list[dict]:
@@ -431,10 +659,12 @@ def run_benchmark(
     naive_timeout: float,
     report: bool,
     growth: bool = True,
+    pandas_max_answers: int = PANDAS_MAX_ANSWERS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every step for every size; writes ``benchmark.csv``, ``benchmark_ratios.csv``,
     ``benchmark_scaling.csv`` (the scale cases), ``benchmark.png`` and ``machine.json`` to
-    ``out/results`` (one directory, all or nothing)."""
+    ``out/results`` (one directory, all or nothing). Above ``pandas_max_answers`` customer
+    answers the steps of ``PANDAS_STEPS`` are not run but recorded, status ``SKIPPED``."""
     rows, scaling_rows = [], []
     python = sys.executable
     for name in sizes:
@@ -456,6 +686,8 @@ def run_benchmark(
         steps = [
             ("estimate", [python, "-m", "analysis", "estimate", "--data", str(directory),
                           "--out", str(out / "runs" / name / "results")], None),
+            ("reduce (DuckDB)", [*this, "reduce", "duckdb", str(directory)], None),
+            ("reduce (pandas)", [*this, "reduce", "pandas", str(directory)], None),
             ("ours", [*this, "estimands", "ours", str(directory)], None),
             ("naive-nps", [*this, "estimands", "naive-nps", str(directory)], naive_timeout),
             ("naive-hazard", [*this, "estimands", "naive-hazard", str(directory)], naive_timeout),
@@ -466,7 +698,12 @@ def run_benchmark(
                 ("report", [python, "-m", "analysis", "report", "--data", str(directory),
                             "--out", str(out / "runs" / name / "report")], None),
             )  # fmt: skip
+        fits = pandas_fits(counts["nps_responses"], pandas_max_answers)
         for step, command, timeout in steps:
+            if step in PANDAS_STEPS and not fits:
+                rows.append(size | {"step": step, "status": SKIPPED})
+                print(f"==> {name}: {step}: {SKIPPED}", file=sys.stderr, flush=True)
+                continue
             print(f"==> {name}: {step}", file=sys.stderr, flush=True)
             measured = measure(command, timeout)
             rows.append(
@@ -489,14 +726,15 @@ def run_benchmark(
     from analysis.data.load import write_tables
 
     figure = io.BytesIO()  # written with the tables: the folder's marker lists every file
-    benchmark_figure(table, ratios, scaling).savefig(
+    machine = describe_machine()
+    benchmark_figure(table, ratios, scaling, machine).savefig(
         figure, format="png", dpi=110, bbox_inches="tight"
     )
     write_tables(
         {"benchmark": table, "benchmark_ratios": ratios, "benchmark_scaling": scaling},
         out / "results",
         extra_files={
-            "machine.json": json.dumps(describe_machine(), indent=2) + "\n",
+            "machine.json": json.dumps(machine, indent=2) + "\n",
             "benchmark.png": figure.getvalue(),
         },
     )
@@ -544,14 +782,14 @@ def naive_ratios(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     for size, group in table.groupby("size", sort=False):
         by_step = group.set_index("step")
-        if "ours" not in by_step.index:
+        if "ours" not in by_step.index or by_step.loc["ours", "status"] == SKIPPED:
             continue
         ours = by_step.loc["ours"]
         for estimand, naive_step, column in (
             ("nps_on_engagement", "naive-nps", "nps_model_seconds"),
             ("churn_hazard_on_engagement", "naive-hazard", "hazard_model_seconds"),
         ):
-            if naive_step not in by_step.index:
+            if naive_step not in by_step.index or by_step.loc[naive_step, "status"] == SKIPPED:
                 continue
             naive = by_step.loc[naive_step]
             timed_out = naive["status"] == "timeout"
@@ -572,10 +810,14 @@ def naive_ratios(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def benchmark_figure(
-    table: pd.DataFrame, ratios: pd.DataFrame, scaling: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    ratios: pd.DataFrame,
+    scaling: pd.DataFrame | None = None,
+    machine: dict | None = None,
 ):
-    """Wall time per step against study size (log–log), and the naive-to-ours ratios; for the
-    scale cases, ``estimate`` time against waves and against units (a row of its own)."""
+    """Wall time and peak memory per step against customer answers (log–log), the
+    naive-to-ours ratios, and for the scale cases ``estimate`` time against waves and against
+    units; the machine, when given, in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -584,19 +826,39 @@ def benchmark_figure(
     from analysis.report.figures import use_house_style
 
     use_house_style()
-    standard = not table[table["step"] != "generate"].empty
+    measured = table[(table["step"] != "generate") & table["seconds"].notna()]
+    standard = not measured.empty
+    with_ratios = standard and not ratios.empty
     cases = [] if scaling is None or scaling.empty else list(dict.fromkeys(scaling["case"]))
-    rows = int(standard) + (len(cases) + 1) // 2 or 1
+    rows = int(standard) + int(with_ratios) + (len(cases) + 1) // 2 or 1
     figure, axes = plt.subplots(rows, 2, figsize=(11, 4.2 * rows), squeeze=False)
+    panels = [axis for row in axes for axis in row]
     if standard:
-        standard_panels(axes[0][0], axes[0][1], table, ratios)
-    panels = [axis for row in axes[int(standard) :] for axis in row]
+        growth_panel(panels.pop(0), measured, "seconds")
+        growth_panel(panels.pop(0), measured, "peak_mib")
+    if with_ratios:
+        ratio_panel(panels.pop(0), ratios)
+        skipped = table[table["status"] == SKIPPED]
+        skipped_note(panels.pop(0), skipped)
     for axis, case in zip(panels, cases, strict=False):
         scaling_panel(axis, scaling[scaling["case"] == case])
-    for axis in panels[len(cases) :] if cases or not standard else []:
+    for axis in panels[len(cases) :]:
         axis.set_axis_off()
+    if machine:
+        figure.suptitle(machine_line(machine), fontsize=9, color="#555555")
     figure.tight_layout()
     return figure
+
+
+def machine_line(machine: dict) -> str:
+    """``describe_machine``'s record in one line, for a figure's title."""
+    versions = ", ".join(
+        f"{name} {machine[name]}" for name in ("python", "pandas", "duckdb") if name in machine
+    )
+    return (
+        f"{machine.get('cores')} cores ({machine.get('cpu')}), {machine.get('memory_gib')} GiB; "
+        f"{versions}; measured {machine.get('measured_at', '')}"
+    )
 
 
 def _plain_log_ticks(axis) -> None:
@@ -610,47 +872,95 @@ def _plain_log_ticks(axis) -> None:
         ticks.set_minor_formatter(NullFormatter())
 
 
-def standard_panels(left, right, table: pd.DataFrame, ratios: pd.DataFrame) -> None:
-    """The three sizes: wall time per step against NPS answers, and naive ÷ ours."""
-    for step, group in table[table["step"] != "generate"].groupby("step", sort=False):
-        group = group.sort_values("nps_responses")
-        marker = ["o" if s == "ok" else "^" for s in group["status"]]
-        left.plot(group["nps_responses"], group["seconds"], label=step, linewidth=1.5)
-        for x, y, m in zip(group["nps_responses"], group["seconds"], marker, strict=True):
-            left.scatter([x], [y], marker=m, s=28, color=left.lines[-1].get_color())
-    left.axhline(TARGETS["estimate"][0], color="grey", linestyle=":", linewidth=1)
-    left.annotate(
-        "target: largest estimate under 2 min",
-        (0.98, TARGETS["estimate"][0]),
-        xycoords=("axes fraction", "data"),
-        xytext=(0, 3),
-        textcoords="offset points",
-        ha="right",
-        color="grey",
-        fontsize=8,
-    )
-    left.set(xscale="log", yscale="log", xlabel="customer NPS answers", ylabel="wall time (s)")
-    left.set_title("Wall time by study size (▲ stopped at the limit)", fontsize=11)
-    left.legend(frameon=False, fontsize=8)
-    _plain_log_ticks(left)
-    if not ratios.empty:
-        labels = [f"{r.size}\n{r.estimand.split('_on_')[0]}" for r in ratios.itertuples()]
-        bars = right.bar(range(len(ratios)), ratios["ratio"], color="#4c72b0")
-        for bar, lower in zip(bars, ratios["ratio_is_lower_bound"], strict=True):
-            if lower:
-                bar.set_hatch("//")
-        right.set_xticks(range(len(ratios)), labels, fontsize=7)
-        for bar, ratio in zip(bars, ratios["ratio"], strict=True):
-            right.annotate(
-                f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                xytext=(0, 2),
-                textcoords="offset points",
-                ha="center",
-                fontsize=8,
+# Issue 14's targets for the whole estimate: (customer answers, seconds, bytes of peak memory).
+ANSWER_TARGETS = ((10_000_000, 20.0, 1.5 * 1024**3), (100_000_000, 300.0, 6 * 1024**3))
+
+
+def growth_panel(axis, measured: pd.DataFrame, column: str) -> None:
+    """One line per step: ``seconds`` or ``peak_mib`` against customer answers (log–log), and
+    issue 14's targets for the whole ``estimate`` as grey stars."""
+    for step, group in measured.groupby("step", sort=False):
+        group = group.sort_values("nps_responses").dropna(subset=[column])
+        if group.empty:
+            continue
+        (line,) = axis.plot(group["nps_responses"], group[column], label=step, linewidth=1.5)
+        for x, y, status in zip(
+            group["nps_responses"], group[column], group["status"], strict=True
+        ):
+            axis.scatter(
+                [x], [y], marker="o" if status == "ok" else "^", s=28, color=line.get_color()
             )
-        right.set(ylabel="naive time ÷ our time")
-        right.set_title("Naive ÷ ours (hatched: at least)", fontsize=11)
+    for answers, seconds, peak in ANSWER_TARGETS:
+        value = seconds if column == "seconds" else peak / 1024**2
+        axis.scatter([answers], [value], marker="*", s=90, color="grey", zorder=3)
+        shown = f"{seconds:.0f} s" if column == "seconds" else f"{peak / 1024**3:g} GiB"
+        axis.annotate(
+            f"target: estimate {shown}",
+            (answers, value),
+            xytext=(-4, 6),
+            textcoords="offset points",
+            ha="right",
+            color="grey",
+            fontsize=7,
+        )
+    label = "wall time (s)" if column == "seconds" else "peak memory (MiB)"
+    axis.set(xscale="log", yscale="log", xlabel="customer NPS answers", ylabel=label)
+    title = "Wall time" if column == "seconds" else "Peak memory"
+    axis.set_title(f"{title} by customer answers (▲ stopped at the limit)", fontsize=11)
+    axis.legend(frameon=False, fontsize=8)
+    _plain_log_ticks(axis)
+    from matplotlib.ticker import FuncFormatter
+
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _short_count(value)))
+
+
+def _short_count(value: float) -> str:
+    """10,000 as ``10k``, 100,000,000 as ``100M``: log-axis ticks that do not collide."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
+
+
+def ratio_panel(axis, ratios: pd.DataFrame) -> None:
+    """Naive time over ours per size and estimand (hatched where naive timed out)."""
+    labels = [f"{r.size}\n{r.estimand.split('_on_')[0]}" for r in ratios.itertuples()]
+    bars = axis.bar(range(len(ratios)), ratios["ratio"], color="#4c72b0")
+    for bar, lower in zip(bars, ratios["ratio_is_lower_bound"], strict=True):
+        if lower:
+            bar.set_hatch("//")
+    axis.set_xticks(range(len(ratios)), labels, fontsize=7)
+    for bar, ratio in zip(bars, ratios["ratio"], strict=True):
+        axis.annotate(
+            f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
+    axis.set(ylabel="naive time ÷ our time")
+    axis.set_title("Naive ÷ ours (hatched: at least)", fontsize=11)
+
+
+def skipped_note(axis, skipped: pd.DataFrame) -> None:
+    """The steps not run, by size, in words (they have no point in the growth panels)."""
+    axis.set_axis_off()
+    if skipped.empty:
+        return
+    lines = [
+        f"{size} ({group['nps_responses'].iloc[0]:,.0f} answers): " + ", ".join(group["step"])
+        for size, group in skipped.groupby("size", sort=False)
+    ]
+    axis.text(
+        0.0,
+        1.0,
+        f"Not run ({SKIPPED}):\n" + "\n".join(lines),
+        va="top",
+        fontsize=8,
+        wrap=True,
+        transform=axis.transAxes,
+    )
 
 
 def scaling_panel(axis, points: pd.DataFrame) -> None:
@@ -694,8 +1004,9 @@ def build_parser() -> argparse.ArgumentParser:
         "estimate on two shapes at four sizes each, to show its growth. Sizes: "
         "small ≈ 60,000 NPS answers; medium ≈ 1 million answers and 100,000 customers; "
         "large = 20,000 units, ≈ 1.7 million employee answers, ≈ 1 million customers, "
-        "≈ 10 million answers. Shapes: many-waves = 1,000 waves of 60 units; many-units = "
-        "100,000 units of one to four people (every unit-wave suppressed).",
+        "≈ 10 million answers; huge (not by default) = 40,000 units, ≈ 5 million customers, "
+        "≈ 100 million answers, generated in chunks. Shapes: many-waves = 1,000 waves of 60 "
+        "units; many-units = 100,000 units of one to four people (every unit-wave suppressed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -713,6 +1024,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which a naive step is stopped (its ratio becomes a lower bound)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip timing the report")
+    parser.add_argument(
+        "--pandas-max-answers",
+        type=int,
+        default=PANDAS_MAX_ANSWERS,
+        help="above this many customer answers, the steps that read every answer into pandas "
+        "(estimate, report, reduce (pandas), ours, naive) are recorded as skipped, not run",
+    )
     parser.add_argument(
         "--no-growth",
         action="store_true",
@@ -739,6 +1057,8 @@ def main(argv: list[str] | None = None) -> int:
         return _measure_main(argv[1:])
     if argv[:1] == ["estimands"]:
         return _estimands_main(argv[1:])
+    if argv[:1] == ["reduce"]:
+        return _reduce_main(argv[1:])
     args = build_parser().parse_args(argv)
     table, ratios, scaling = run_benchmark(
         args.sizes,
@@ -747,6 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         args.naive_timeout,
         not args.no_report,
         growth=not args.no_growth,
+        pandas_max_answers=args.pandas_max_answers,
     )
     summary = table[table["step"] != "generate"][
         ["size", "nps_responses", "step", "seconds", "peak_mib", "status"]
@@ -757,6 +1078,9 @@ def main(argv: list[str] | None = None) -> int:
         print(scaling_summary(points))
     if not ratios.empty:
         print(ratios.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+    targets = answer_targets_summary(table)
+    if targets:
+        print(targets)
     largest = table[(table["size"] == "large") & (table["step"] == "estimate")]
     if not largest.empty:
         seconds, peak = largest["seconds"].iloc[0], largest["peak_mib"].iloc[0] * 1024**2
@@ -769,6 +1093,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out / 'results'}: benchmark.csv, benchmark_ratios.csv, "
           "benchmark_scaling.csv, benchmark.png, machine.json")  # fmt: skip
     return 0
+
+
+def answer_targets_summary(table: pd.DataFrame) -> str:
+    """Each size near a target of ``ANSWER_TARGETS`` (within a factor of two of its answers):
+    ``estimate`` and ``reduce (DuckDB)`` against the target for the whole estimate."""
+    lines = []
+    for answers, seconds, peak in ANSWER_TARGETS:
+        near = table[(table["nps_responses"] / answers).between(0.5, 2.0)]
+        for step in ("estimate", "reduce (DuckDB)"):
+            for row in near[near["step"] == step].itertuples():
+                target = f"target for the whole estimate: {seconds:.0f} s, {peak / 1024**3:g} GiB"
+                if pd.isna(row.seconds):
+                    lines.append(f"{row.size} {step}: {row.status} ({target})")
+                    continue
+                verdict = (
+                    "within"
+                    if row.seconds < seconds and row.peak_mib * 1024**2 < peak
+                    else "OUTSIDE"
+                )
+                part = " (a part of the estimate only)" if step != "estimate" else ""
+                lines.append(
+                    f"{row.size} {step}{part}: {row.seconds:,.1f} s, {row.peak_mib / 1024:.2f} GiB "
+                    f"peak, {row.nps_responses:,.0f} answers: {verdict} the {target}"
+                )
+    return "\n".join(lines)
 
 
 def scaling_summary(points: pd.DataFrame) -> str:
