@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis import __version__
+from analysis.data.progress import show_on_terminal
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_ENVIRONMENT = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + the signal's number, as shells report
@@ -85,6 +86,7 @@ def _report(args: argparse.Namespace) -> int:
     from analysis.report.build import build_report
 
     parameters = load_parameters(args.params, data_dir=args.data)
+    show_on_terminal()  # counters inside long steps, on a terminal only
     build_report(args.data, args.out, parameters)
     return EXIT_OK
 
@@ -102,6 +104,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
     parameters = load_parameters(args.params, data_dir=args.data)
     started = time.monotonic()
+    show_on_terminal()  # counters inside long steps, on a terminal only
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)

@@ -80,6 +80,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from analysis.data.progress import counting
 from analysis.measures.multiplicity import benjamini_hochberg
 
 METHOD = "relative weights (Johnson 2000); cluster bootstrap; BH"
@@ -394,36 +395,38 @@ def _cluster_bootstrap(
     with_random = np.empty((draws, p + 1))
     columns = [*range(p), q]  # predictors and the random variable, which follows the outcome
     chunk_size = int(np.clip(_CHUNK_CELLS // n_units, 1, draws))
-    for start in range(0, draws, chunk_size):
-        size = min(chunk_size, draws - start)
-        multiplicity = np.empty((size, n_units))
-        for b in range(size):  # multinomial: n_units draws from the n_units units, equally likely
-            drawn = resample_rng.integers(0, n_units, size=n_units)
-            multiplicity[b] = np.bincount(drawn, minlength=n_units)
-        totals = multiplicity @ unit_sums.T
-        n_rows, total = totals[:, 0], totals[:, 1]
-        means = totals[:, 2 : 2 + q] / total[:, None]
-        scatter = totals[:, 2 + q :].reshape(size, q, q) - total[:, None, None] * (
-            means[:, :, None] * means[:, None, :]
-        )  # Σ_k w_k (d_k − mean)(d_k − mean)'
-        correlation = np.full((size, q + 1, q + 1), np.nan)
-        correlation[:, :q, :q] = _correlation(scatter)
-        normal = normal_rng.standard_normal((size, q))
-        chi_square = chi_rng.chisquare(np.maximum(n_rows - 1 - q, 1))
-        factor, ok = _cholesky(scatter)
-        t = np.einsum("bjk,bk->bj", factor, normal)  # Σ w (v − v̄) d̃  ~  N(0, scatter)
-        random_scatter = np.einsum("bj,bj->b", normal, normal) + chi_square
-        with np.errstate(invalid="ignore", divide="ignore"):
-            random_correlation = t / np.sqrt(
-                np.diagonal(scatter, axis1=1, axis2=2) * random_scatter[:, None]
-            )
-        random_correlation[~ok | (n_rows - 1 - q < 1)] = np.nan
-        correlation[:, :q, q] = correlation[:, q, :q] = random_correlation
-        correlation[:, q, q] = 1.0
-        block = slice(start, start + size)
-        without[block] = _johnson(correlation[:, :p, :p], correlation[:, :p, p])
-        grid = np.ix_(range(size), columns, columns)
-        with_random[block] = _johnson(correlation[grid], correlation[:, columns, p])
+    with counting("bootstrap draws", draws) as done:
+        for start in range(0, draws, chunk_size):
+            size = min(chunk_size, draws - start)
+            multiplicity = np.empty((size, n_units))
+            for b in range(size):  # multinomial: n_units draws from n_units units, equally likely
+                drawn = resample_rng.integers(0, n_units, size=n_units)
+                multiplicity[b] = np.bincount(drawn, minlength=n_units)
+            totals = multiplicity @ unit_sums.T
+            n_rows, total = totals[:, 0], totals[:, 1]
+            means = totals[:, 2 : 2 + q] / total[:, None]
+            scatter = totals[:, 2 + q :].reshape(size, q, q) - total[:, None, None] * (
+                means[:, :, None] * means[:, None, :]
+            )  # Σ_k w_k (d_k − mean)(d_k − mean)'
+            correlation = np.full((size, q + 1, q + 1), np.nan)
+            correlation[:, :q, :q] = _correlation(scatter)
+            normal = normal_rng.standard_normal((size, q))
+            chi_square = chi_rng.chisquare(np.maximum(n_rows - 1 - q, 1))
+            factor, ok = _cholesky(scatter)
+            t = np.einsum("bjk,bk->bj", factor, normal)  # Σ w (v − v̄) d̃  ~  N(0, scatter)
+            random_scatter = np.einsum("bj,bj->b", normal, normal) + chi_square
+            with np.errstate(invalid="ignore", divide="ignore"):
+                random_correlation = t / np.sqrt(
+                    np.diagonal(scatter, axis1=1, axis2=2) * random_scatter[:, None]
+                )
+            random_correlation[~ok | (n_rows - 1 - q < 1)] = np.nan
+            correlation[:, :q, q] = correlation[:, q, :q] = random_correlation
+            correlation[:, q, q] = 1.0
+            block = slice(start, start + size)
+            without[block] = _johnson(correlation[:, :p, :p], correlation[:, :p, p])
+            grid = np.ix_(range(size), columns, columns)
+            with_random[block] = _johnson(correlation[grid], correlation[:, columns, p])
+            done(size)
     return without, with_random
 
 

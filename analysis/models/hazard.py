@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.data.progress import counting
 from analysis.models.linkage import Design, absorbed_design
 
 DAY = np.timedelta64(1, "D")
@@ -845,11 +846,13 @@ def mediated_share(
     # Weights in chunks of about 4 million cells (32 MB), not draws × units at once (16 GB for
     # 100,000 draws of 20,000 units); the generator yields the same draws either way.
     chunk = max(1, 4_000_000 // n_units)
-    for start in range(0, draws, chunk):
-        size = min(chunk, draws - start)
-        weights = rng.multinomial(n_units, np.full(n_units, 1 / n_units), size=size)
-        for values, slope in zip(drawn, slopes, strict=True):
-            values[start : start + size] += weights.astype(float) @ slope
+    with counting("bootstrap draws", draws) as done:
+        for start in range(0, draws, chunk):
+            size = min(chunk, draws - start)
+            weights = rng.multinomial(n_units, np.full(n_units, 1 / n_units), size=size)
+            for values, slope in zip(drawn, slopes, strict=True):
+                values[start : start + size] += weights.astype(float) @ slope
+            done(size)
     shares = (drawn[0] - drawn[1]) / drawn[0]
     tail = (1 - confidence) / 2
     low, high = np.quantile(shares, [tail, 1 - tail])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.data.progress import counting
 from analysis.measures.nps import clustered_nps, clustered_nps_difference, nps_noise_var
 from analysis.measures.panel import half_columns, splits_in
 from analysis.measures.shrinkage import calibration_signal, residual_moments
@@ -720,7 +721,11 @@ def nps_on_engagement_fit(
     rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
     slope = _nps_slope(rows, covariates)
     group, k = jackknife_groups(rows["unit_id"])
-    replicates = np.array([_nps_slope(rows[group != g], covariates) for g in range(k)])
+    replicates = np.empty(k)
+    with counting("jackknife groups", k) as done:
+        for g in range(k):
+            replicates[g] = _nps_slope(rows[group != g], covariates)
+            done()
     return rows, slope, group, replicates
 
 

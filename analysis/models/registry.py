@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.data.load import Dataset
 from analysis.data.parameters import Parameters
+from analysis.data.progress import counting
 from analysis.measures.nps import clustered_mean_difference
 from analysis.models import hazard, linkage, power
 from analysis.models.linkage import EstimationError
@@ -206,15 +207,17 @@ def _hazard_jackknife(
     x = design.dense.copy()
     offset = wave_effects[design.groups]
     estimates = np.empty(k)
-    for g in range(k):
-        kept = group != g
-        engagement = np.zeros(len(units))
-        engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
-        x[:, 0] = engagement[row]
-        mu = exposure * np.exp(x @ params + offset)
-        moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
-        step = hazard.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
-        estimates[g] = params[0] + step[0]
+    with counting("jackknife groups", k) as done:
+        for g in range(k):
+            kept = group != g
+            engagement = np.zeros(len(units))
+            engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
+            x[:, 0] = engagement[row]
+            mu = exposure * np.exp(x @ params + offset)
+            moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
+            step = hazard.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
+            estimates[g] = params[0] + step[0]
+            done()
     return estimates, k
 
 
