@@ -295,3 +295,18 @@ def test_a_study_where_no_unit_matters_flags_nothing(tmp_path):
     assert not estimates["fragile_to_one_unit"].any()
     assert (estimates["n_units_flip_significance"] == 0).all()
     assert sentences.fragility_sentences(estimates, 0.05) == []
+
+
+def test_a_finding_resting_on_any_of_several_units_says_so_in_the_plural():
+    row = {
+        "estimand": "engagement_on_prior_nps",
+        "p_adjusted": 0.044,
+        "fragile_to_one_unit": True,
+        "n_units_flip_significance": 22,
+        "n_units_flip_sign": 0,
+    }
+    said = sentences.fragility_sentences(pd.DataFrame([row]), 0.05)
+    assert said == [
+        "The reverse link (customer NPS to later engagement) rests on any one of 22 units: "
+        "without any one of them, it would not be significant."
+    ]

@@ -511,8 +511,9 @@ def fragility_sentences(estimates: pd.DataFrame, alpha: float = 0.05) -> list[st
         if significance:
             which = "a single unit" if significance == 1 else f"any one of {significance} units"
             if significant:
+                without = "it" if significance == 1 else "any one of them"
                 sentences.append(
-                    f"{subject} rests on {which}: without it, it would not be significant."
+                    f"{subject} rests on {which}: without {without}, it would not be significant."
                 )
             else:
                 sentences.append(
@@ -521,9 +522,10 @@ def fragility_sentences(estimates: pd.DataFrame, alpha: float = 0.05) -> list[st
                 )
         if sign and significant:
             which = "a single unit" if sign == 1 else f"any one of {sign} units"
+            without = "it" if sign == 1 else "any one of them"
             sentences.append(
                 f"The direction of {subject[0].lower()}{subject[1:]} rests on {which}: "
-                "without it, the estimate would change sign."
+                f"without {without}, the estimate would change sign."
             )
     return sentences
 
