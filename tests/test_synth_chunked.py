@@ -194,8 +194,10 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_answers(tmp_path):
     answers at any moment would add at least their Arrow size (measured below, about 75 MiB;
     pandas, as ``generate`` holds them, needs more) to its peak, since the rest of the work is
     the same in both. Written in chunks, both peaks are set by the imports, the organisation
-    and one chunk (about 250 MiB each, measured), so their difference stays under a quarter of
-    that size; the margin is for allocator noise and the Parquet writer's growing footer.
+    and one chunk (about 250 MiB each, measured), plus arrays with one entry per customer (not
+    per answer): their difference measured 18-20 MB, about a quarter of the answers' size. Half
+    that size leaves room for allocator noise and the Parquet writer's growing footer, and still
+    fails a writer that holds every answer (which adds at least the whole size).
     """
     base = replace(DESIGN, seed=12, n_units=200, responses_per_customer_year=12.0)
     few = _peak_rss_of_writing(replace(base, customers_per_employee=2.0), tmp_path / "few")
@@ -203,7 +205,7 @@ def test_peak_memory_is_bounded_by_the_chunk_not_the_answers(tmp_path):
     answers = pq.read_table(tmp_path / "many" / "customer_nps.parquet")
     assert answers.num_rows > 1_000_000
     assert pq.read_metadata(tmp_path / "many" / "customer_nps.parquet").num_row_groups >= 25
-    assert many - few < answers.nbytes / 4, (many, few, answers.nbytes)
+    assert many - few < answers.nbytes / 2, (many, few, answers.nbytes)
 
 
 def _digests(folder: Path) -> dict[str, str]:
