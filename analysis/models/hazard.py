@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.data.progress import counting
+from analysis.measures.reduction import TENURE_BANDS_DAYS
 from analysis.models.linkage import Design, absorbed_design
 
 DAY = np.timedelta64(1, "D")
@@ -87,6 +88,46 @@ def churn_episodes(customers: pd.DataFrame, waves: Sequence, as_of: pd.Timestamp
     episodes.insert(1, "unit_id", pd.Categorical.from_codes(episodes.pop("unit"), unit_ids))
     episodes["exposure"] = episodes["stop"] - episodes["start"]
     return episodes
+
+
+def customer_runs(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Customers counted by unit and by the first and last wave of their episodes.
+
+    Parameters
+    ----------
+    episodes : DataFrame
+        As from :func:`churn_episodes`.
+
+    Returns
+    -------
+    DataFrame
+        ``unit_id`` (``string``), ``first_wave, last_wave`` (the episodes' wave dtype),
+        ``customers`` (``int64``): one row per unit and run, sorted by those three.
+
+    Notes
+    -----
+    A customer is at risk in a run of consecutive waves and belongs to one unit, so these
+    counts give the number of distinct customers with an episode in any set of unit-waves
+    (``analysis.measures.reduction.customers_in_runs``) without the episodes.
+    """
+    per_customer = episodes.groupby("customer_id", observed=True, sort=False).agg(
+        unit_id=("unit_id", "first"), first_wave=("wave", "min"), last_wave=("wave", "max")
+    )
+    per_customer["unit_id"] = per_customer["unit_id"].astype("string")
+    runs = (
+        per_customer.groupby(["unit_id", "first_wave", "last_wave"], sort=True)
+        .size()
+        .rename("customers")
+        .reset_index()
+    )
+    return runs.astype(
+        {
+            "unit_id": "string",
+            "first_wave": episodes["wave"].dtype,
+            "last_wave": episodes["wave"].dtype,
+            "customers": "int64",
+        }
+    )
 
 
 def attach_unit_covariates(
@@ -332,11 +373,6 @@ def customer_level_cox(
     predictors = pd.concat([episodes[[column]], *dummies], axis=1)
     params, cov = cox_cluster_robust(episodes, predictors, episodes["unit_id"])
     return params, cov, episodes
-
-
-# Tenure bands of the piecewise-constant baseline hazard: finer in the first year, where churn
-# usually changes fastest, so the baseline can follow a Cox model's free baseline closely.
-TENURE_BANDS_DAYS = (0, 91, 182, 365, 730, 1096, 1826, 3652, np.inf)
 
 
 def hazard_cells(episodes: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
