@@ -185,7 +185,9 @@ def customers_at_waves(
             .aggregate(
                 customers_at_risk=_.count(),
                 churned_in_window=_.unit_id.count(where=_.churn_in),
-                seconds=_.seconds.sum(),
+                # a float, exact for whole seconds below 2**53: DuckDB's 128-bit sum would
+                # otherwise reach pandas as Python decimals, slowly
+                seconds=_.seconds.sum().cast("float64"),
             )
             .to_pandas()
         )
@@ -346,17 +348,19 @@ def hazard_cells(
             in_band = pairs.event & (pairs.stop > low)
             if high is not None:
                 in_band &= pairs.stop <= high
-            sums[exposure_columns[b]] = inside.sum()
+            # summed exactly as integers, then a float: exact below 2**53 days, and DuckDB's
+            # 128-bit sum would otherwise reach pandas as Python decimals, slowly
+            sums[exposure_columns[b]] = inside.sum().cast("float64")
             sums[event_columns[b]] = pairs.event.count(where=in_band)
         fetched = pairs.group_by(["wave_index", "unit_id"]).aggregate(**sums).to_pandas()
         fetched["unit_id"] = fetched["unit_id"].astype("string")
     fetched = fetched.sort_values(["unit_id", "wave_index"], kind="stable")
     n_cells = len(fetched)
-    exposure = np.zeros((n_cells, n_bands), dtype="int64")
+    exposure = np.zeros((n_cells, n_bands), dtype=float)
     events = np.zeros((n_cells, n_bands), dtype="int64")
     for b in range(n_bands):
         if n_cells:
-            exposure[:, b] = fetched[exposure_columns[b]].to_numpy(dtype="int64")
+            exposure[:, b] = fetched[exposure_columns[b]].to_numpy(dtype=float)
             events[:, b] = fetched[event_columns[b]].to_numpy(dtype="int64")
     cell = np.repeat(np.arange(n_cells), n_bands)
     cells = pd.DataFrame(
@@ -364,7 +368,7 @@ def hazard_cells(
             "unit_id": fetched["unit_id"].to_numpy()[cell],
             "wave": wave_values[fetched["wave_index"].to_numpy(dtype="int64")[cell]],
             "band": np.tile(np.arange(n_bands), n_cells),
-            "exposure": exposure.ravel().astype(float),
+            "exposure": exposure.ravel(),
             "events": events.ravel(),
         }
     )
