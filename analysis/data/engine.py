@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import duckdb
 import ibis
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -95,11 +96,16 @@ class Tables:
     tables : dict of str to ibis.Table
         Each contract table present, by name (``units``, ``employee_survey``, ``customer_nps``,
         ``customers``, then ``headcount`` and ``internal_service`` when present).
+    unreadable : dict of str to str
+        Tables of a DuckDB folder whose file could not even be opened as a view (a header
+        row that is not UTF-8 or not CSV, an empty file), by name, with the error; they are
+        absent from ``tables``. The validation (``analysis.data.load``) says what is wrong.
     """
 
     backend: ibis.BaseBackend
     tables: dict[str, ibis.Table] = field(default_factory=dict)
     on_close: Callable[[], None] | None = field(default=None, repr=False)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         """Close the connection (an in-process DuckDB frees its memory and spill files).
@@ -195,15 +201,21 @@ def open_tables(
         backend.raw_sql(f"SET enable_progress_bar = {str(sys.stderr.isatty()).lower()}")
         specs = _specs(directory)
         files, _problems = find_table_files(directory)
-        tables = {}
+        tables, unreadable = {}, {}
         for name, path in files.items():
-            select = _typed_select(backend, path, specs[name])
-            backend.raw_sql(f"CREATE OR REPLACE VIEW {_quote(name)} AS {select}")
+            try:
+                select = _typed_select(backend, path, specs[name])
+                backend.raw_sql(f"CREATE OR REPLACE VIEW {_quote(name)} AS {select}")
+            except (UnicodeDecodeError, csv.Error, OSError, duckdb.Error) as error:
+                # a broken file is the validation's to report, with its message; opening the
+                # folder does not fail on it
+                unreadable[name] = f"{type(error).__name__}: {error}"
+                continue
             tables[name] = backend.table(name)
     except BaseException:
         backend.disconnect()
         raise
-    return Tables(backend, tables)
+    return Tables(backend, tables, unreadable=unreadable)
 
 
 def _open_postgres(url: str) -> Tables:
@@ -238,8 +250,33 @@ def _csv_header(path: Path) -> list[str]:
         return next(csv.reader(handle), None) or []
 
 
-def _typed_select(backend: ibis.BaseBackend, path: Path, spec: TableSpec) -> str:
-    """A ``SELECT`` over one file giving each contract column its type; extras pass through."""
+def raw_source(
+    backend: ibis.BaseBackend, path: Path
+) -> tuple[str, dict[str, tuple[str, str | None]]]:
+    """One file as DuckDB reads it untyped: the ``FROM`` source and each column's stored type.
+
+    Parameters
+    ----------
+    backend : ibis.BaseBackend
+        An Ibis DuckDB connection (``Tables.backend`` of a dataset folder).
+    path : Path
+        A table's ``.csv`` or ``.parquet`` file.
+
+    Returns
+    -------
+    tuple of (str, dict of str to (str, str or None))
+        The SQL table function reading the file (``read_csv(...)`` with every cell as text,
+        as the loader reads a CSV file, or ``read_parquet(...)``), and for each column in
+        file order its DuckDB type (``VARCHAR`` for every CSV column) and, for a Parquet
+        timestamp written with a time zone, that zone.
+
+    Raises
+    ------
+    UnicodeDecodeError, csv.Error
+        If a CSV file's header row is not UTF-8 or not CSV.
+    duckdb.Error
+        If DuckDB cannot read a Parquet file's schema.
+    """
     if path.suffix == ".parquet":
         source = f"read_parquet({_literal(str(path))})"
         described = backend.raw_sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
@@ -261,9 +298,15 @@ def _typed_select(backend: ibis.BaseBackend, path: Path, spec: TableSpec) -> str
             f"columns = {columns}, delim = ',', quote = '\"', escape = '\"')"
         )
         types = dict.fromkeys(header, ("VARCHAR", None))
+    return source, types
+
+
+def _typed_select(backend: ibis.BaseBackend, path: Path, spec: TableSpec) -> str:
+    """A ``SELECT`` over one file giving each contract column its type; extras pass through."""
+    source, types = raw_source(backend, path)
     known = {c.name: c for c in spec.columns}
     expressions = [
-        f"{_typed(_quote(name), known[name], *stored)} AS {_quote(name)}"
+        f"{typed_column(_quote(name), known[name], *stored)} AS {_quote(name)}"
         if name in known
         else _quote(name)
         for name, stored in types.items()
@@ -276,10 +319,26 @@ _NUMERIC += ("UINTEGER", "UBIGINT", "UHUGEINT")
 _FLOATING = ("FLOAT", "DOUBLE", "REAL")
 
 
-def _typed(column: str, spec: ColumnSpec, stored: str, zone: str | None = None) -> str:
-    """The SQL expression giving a column the contract's type, from its stored type.
+def typed_column(column: str, spec: ColumnSpec, stored: str, zone: str | None = None) -> str:
+    """The DuckDB SQL expression giving a column the contract's type, from its stored type.
 
-    ``zone`` is the time zone a Parquet timestamp column was written with, if any.
+    Parameters
+    ----------
+    column : str
+        The column as SQL (a quoted name, or any expression of the stored type).
+    spec : ColumnSpec
+        The contract's column: its ``kind`` decides the type.
+    stored : str
+        Its DuckDB type in the file (``raw_source``).
+    zone : str, optional
+        The time zone a Parquet timestamp column was written with, if any.
+
+    Returns
+    -------
+    str
+        The expression of the module's rules: ids stripped text (``NULL`` when blank), dates
+        as written (a timestamp's date in its own zone), booleans from ``true``/``false``,
+        integers only when whole; any cell it cannot read gives ``NULL``.
     """
     text = stored == "VARCHAR"
     floating = stored in _FLOATING or stored.startswith("DECIMAL")
@@ -456,7 +515,7 @@ _INT64_BOUND = 2.0**63
 
 
 def _spark_typed_column(column: Column, spec: ColumnSpec, stored, zone: str | None) -> Column:
-    """A column in the contract's type, from its stored Spark type; the rules of ``_typed``."""
+    """A column in the contract's type, from its stored Spark type, by ``typed_column``'s rules."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
