@@ -533,7 +533,9 @@ def test_the_key_hides_in_repr_and_refuses_nonsense():
         Release(1.0, b"short")
 
 
-def test_the_secret_comes_from_every_input_value_not_from_published_hashes(small_study, tmp_path):
+def test_the_secret_comes_from_every_staff_side_value_not_from_published_hashes(
+    small_study, tmp_path
+):
     from analysis.data.load import file_sha256, load_dataset
     from analysis.data.parameters import Parameters
 
@@ -542,13 +544,21 @@ def test_the_secret_comes_from_every_input_value_not_from_published_hashes(small
     assert secret == privacy.data_secret(load_dataset(small_study))  # reproducible
     published = {bytes.fromhex(file_sha256(p)) for p in small_study.iterdir() if p.is_file()}
     assert secret not in published
-    # one byte anywhere (a customer's join date, one day later) gives an unrelated secret
+    # a customer's join date, one day later: the staff-side data, and so the secret, stay
     customers = small_study / "customers.csv"
     text = customers.read_text()
     line = text.splitlines()[1]
     date = line.split(",")[2]
     later = (pd.Timestamp(date) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     customers.write_text(text.replace(line, line.replace(date, later), 1))
+    assert privacy.data_secret(load_dataset(small_study)) == secret
+    # one unit's name, one letter longer: a staff-side byte gives an unrelated secret
+    units = small_study / "units.csv"
+    text = units.read_text()
+    line = text.splitlines()[1]
+    fields = line.split(",")
+    fields[1] += "x"
+    units.write_text(text.replace(line, ",".join(fields), 1))
     assert privacy.data_secret(load_dataset(small_study)) != secret
     # the same tables held in memory are keyed on their values
     from analysis.data.load import dataset_from_tables

@@ -501,37 +501,61 @@ def test_over_many_pairs_the_recovery_error_has_the_predicted_laplace_spread():
     assert abs(hits - chance) < 4 * np.sqrt(chance * (1 - chance) / pairs)
 
 
-def test_same_inputs_give_byte_identical_releases_and_any_byte_fresh_noise(
+def test_same_staff_data_give_the_same_noise_and_any_staff_byte_fresh_noise(
     small_study_master, tmp_path
 ):
+    """Noise is keyed to the staff-side data (``privacy.data_secret``): the same inputs give
+    byte-identical releases; a refreshed customer export leaves every employee figure and its
+    noise as it was (fresh noise there would hand out independent copies of the same figure,
+    which average out); one changed staff answer redraws the noise of every shown figure."""
     first, second = (tmp_path / "one", tmp_path / "two")
     for out in (first, second):
         dataset = load_dataset(small_study_master)
-        write_tables(_with_findings(estimate_all(dataset, PARAMETERS).tables()), out)
+        old = estimate_all(dataset, PARAMETERS)
+        write_tables(_with_findings(old.tables()), out)
         figures = internal.organisation_figures(dataset, read_results(out)["unit_wave"], PARAMETERS)
         (out / "organisation.txt").write_text(repr({k: v.to_dict() for k, v in figures.items()}))
     for name in ("unit_wave.csv", "nps_by_engagement_quartile.csv", "organisation.txt"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    # one byte of a customer file: the employee figures are the same before noise, and their
-    # noise is new in every shown cell
-    changed = Path(shutil.copytree(small_study_master, tmp_path / "changed"))
-    customers = _read(changed, "customers")
+    shown = old.unit_wave["engagement_index"].notna()
+    assert shown.sum() > 100
+    predictors = [c for c in old.unit_wave.columns if c.endswith(SCALE_INDEX_SUFFIX)]
+
+    # one byte of a customer file: NPS moves, the employee figures and their noise do not
+    customer_change = Path(shutil.copytree(small_study_master, tmp_path / "customer"))
+    customers = _read(customer_change, "customers")
     customers.loc[0, "since"] = (
         pd.Timestamp(customers.loc[0, "since"]) - pd.Timedelta(days=1)
     ).strftime("%Y-%m-%d")
-    _write(changed, "customers", customers)
-    old, new = (estimate_all(load_dataset(d), PARAMETERS) for d in (small_study_master, changed))
-    shown = old.unit_wave["engagement_index"].notna()
-    assert shown.sum() > 100
+    _write(customer_change, "customers", customers)
+    new = estimate_all(load_dataset(customer_change), PARAMETERS)
+    employee = ["engagement_index", *predictors]
+    pd.testing.assert_frame_equal(old.unit_wave[employee], new.unit_wave[employee])
+    assert privacy.data_secret(load_dataset(customer_change)) == privacy.data_secret(
+        load_dataset(small_study_master)
+    )
+
+    # one staff answer in a unit-wave too small to show: every shown figure is the same before
+    # noise, and its noise is new
+    staff_change = Path(shutil.copytree(small_study_master, tmp_path / "staff"))
+    survey = _read(staff_change, "employee_survey")
+    hidden = old.panel[old.panel["n_respondents"] < MIN].iloc[0]
+    row = survey.index[
+        (survey["unit_id"] == hidden["unit_id"])
+        & (survey["wave"] == hidden["wave"].strftime("%Y-%m-%d"))
+        & (survey["eng_1"] != "")
+    ][0]
+    survey.loc[row, "eng_1"] = "1" if survey.loc[row, "eng_1"] != "1" else "2"
+    _write(staff_change, "employee_survey", survey)
+    new = estimate_all(load_dataset(staff_change), PARAMETERS)
+    pd.testing.assert_frame_equal(
+        suppressed_unit_wave(old.panel, predictors, MIN)[shown.to_numpy()][employee],
+        suppressed_unit_wave(new.panel, predictors, MIN)[shown.to_numpy()][employee],
+    )
     assert (
         old.unit_wave.loc[shown, "engagement_index"] != new.unit_wave.loc[shown, "engagement_index"]
     ).all()
-    predictors = [c for c in old.unit_wave.columns if c.endswith(SCALE_INDEX_SUFFIX)]
-    pd.testing.assert_frame_equal(
-        suppressed_unit_wave(old.panel, predictors, MIN).drop(columns=["nps", "n_responses"]),
-        suppressed_unit_wave(new.panel, predictors, MIN).drop(columns=["nps", "n_responses"]),
-    )
-    assert privacy.data_secret(load_dataset(changed)) != privacy.data_secret(
+    assert privacy.data_secret(load_dataset(staff_change)) != privacy.data_secret(
         load_dataset(small_study_master)
     )
 

@@ -75,10 +75,11 @@ release with other data or parameters spends its budget again.
 
 *The noise source.* Each figure's standard Laplace draw is a pseudo-random function of a secret
 and the figure's name (:func:`standard_laplace`). The secret (:func:`data_secret`) is SHA-256
-over a domain tag and every value of the parsed tables and the instrument, bound to every
-parameter by :func:`release_for`. The same data and parameters give byte-identical releases;
-any other value or parameter gives independent noise, so two releases never share a draw that
-subtraction could cancel; a reader without every raw value cannot reproduce the noise. A draw
+over a domain tag and every value of the parsed staff-side tables and the instrument (not the
+customer tables: see :func:`data_secret`), bound to every parameter by :func:`release_for`.
+The same data and parameters give byte-identical releases; any other staff-side value or
+parameter gives independent noise, so two releases never share a draw that subtraction could
+cancel; a reader without every raw value cannot reproduce the noise. A draw
 seeded from the figure's name and ``seed`` alone would be shared by both releases and cancel
 exactly in ``n₂ m̃₂ − n₁ m̃₁``; a secret from the manifest's per-file hashes would be public. Honest
 uncertainty: the noise variance ``2b²`` comes back with every released figure, and intervals
@@ -790,9 +791,9 @@ class Release:
 def data_secret(dataset) -> bytes:
     """SHA-256 over the domain tag and every input value: the seed of all noise, kept secret.
 
-    The digest covers each table's name, row count, columns and types, every value (pandas'
-    per-row hashes of the parsed tables; the optional tables too, when the dataset has them)
-    and the parsed instrument. It is computed from the
+    The digest covers each staff-side table's name, row count, columns and types, every value
+    (pandas' per-row hashes of the parsed ``units`` and ``employee_survey``, and the optional
+    tables when the dataset has them) and the parsed instrument. It is computed from the
     content, not the files' bytes, so the same data stored as CSV or Parquet, with or without a
     byte-order mark, give the same release; any change to any value gives an unrelated secret,
     and so fresh noise.
@@ -801,6 +802,12 @@ def data_secret(dataset) -> bytes:
     their names, and the instrument by its scales' names, ranges, thresholds and reverse-coded
     positions: the same answers under other item names (``Q1_1`` for ``eng_1``) are the same
     data and give the same release, as the same data in CSV and Parquet do.
+
+    The customer tables are left out: the noise protects employee figures, which do not depend
+    on them, so a refreshed customer export leaves every employee figure and its noise as they
+    were. Hashing them would give the same figure fresh, independent noise at each refresh, and
+    averaging k releases would shrink the noise by √k; it would also need every customer row in
+    pandas, which an engine's dataset (``analysis.data.source``) never holds.
 
     It is not derived from the per-file SHA-256 digests that ``manifest.json`` publishes (the
     tag comes first, and they hash bytes, not values), nor from the ``seed`` parameter: a reader
@@ -817,17 +824,20 @@ def data_secret(dataset) -> bytes:
         The 32-byte digest; never written, shown or logged.
     """
     from analysis.data.contract import TABLE_NAMES
+    from analysis.data.load import CUSTOMER_TABLE_NAMES
 
     instrument = getattr(dataset, "instrument", None)
     places = _item_places(instrument)
     digest = hashlib.sha256(RELEASE_DOMAIN + b"\0data\0")
-    # the four tables, then the optional ones the dataset holds (headcount …): every input value
+    # units and the survey, then the optional staff tables (headcount …): every staff-side value
     tables = (
         dataset.tables()
         if hasattr(dataset, "tables")
         else {name: getattr(dataset, name) for name in TABLE_NAMES}
     )
     for name, frame in tables.items():
+        if name in CUSTOMER_TABLE_NAMES:
+            continue
         if name == "employee_survey" and places:
             frame = frame.rename(columns=places)
         columns = "\0".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
