@@ -87,7 +87,7 @@ def _report(args: argparse.Namespace) -> int:
 
     parameters = load_parameters(args.params, data_dir=args.data)
     show_on_terminal()  # counters inside long steps, on a terminal only
-    build_report(args.data, args.out, parameters)
+    build_report(args.data, args.out, parameters, engine=args.engine)
     return EXIT_OK
 
 
@@ -95,22 +95,30 @@ def _estimate(args: argparse.Namespace) -> int:
     import time
 
     from analysis.data.folders import check_replaceable
+    from analysis.data.source import database_name, is_database
 
+    database = is_database(args.data)
     # the output folder first: a refused one must cost nothing and create nothing
-    check_replaceable(args.out, "results", inputs=[args.data])
-    from analysis.data.parameters import load_parameters
+    check_replaceable(args.out, "results", inputs=[] if database else [args.data])
+    from analysis.data.parameters import ParameterError, load_parameters
     from analysis.data.results import RESULT_FILES
     from analysis.report.page import publish_results
 
-    parameters = load_parameters(args.params, data_dir=args.data)
+    if database and args.engine != "duckdb":
+        raise ParameterError(
+            f"--engine {args.engine}: the engines read dataset folders; a database reduces its "
+            "own tables, so leave --engine out"
+        )
+    parameters = load_parameters(args.params, data_dir=None if database else args.data)
     started = time.monotonic()
     show_on_terminal()  # counters inside long steps, on a terminal only
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    progress(f"validating {args.data}")
-    publish_results(args.data, args.out, parameters, progress=progress)
+    where = database_name(args.data) if database else f"{args.data} ({args.engine})"
+    progress(f"validating {where}")
+    publish_results(args.data, args.out, parameters, progress=progress, engine=args.engine)
     written = ", ".join(f"{name}.csv" for name in RESULT_FILES)
     progress(f"wrote {args.out}/{written}, manifest.json")
     return EXIT_OK
@@ -179,15 +187,37 @@ PARAMS_HELP = (
 )
 
 
-def _data_and_params(command: argparse.ArgumentParser) -> None:
-    """The ``--data`` and ``--params`` options that ``estimate`` and ``report`` share."""
+def _data_source(text: str) -> Path | str:
+    """A dataset folder, or a database URL kept as it is (a Path would fold its ``//``)."""
+    from analysis.data.load import DATABASE_URL_SCHEMES
+
+    return text if text.startswith(DATABASE_URL_SCHEMES) else Path(text)
+
+
+def _data_and_params(command: argparse.ArgumentParser, database: bool = False) -> None:
+    """The ``--data``, ``--params`` and ``--engine`` options of ``estimate`` and ``report``."""
     command.add_argument(
         "--data",
-        type=Path,
+        type=_data_source if database else Path,
         default=Path("data/sample"),
-        help="dataset directory (default: data/sample)",
+        help="dataset directory (default: data/sample)"
+        + (
+            ", or a postgresql://user@host/database URL of a database holding the contract's "
+            "tables (the customer tables are reduced there)"
+            if database
+            else ""
+        ),
     )
     command.add_argument("--params", type=Path, default=None, help=PARAMS_HELP)
+    command.add_argument(
+        "--engine",
+        choices=("duckdb", "spark", "pandas"),
+        default="duckdb",
+        help="what reduces the customer answers and customers of a dataset folder: DuckDB over "
+        "the files (default; they are never read into memory whole), Apache Spark (local, or "
+        "the cluster named by INSIDE_OUT_SPARK_MASTER), or pandas (every row in memory, as "
+        "before version 2). Every engine gives the same numbers",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         "atomically, only when everything has been computed. Any other folder, the dataset "
         "and the working folder are refused before any work starts.",
     )
-    _data_and_params(estimate)
+    _data_and_params(estimate, database=True)
     estimate.add_argument(
         "--out", type=Path, required=True, help="folder for the results (new, empty or the kit's)"
     )

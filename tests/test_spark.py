@@ -9,20 +9,18 @@ Starting Spark's Java virtual machine takes about 13 s, so the module shares one
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from analysis.data.engine import JAVA_MISSING, java_available, open_tables, start_spark
 from analysis.data.load import load_dataset
 from analysis.data.parameters import resolve_as_of
 from analysis.measures import panel, reduction
+from tests.conftest import write_awkward_customers
 
 pytestmark = pytest.mark.slow  # the Java virtual machine alone takes about 13 s to start
 
@@ -129,16 +127,7 @@ def test_an_id_with_leading_zeros_stays_text(spark, tmp_path):
 
 
 def test_parquet_ids_stored_as_numbers_and_zoned_timestamps(spark, tmp_path):
-    instants = pd.to_datetime(["2024-03-28 23:30", "2024-03-29 10:00"]).tz_localize("UTC")
-    table = pa.table(
-        {
-            "customer_id": pa.array([7.0, 8.0]),  # a spreadsheet's ids, saved as numbers
-            "unit_id": pa.array(["007", "008"]),
-            "since": pa.array(instants.tz_convert("Europe/Berlin")),  # 00:30 on 29 March there
-            "churned_on": pa.array([None, dt.date(2024, 5, 1)], type=pa.date32()),
-        }
-    )
-    pq.write_table(table, tmp_path / "customers.parquet")
+    write_awkward_customers(tmp_path)
     with open_tables(tmp_path, engine="spark") as tables:
         got = tables.tables["customers"].order_by("unit_id").to_pandas()
     with open_tables(tmp_path) as tables:
@@ -167,3 +156,22 @@ def test_a_postgresql_url_does_not_take_an_engine():
         open_tables("postgresql://nobody@localhost/none", engine="spark")
     with pytest.raises(ValueError, match="engine must be one of"):
         open_tables(".", engine="polars")
+
+
+def test_estimate_on_spark_gives_every_table_pandas_gives(spark, small_study_master):
+    """The whole estimation, the customer tables reduced in Spark: every result table equal."""
+    from analysis.data.parameters import Parameters
+    from analysis.data.source import close_dataset, open_dataset
+    from analysis.report.page import estimate
+
+    parameters = Parameters(bootstrap_draws=50)
+    expected = estimate(load_dataset(small_study_master), parameters)
+    dataset = open_dataset(small_study_master, engine="spark")
+    try:
+        assert dataset.customer_nps is None  # reduced in Spark
+        got = estimate(dataset, parameters)
+    finally:
+        close_dataset(dataset)
+    assert list(got) == list(expected)
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(got[name], table, check_exact=True, obj=name)

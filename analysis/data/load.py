@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,10 @@ from analysis.data.contract import (
 )
 
 FIRST_DATA_ROW = 2  # the header is row 1
+# The tables that grow with customers, not staff: an engine may keep them (Dataset.customer_tables)
+CUSTOMER_TABLE_NAMES = ("customer_nps", "customers")
+# A dataset may be a database instead of a folder (analysis.data.source.open_dataset)
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
 ROWS_SHOWN = 5
 INSTRUMENT_FILE = "instrument.yaml"
 # Written by ``analysis.data.synth`` beside the tables of a generated study; its presence (not its
@@ -215,17 +220,28 @@ class Dataset:
     headcount, internal_service : DataFrame or None
         The optional tables (contract version 2), typed like the others; ``None`` when the
         dataset has no such table.
+    customer_tables : analysis.data.engine.Tables or None
+        Set when the dataset was opened in an engine (``analysis.data.source.open_dataset``):
+        ``customer_nps`` and ``customers`` then stay there, screened against the contract,
+        and are ``None`` here; the reductions of ``analysis.measures.reduction`` read them.
+        ``None`` when every table is in pandas.
+    reductions : dict
+        Reduced tables already computed in the engine, kept for the run (e.g.
+        ``analysis.models.churn_data.retention_at_waves``); empty in pandas.
     """
 
     units: pd.DataFrame
     employee_survey: pd.DataFrame
-    customer_nps: pd.DataFrame
-    customers: pd.DataFrame
+    customer_nps: pd.DataFrame | None
+    customers: pd.DataFrame | None
     instrument: Instrument = DEFAULT_INSTRUMENT
     files: dict[str, Path] = field(default_factory=dict)
     synthetic: bool = False
     headcount: pd.DataFrame | None = None
     internal_service: pd.DataFrame | None = None
+    # an analysis.data.engine.Tables; not imported here, as engine builds on this module
+    customer_tables: Any = None
+    reductions: dict = field(default_factory=dict, repr=False)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The dataset's tables by name, in the contract's order.
@@ -239,6 +255,24 @@ class Dataset:
         """
         names = TABLE_NAMES + OPTIONAL_TABLE_NAMES
         return {name: frame for name in names if (frame := getattr(self, name)) is not None}
+
+    def is_empty(self, name: str) -> bool:
+        """Whether table ``name`` has no rows, in pandas or in the engine holding it.
+
+        Parameters
+        ----------
+        name : str
+            A contract table the dataset holds.
+
+        Returns
+        -------
+        bool
+        """
+        frame = getattr(self, name)
+        if frame is None and self.customer_tables is not None:
+            table = self.customer_tables.tables[name]
+            return int(table.limit(1).count().execute()) == 0
+        return frame.empty
 
 
 # --------------------------------------------------------------------------------------------
@@ -1614,7 +1648,9 @@ def _checked_dataset(
         units["customer_facing"] = pd.array([True] * len(units), dtype="boolean")
     else:
         units["customer_facing"] = units["customer_facing"].fillna(True)
-    return Dataset(**tables, instrument=instrument, files=files)
+    # an engine's dataset (analysis.data.source) keeps its customer tables out of pandas
+    kept_out = dict.fromkeys(CUSTOMER_TABLE_NAMES)
+    return Dataset(**(kept_out | tables), instrument=instrument, files=files)
 
 
 def _default_in_effect(survey: pd.DataFrame | None) -> Instrument:
@@ -1883,10 +1919,20 @@ def default_as_of(dataset: Dataset) -> pd.Timestamp:
     ValueError
         If the dataset holds no date at all.
     """
-    dates = [
-        dataset.employee_survey["wave"].max(),
-        dataset.customer_nps["responded_on"].max(),
-        dataset.customers["since"].max(),
-        dataset.customers["churned_on"].max(),
-    ]
+    if dataset.customer_tables is not None:
+        answers = dataset.customer_tables.tables["customer_nps"]
+        people = dataset.customer_tables.tables["customers"]
+        # the maxima are computed where the rows are: two aggregate queries
+        last_answer = answers.aggregate(last=answers.responded_on.max()).to_pandas()
+        last_people = people.aggregate(
+            since=people.since.max(), churned=people.churned_on.max()
+        ).to_pandas()
+        customer_dates = [*last_answer.iloc[0], *last_people.iloc[0]]
+    else:
+        customer_dates = [
+            dataset.customer_nps["responded_on"].max(),
+            dataset.customers["since"].max(),
+            dataset.customers["churned_on"].max(),
+        ]
+    dates = [dataset.employee_survey["wave"].max(), *customer_dates]
     return max(pd.Timestamp(d) for d in dates if pd.notna(d))

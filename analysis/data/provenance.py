@@ -16,7 +16,12 @@ from importlib import metadata
 from pathlib import Path
 
 from analysis import PROJECT_ROOT
-from analysis.data.load import INSTRUMENT_FILE, file_sha256, find_table_files
+from analysis.data.load import (
+    DATABASE_URL_SCHEMES,
+    INSTRUMENT_FILE,
+    file_sha256,
+    find_table_files,
+)
 from analysis.data.parameters import Parameters
 
 PACKAGES = (
@@ -134,12 +139,17 @@ def build_manifest(
         ``extra`` entries. The dataset appears as its folder's name and ``dataset_sha256``,
         never as a path; ``dataset`` is ``None`` and ``inputs_sha256`` empty without data.
     """
-    inputs = {} if data_dir is None else input_hashes(data_dir, files)
-    dataset = (
-        None
-        if data_dir is None
-        else {"name": Path(data_dir).resolve().name, "sha256": dataset_sha256(inputs)}
-    )
+    database = data_dir is not None and str(data_dir).startswith(DATABASE_URL_SCHEMES)
+    inputs = {} if data_dir is None or database else input_hashes(data_dir, files)
+    if data_dir is None:
+        dataset = None
+    elif database:
+        # a database has no files to hash: its name (never its password) says what was read
+        from analysis.data.source import database_name
+
+        dataset = {"name": database_name(str(data_dir)), "sha256": None}
+    else:
+        dataset = {"name": Path(data_dir).resolve().name, "sha256": dataset_sha256(inputs)}
     recorded = parameters.to_notebook() if isinstance(parameters, Parameters) else dict(parameters)
     return {
         "run_id": run_id,

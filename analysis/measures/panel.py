@@ -21,10 +21,9 @@ from scipy import sparse
 from analysis.data.contract import nps_category
 from analysis.data.load import Dataset
 from analysis.data.parameters import resolve_as_of
+from analysis.measures import reduction
+from analysis.measures.reduction import DEFAULT_OUTCOME_WINDOW_DAYS
 from analysis.measures.scales import respondent_scale_score
-
-DEFAULT_OUTCOME_WINDOW_DAYS = 91
-
 
 #: Random splits of the staff into two halves. Estimands built on halves average over all of
 #: them: one split is one draw, and its spread over draws (about 0.37 SE on the sample) would
@@ -313,11 +312,17 @@ def unit_wave_panel(
     )
     panel = panel.merge(previous, on=["unit_id", "wave_number"], how="left")
     keys = ["unit_id", "wave"]
-    answers = dataset.customer_nps
-    outcome = nps_counts_in_windows(answers, waves, outcome_window_days, as_of=as_of)
-    prior = nps_counts_in_windows(answers, waves, outcome_window_days, before=True, as_of=as_of)
+    if dataset.customer_tables is not None:  # reduced where the rows are (open_dataset)
+        answers = dataset.customer_tables.tables["customer_nps"]
+        people = dataset.customer_tables.tables["customers"]
+        in_windows, at_waves = reduction.nps_counts_in_windows, reduction.customers_at_waves
+    else:
+        answers, people = dataset.customer_nps, dataset.customers
+        in_windows, at_waves = nps_counts_in_windows, customers_at_waves
+    outcome = in_windows(answers, waves, outcome_window_days, as_of=as_of)
+    prior = in_windows(answers, waves, outcome_window_days, before=True, as_of=as_of)
     prior = prior.rename(columns={c: f"prior_{c}" for c in prior.columns if c not in keys})
-    retention = customers_at_waves(dataset.customers, waves, outcome_window_days, as_of)
+    retention = at_waves(people, waves, outcome_window_days, as_of)
     for extra in (outcome, prior, retention):
         panel = panel.merge(extra, on=keys, how="left")
     counts = [

@@ -29,7 +29,7 @@ from analysis.data.parameters import Parameters, check_parameters, resolve_as_of
 from analysis.measures.panel import keep_splits, unit_wave_panel
 from analysis.measures.privacy import Release, release_for
 from analysis.measures.shrinkage import CALIBRATION_FLOOR, calibration_signal, df_correction
-from analysis.models import hazard, linkage, registry
+from analysis.models import churn_data, hazard, linkage, registry
 from analysis.models.linkage import EstimationError
 from analysis.models.registry import (  # noqa: F401  the fits' home is the registry
     ChurnModel,
@@ -301,7 +301,7 @@ def estimate_all(
     empty = [
         dataset.files[name].name
         for name in ("employee_survey", "customer_nps", "customers")
-        if getattr(dataset, name).empty
+        if dataset.is_empty(name)
     ]
     if empty:
         raise EstimationError(f"nothing to estimate from: {', '.join(empty)} has no rows")
@@ -640,7 +640,7 @@ def refit_without(
         params, wave_effects = hazard.poisson_fit_absorbed(
             cells["events"].to_numpy(float), cells["exposure"].to_numpy(float) / 365.25, design
         )
-        model = ChurnModel(units, churn.episodes, cells, design, params, wave_effects=wave_effects)
+        model = ChurnModel(units, churn.runs, cells, design, params, wave_effects=wave_effects)
     fitting = Fitting(dataset, parameters, rest, as_of, churn=model)
     for estimand in registry.ESTIMANDS:
         if estimand.name not in names:
@@ -1104,7 +1104,7 @@ def _loo_retention_gap(
         eligible = linkage.quartile_unit_waves(panel, min_group_size)
     except EstimationError:
         return np.full(len(units), np.nan)
-    retained = hazard.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
+    retained = churn_data.retention_at_waves(dataset, eligible["wave"], 365, as_of)
     if retained.empty:
         return np.full(len(units), np.nan)
     merged = eligible[["unit_id", "wave"]].merge(retained, on=["unit_id", "wave"], how="left")

@@ -29,7 +29,8 @@ from analysis.data.load import Dataset
 from analysis.data.parameters import Parameters
 from analysis.data.progress import counting
 from analysis.measures.nps import clustered_mean_difference
-from analysis.models import hazard, linkage, power
+from analysis.measures.reduction import customers_in_runs
+from analysis.models import churn_data, hazard, linkage, power
 from analysis.models.linkage import EstimationError
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
@@ -52,7 +53,7 @@ class ChurnModel:
     """The fitted churn model's pieces, shared by its row, mediation and the influence check."""
 
     units: pd.DataFrame  # customer-facing unit-waves with engagement_sd and unit_wave_row
-    episodes: pd.DataFrame
+    runs: pd.DataFrame  # customers by unit and first and last wave at risk (customer_runs)
     cells: pd.DataFrame  # unit × wave × tenure-band cells with engagement_sd
     design: linkage.Design  # waves absorbed; dense column 0 is engagement_sd
     params: np.ndarray  # the dense columns' coefficients: params[0] is the log hazard ratio
@@ -105,9 +106,7 @@ def churn_model(
     units["engagement_sd"] = calibrated_engagement_sd(units, covariates)
     units["unit_wave_row"] = np.arange(len(units))
     unit_covariates = [c for c in covariates if c in units.columns]
-    episodes = hazard.churn_episodes(dataset.customers, panel["wave"].unique(), as_of)
-    cells = hazard.hazard_cells(episodes)
-    cells["unit_id"] = cells["unit_id"].astype("string")
+    cells, runs = churn_data.churn_cells(dataset, panel["wave"].unique(), as_of)
     cells = hazard.attach_unit_covariates(
         cells, units, ["engagement_sd", "unit_wave_row", *unit_covariates]
     )
@@ -116,7 +115,7 @@ def churn_model(
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
     params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
-    return ChurnModel(units, episodes, cells, design, params, wave_effects=wave_effects)
+    return ChurnModel(units, runs, cells, design, params, wave_effects=wave_effects)
 
 
 def churn_hazard_on_engagement(
@@ -155,7 +154,7 @@ def churn_hazard_on_engagement(
         df=k - 1,
         confidence=confidence,
         exponentiate=True,
-        n_obs=_customers_in(model.episodes, units),
+        n_obs=customers_in_runs(model.runs, units),
         n_units=int(cells["unit_id"].nunique()),
         method="proportional hazards, piecewise-exponential baseline in tenure (8 bands), "
         "wave FE + covariates, engagement updated at each wave, delayed entry at the first "
@@ -271,7 +270,7 @@ def _retention_quartile_groups(
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Per-unit ``total`` (100 × retained) and ``n`` (at risk) in the top and bottom quartile."""
     eligible = linkage.quartile_unit_waves(panel, min_group_size)
-    retained = hazard.retention_by_unit_wave(dataset.customers, eligible, 365, as_of)
+    retained = churn_data.retention_at_waves(dataset, eligible["wave"], 365, as_of)
     merged = eligible[["unit_id", "wave", "quartile"]].merge(retained, on=["unit_id", "wave"])
     merged = merged[merged["at_risk"] > 0]
 

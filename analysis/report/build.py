@@ -34,9 +34,9 @@ import pandas as pd
 
 from analysis import PROJECT_ROOT
 from analysis.data import folders
-from analysis.data.load import load_dataset
 from analysis.data.parameters import Parameters
 from analysis.data.results import manifest_json
+from analysis.data.source import DEFAULT_ENGINE, close_dataset, open_dataset
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -378,6 +378,7 @@ def build_report(
     progress: Callable[[str], None] = print,
     pages: tuple[Page, ...] = PAGES,
     notebooks_dir: Path = NOTEBOOKS_DIR,
+    engine: str = DEFAULT_ENGINE,
 ) -> Path:
     """Validate the data, estimate, run every notebook, render every page, publish atomically.
 
@@ -400,6 +401,9 @@ def build_report(
         page links to every other. A research group may run its own set.
     notebooks_dir : Path
         Where the pages' notebooks are.
+    engine : {"duckdb", "spark", "pandas"}
+        Where the estimation reduces the customer tables (``analysis.data.source``); the
+        notebooks read the dataset with ``load_dataset``.
 
     Returns
     -------
@@ -421,13 +425,16 @@ def build_report(
     out_root = folders.check_run_root(out_root, "reports", inputs=[data_dir])
     started = time.monotonic()
     progress(f"Validating {data_dir}")
-    dataset = load_dataset(data_dir)
+    dataset = open_dataset(data_dir, engine=engine)
 
     def estimate_progress(message: str) -> None:
         progress(f"[estimate] {message}")
 
     # estimated before the run folder exists: data too thin to estimate creates nothing
-    tables = estimate(dataset, parameters, estimate_progress)
+    try:
+        tables = estimate(dataset, parameters, estimate_progress)
+    finally:
+        close_dataset(dataset)
     _require_something_to_show(tables["unit_wave"], parameters.min_group_size)
     with staged_run(out_root, "reports", inputs=[data_dir]) as (staging, run_id):
         # the notebooks find these tables current for their parameters and only read them

@@ -34,6 +34,7 @@ from analysis.data.results import (
     results_are_current,
     write_results,
 )
+from analysis.data.source import DEFAULT_ENGINE, close_dataset, open_dataset
 
 
 def estimate(
@@ -80,24 +81,28 @@ def publish_results(
     tables: Mapping[str, pd.DataFrame] | None = None,
     run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> tuple[Mapping[str, pd.DataFrame], dict]:
     """Estimate (unless ``tables`` are given) and write a result folder with its manifest.
 
     Parameters
     ----------
     data_dir : Path or str
-        The dataset folder.
+        The dataset folder, or a ``postgresql://`` URL (``analysis.data.source``).
     out_dir : Path or str
         The result folder: new, empty or the kit's (``analysis.data.results.write_results``).
     parameters : Parameters
     dataset : Dataset, optional
-        ``data_dir`` already loaded; read here when not given.
+        ``data_dir`` already opened; opened here (``open_dataset``) when not given.
     tables : Mapping of str to DataFrame, optional
         Tables already estimated (``report`` estimates before its run folder exists).
     run_id : str, optional
         The run's id for the manifest; the folder's name when not given.
     progress : callable, optional
         As for :func:`estimate`.
+    engine : {"duckdb", "spark", "pandas"}
+        Where the customer tables are reduced when the dataset is opened here
+        (``analysis.data.source.open_dataset``); every engine gives the same tables.
 
     Returns
     -------
@@ -105,8 +110,13 @@ def publish_results(
     manifest : dict
         As written to ``manifest.json`` (``analysis.data.provenance.build_manifest``).
     """
-    dataset = load_dataset(data_dir) if dataset is None else dataset
-    if tables is None:
+    if dataset is None:
+        dataset = open_dataset(data_dir, engine=engine, progress=progress or (lambda _m: None))
+        try:
+            tables = estimate(dataset, parameters, progress) if tables is None else tables
+        finally:
+            close_dataset(dataset)
+    elif tables is None:
         tables = estimate(dataset, parameters, progress)
     manifest = build_manifest(
         data_dir, dataset.files, parameters, run_id or Path(out_dir).name, run_timestamp()
