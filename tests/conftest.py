@@ -27,6 +27,30 @@ def present_tables(directory: Path) -> list[str]:
     return [t for t in (*TABLE_NAMES, *OPTIONAL_TABLE_NAMES) if (directory / f"{t}.csv").exists()]
 
 
+def write_awkward_customers(directory: Path) -> Path:
+    """``customers.parquet`` as spreadsheets and other tools write it: ids saved as numbers
+    (``7.0``), a ``since`` instant zoned in Berlin (00:30 on 29 March there, 23:30 on the 28th
+    in UTC), ``churned_on`` as a plain date. Every engine must read the ids ``"7"``, ``"8"``
+    and the dates as written in their own zone."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    instants = pd.to_datetime(["2024-03-28 23:30", "2024-03-29 10:00"]).tz_localize("UTC")
+    table = pa.table(
+        {
+            "customer_id": pa.array([7.0, 8.0]),
+            "unit_id": pa.array(["007", "008"]),
+            "since": pa.array(instants.tz_convert("Europe/Berlin")),
+            "churned_on": pa.array([None, dt.date(2024, 5, 1)], type=pa.date32()),
+        }
+    )
+    path = directory / "customers.parquet"
+    pq.write_table(table, path)
+    return path
+
+
 def write_study(directory: Path, design: StudyDesign, file_format: str = "csv") -> Path:
     study = generate(design)
     return write_tables(

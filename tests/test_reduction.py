@@ -7,20 +7,17 @@ exactly (``assert_frame_equal`` with ``check_exact``).
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from analysis.data.engine import open_tables
 from analysis.data.load import load_dataset, write_tables
 from analysis.data.parameters import resolve_as_of
 from analysis.measures import panel, reduction
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, write_awkward_customers
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 # 30 days: windows apart; 91: about a quarter, the default; 200: each window overlaps the next.
@@ -233,17 +230,7 @@ def test_an_id_with_leading_zeros_stays_text(edges):
 
 
 def test_parquet_ids_stored_as_numbers_and_zoned_timestamps(tmp_path):
-    instants = pd.to_datetime(["2024-03-28 23:30", "2024-03-29 10:00"]).tz_localize("UTC")
-    table = pa.table(
-        {
-            "customer_id": pa.array([7.0, 8.0]),  # a spreadsheet's ids, saved as numbers
-            "unit_id": pa.array(["007", "008"]),
-            "since": pa.array(instants.tz_convert("Europe/Berlin")),  # 00:30 on 29 March there
-            "churned_on": pa.array([None, dt.date(2024, 5, 1)], type=pa.date32()),
-        }
-    )
-    pq.write_table(table, tmp_path / "customers.parquet")
-    expected = pd.read_parquet(tmp_path / "customers.parquet")
+    expected = pd.read_parquet(write_awkward_customers(tmp_path))
     with open_tables(tmp_path) as tables:
         got = tables.tables["customers"].order_by("unit_id").to_pandas()
     assert got["customer_id"].tolist() == ["7", "8"]
