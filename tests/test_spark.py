@@ -175,3 +175,25 @@ def test_estimate_on_spark_gives_every_table_pandas_gives(spark, small_study_mas
     assert list(got) == list(expected)
     for name, table in expected.items():
         pd.testing.assert_frame_equal(got[name], table, check_exact=True, obj=name)
+
+
+def test_a_broken_customer_file_ends_in_the_loaders_error_on_spark(
+    spark, small_study_master, tmp_path
+):
+    """Spark's dataset is screened as DuckDB's is; a broken file gets the loader's words."""
+    import shutil
+
+    from analysis.data.load import DatasetError
+    from analysis.data.source import open_dataset
+
+    study = Path(shutil.copytree(small_study_master, tmp_path / "study"))
+    answers = pd.read_csv(study / "customer_nps.csv", dtype=str, keep_default_na=False)
+    answers.loc[[3, 40], "likelihood_to_recommend"] = "11"
+    answers.loc[9, "responded_on"] = "31/03/2024"
+    answers.to_csv(study / "customer_nps.csv", index=False)
+    with pytest.raises(DatasetError) as expected:
+        load_dataset(study)
+    with pytest.raises(DatasetError) as got:
+        open_dataset(study, engine="spark")
+    assert str(got.value) == str(expected.value)
+    assert "5 '11', 42 '11'" in str(got.value)

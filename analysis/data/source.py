@@ -144,23 +144,29 @@ def open_dataset(
         if frame is not None:
             tables[name] = frame
     opened = None
+    flagged = True
     if all(name in files for name in CUSTOMER_TABLE_NAMES):
         from analysis.data.engine import open_tables  # Ibis loads only when it is used
 
-        opened = open_tables(
-            directory, engine=engine, memory_limit=memory_limit, temp_directory=temp_directory
-        )
+        # The screen runs in DuckDB whatever reduces the tables: the folder is local (the
+        # staff tables are read from it here), and Spark's reading is typed as DuckDB's is.
+        progress(f"checking {', '.join(CUSTOMER_TABLE_NAMES)} against the contract (DuckDB)")
+        local = open_tables(directory, memory_limit=memory_limit, temp_directory=temp_directory)
+        try:
+            flagged = _screened(local, specs, files)
+        finally:
+            if engine != "duckdb" or flagged:
+                local.close()
+        if not flagged:
+            opened = (
+                local
+                if engine == "duckdb"
+                else open_tables(directory, engine=engine, temp_directory=temp_directory)
+            )
     try:
-        flagged = True
-        if opened is not None:
-            progress(f"checking {', '.join(CUSTOMER_TABLE_NAMES)} against the contract ({engine})")
-            flagged = _screened(opened, specs, files)
         if flagged:
             progress(f"reading {', '.join(CUSTOMER_TABLE_NAMES)} in pandas, as the loader does")
             # the loader's own reading, for its exact messages (or a false alarm's data)
-            if opened is not None:
-                opened.close()
-                opened = None
             for name in CUSTOMER_TABLE_NAMES:
                 if name in files:
                     frame, table_problems = _read_table(files[name], specs[name])
