@@ -17,6 +17,20 @@ rows (at most units × waves) reach pandas. The definitions are those of ``panel
 
 Each wave is matched to the answers or customers of its window by a range join against a small
 table of the waves, so the work grows with the (row, window) pairs, as in ``panel``.
+
+The churn models' sufficient statistics are reduced here too, equal to their pandas definitions
+in ``analysis.models.hazard`` (which this layer may not import, so the tenure bands live here):
+
+* **hazard cells**: events and exposure per unit × wave × tenure band of the counting-process
+  episodes (:func:`hazard_cells`);
+* **customer runs**: customers counted by unit and by the first and last wave they were at risk
+  in (:func:`customer_runs`), from which :func:`customers_in_runs` counts the distinct customers
+  of any set of unit-waves;
+* **retention at waves**: customers at risk at each unit-wave and how many stayed a horizon
+  longer (:func:`retention_by_unit_wave`).
+
+Their dates are calendar dates, counted in the engine as whole day numbers, so sums of days are
+integer sums there and equal pandas' float sums exactly.
 """
 
 from __future__ import annotations
