@@ -42,7 +42,6 @@ import pyarrow.parquet as pq
 
 from analysis.data.contract import ColumnSpec, TableSpec, default_instrument, table_specs
 from analysis.data.load import (
-    DATABASE_URL_SCHEMES,
     INSTRUMENT_FILE,
     ISO_DATE_OR_TIMESTAMP,
     find_table_files,
@@ -52,7 +51,7 @@ from analysis.data.load import (
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-POSTGRES_SCHEMES = DATABASE_URL_SCHEMES
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 # Characters an identifier loses at either end, as Python's str.strip() in the loader does for
 # the whitespace that occurs in exported files.
@@ -177,7 +176,9 @@ def open_tables(
     DuckDB's progress bar is shown only when standard error is a terminal, so CI logs stay
     quiet; a local Spark session has no web UI, no console progress and logs errors only.
     Missing tables are simply absent from ``tables``: whether that is allowed is the
-    validation's rule (``find_table_files`` reports it).
+    validation's rule (``find_table_files`` reports it). So is a file DuckDB cannot even open
+    as a view (a header row that is not UTF-8, an empty file): it is named, with the error, in
+    ``Tables.unreadable``, and ``analysis.data.screen`` flags it.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")

@@ -187,7 +187,9 @@ def _screen_file(
             for (rule, _predicate), n in zip(rules, row, strict=True):
                 found[rule] = found.get(rule, 0) + (n or 0)  # count_if of no rows is NULL
         for column in keys:
-            if found.get(_IRREGULAR + column) == 0:
+            # a key is then its own stored value: every one passed the cheap test, or it is a
+            # whole number, whose text is one to one with it
+            if found.get(_IRREGULAR + column) == 0 or stored[column][0] in _INTEGER_TYPES:
                 keys[column] = _quote(column)
         flags += [rule for rule, n in found.items() if n and not rule.startswith(_IRREGULAR)]
         for key in [[c.name] for c in spec.columns if c.unique] + [list(spec.unique_together)]:
