@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from analysis.data.contract import ColumnSpec, TableSpec, default_instrument, table_specs
 from analysis.data.load import (
+    DATABASE_URL_SCHEMES,
     INSTRUMENT_FILE,
     ISO_DATE_OR_TIMESTAMP,
     find_table_files,
@@ -51,7 +52,7 @@ from analysis.data.load import (
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_SCHEMES = DATABASE_URL_SCHEMES
 
 # Characters an identifier loses at either end, as Python's str.strip() in the loader does for
 # the whitespace that occurs in exported files.
