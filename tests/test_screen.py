@@ -408,11 +408,20 @@ def test_postgresql_tables_screen_clean_then_flag_broken_values(postgres_url, sm
         )
         opened.backend.raw_sql("UPDATE customers SET unit_id = 'X1' WHERE unit_id = '0001'")
         opened.backend.raw_sql(
+            "UPDATE customers SET customer_id = customer_id || chr(160), since = '3000-01-01' "
+            "WHERE customer_id = (SELECT max(customer_id) FROM customers)"
+        )
+        opened.backend.raw_sql(
             "INSERT INTO customer_nps SELECT * FROM customer_nps "
             "WHERE response_id = (SELECT max(response_id) FROM customer_nps)"
         )
         flags = screen_tables(opened, SCREENED, specs, files)
     assert flags == {
         NPS: ["out of range likelihood_to_recommend", "duplicate response_id"],
-        CUSTOMERS: ["unknown unit_id", "churned_on before since"],
+        CUSTOMERS: [
+            "odd whitespace customer_id",
+            "date beyond pandas since",
+            "unknown unit_id",
+            "churned_on before since",
+        ],
     }
