@@ -350,6 +350,35 @@ def test_whatever_the_loader_refuses_the_screen_flags(study, edit, table, expect
         assert flags == {NPS: [], CUSTOMERS: []}
 
 
+# The fuzz test's hostile cells (tests/test_fuzz.py) and a few more, each written into one
+# column of customer_nps and one of customers, the columns taken in turn.
+HOSTILE_CELLS = [
+    *("", "0", "-1", "999", "4.5", "NaN", "2024-02-30", "9999-12-31", "0001-01-01"),
+    *("2024-03-31 10:22:11", "true", "=SUM(A1)", "$\\frac{1}{2}$", "\u202e", "x" * 5_000),
+    *("\x00", "٣", "７", " 1_0 ", "1e-1", "-0", "0.", ".0", "0x7", "2024-03-31\u00a0", "\t"),
+]
+NPS_COLUMNS = ("likelihood_to_recommend", "responded_on", "response_id", "unit_id", "effort")
+CUSTOMER_COLUMNS = ("since", "customer_id", "churned_on", "unit_id")
+
+
+@pytest.mark.parametrize("number", range(len(HOSTILE_CELLS)))
+def test_hostile_cells_the_loader_refuses_are_flagged(study, number):
+    value = HOSTILE_CELLS[number]
+    cell(NPS, NPS_COLUMNS[number % len(NPS_COLUMNS)], 6, value)(study)
+    cell(CUSTOMERS, CUSTOMER_COLUMNS[number % len(CUSTOMER_COLUMNS)], 7, value)(study)
+    try:
+        load_dataset(study)
+        refused, error = set(), None
+    except DatasetError as caught:
+        refused = {t for t in SCREENED for p in caught.problems if p.file.startswith(t)}
+        error = caught
+    except Exception as caught:  # noqa: BLE001 - the loader breaking is a refusal too
+        refused, error = set(SCREENED), caught
+    flags = screen(study)
+    for name in refused:
+        assert flags[name], f"{name} refused by the loader, passed by the screen:\n{error}"
+
+
 def test_the_sample_and_the_small_study_screen_clean(small_study_master):
     if not (SAMPLE / "units.csv").exists():
         pytest.skip("data/sample is absent (make data)")
