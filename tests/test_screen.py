@@ -131,6 +131,18 @@ def parquet(table: str, **columns: Callable[[pd.Series], object]) -> Edit:
     return edit
 
 
+def parquet_indexed(table: str, name: str) -> Edit:
+    """Store the table as Parquet with column ``name`` (made up if absent) as pandas' index."""
+
+    def edit(directory: Path) -> None:
+        frame = _read(directory, table).replace("", None)
+        frame[name] = frame.get(name, pd.Series(np.arange(len(frame)).astype(str)))
+        frame.set_index(name).to_parquet(directory / f"{table}.parquet")
+        (directory / f"{table}.csv").unlink()
+
+    return edit
+
+
 def churn_before_since(directory: Path) -> None:
     frame = _read(directory, CUSTOMERS)
     frame.loc[10, ["since", "churned_on"]] = ["2024-06-01", "2024-05-01"]
@@ -310,6 +322,8 @@ CASES = [
     ("Parquet score '1_0'", parquet(NPS, likelihood_to_recommend=lambda v: v.where(v != "3", "1_0")), NPS, REFUSED),  # noqa: E501
     ("Parquet empty id", parquet(CUSTOMERS, customer_id=lambda v: v.where(v.index != 3, "")), CUSTOMERS, REFUSED),  # noqa: E501
     ("Parquet year 2262", parquet(CUSTOMERS, since=late), CUSTOMERS, REFUSED),
+    ("Parquet id as the index", parquet_indexed(NPS, "response_id"), NPS, REFUSED),
+    ("Parquet extra column as the index", parquet_indexed(NPS, "comment"), NPS, CLEAN),
 ]
 # fmt: on
 

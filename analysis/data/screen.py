@@ -205,7 +205,11 @@ def _header_flags(path: Path, spec: TableSpec) -> list[str]:
     """The header's rules (as ``_read_raw`` reads it) and a platform's extra header rows."""
     try:
         if path.suffix == ".parquet":
-            names = pq.read_schema(path).names
+            schema = pq.read_schema(path)
+            # pandas makes a column its metadata names as the index the index, which the
+            # loader then drops: to it the column is missing
+            index = (schema.pandas_metadata or {}).get("index_columns", [])
+            names = [n for n in schema.names if n not in {i for i in index if isinstance(i, str)}]
         else:
             with path.open(encoding="utf-8-sig", newline="") as handle:
                 names = next(csv.reader(handle), None) or []
