@@ -544,11 +544,11 @@ def test_received_noise_var_matches_the_spread_over_replications():
     A provider's item answers are ``base_P + Binomial(2, ½)``, independent, so every rater's
     score has the same variance ``σ² = 25² · ½ / 6`` and the true received service of a unit is
     ``Σ a_P · 25 base_P``. Over ``R`` replications the sample variance of a unit's received
-    index has relative standard error about ``√(2 / (R − 1))`` (2.3% at R = 4000; the index is
+    index has relative standard error about ``√(2 / (R − 1))`` (2.2% at R = 4000; the index is
     an average of many bounded answers, near normal, with a kurtosis below the normal's), so
-    agreement within 4 of them (9.1%) is asked of each unit; the mean of each is checked
+    agreement within 4 of them (8.9%) is asked of each unit; the mean of each is checked
     against the truth within 4 Monte-Carlo standard errors. The naive ``σ²/n_raters_other``
-    misses unit U3 by 70%, so the test can tell.
+    misses unit U3 by 71% (``Σ a²/m`` = .142 against 1/12), so the test can tell.
     """
     design = {  # (rater unit, provider): raters
         ("U1", "P1"): 3, ("U1", "P2"): 1,
@@ -603,3 +603,34 @@ def test_received_noise_var_matches_the_spread_over_replications():
         if unit == "U3":
             naive = sigma2 / mine["n_raters_other"].iloc[0]
             assert abs(empirical / naive - 1) > 5 * tolerance
+
+
+# --------------------------------------------------------------------------------------------
+# Through the loader: a real dataset folder with the table as a CSV file
+
+
+def test_the_loaded_table_gives_the_same_figures_as_the_hand_table(small_study):
+    """The hand table written into a real study (its units and survey waves, as CSV text) and
+    read back by the loader: identical scorecards and received service, ids mapped."""
+    from analysis.data.load import load_dataset
+
+    units = pd.read_csv(small_study / "units.csv", dtype=str)["unit_id"].tolist()
+    survey_waves = pd.read_csv(small_study / "employee_survey.csv", dtype=str)["wave"]
+    waves = sorted(survey_waves.unique())[:2]
+    names = {"A": units[0], "B": units[1], "C": units[2], "IT": units[3], "HR": units[4]}
+    dates = {W1: pd.Timestamp(waves[0]), W2: pd.Timestamp(waves[1])}
+    table = hand_table()
+    for column in ("rater_unit_id", "provider_unit_id"):
+        table[column] = table[column].map(names).astype("string")
+    table["wave"] = table["wave"].map(dates).astype("datetime64[ns]")
+    text = table.assign(wave=table["wave"].dt.strftime("%Y-%m-%d"))
+    text.to_csv(small_study / "internal_service.csv", index=False)
+    loaded = load_dataset(small_study).internal_service
+    for release in (None, RELEASE):
+        pd.testing.assert_frame_equal(
+            provider_scores(loaded, MIN, release=release),
+            provider_scores(table, MIN, release=release),
+        )
+    pd.testing.assert_frame_equal(service_received(loaded, MIN), service_received(table, MIN))
+    scores = provider_scores(loaded, MIN)
+    assert _row(scores, names["IT"], dates[W1])["service_index"] == pytest.approx(67.5)

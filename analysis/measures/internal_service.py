@@ -738,7 +738,9 @@ def service_received(internal_service: pd.DataFrame, min_group_size: int) -> pd.
     people only, and the hidden scorecards (fewer than ``min_group_size`` raters in all) never
     enter a shown row. Rows with no provider entering are suppressed too. A display must still
     release the shown values with Laplace noise: one rating of ``P`` by another unit moves
-    ``service_received_X`` by at most ``max_P a_XP · 100 / m_XP``.
+    ``service_received_X`` by at most ``max_P a_XP · 100 / m_XP``. ``received_noise_var``
+    pools over every provider-wave, small ones included, and is for the model only (a
+    displayed variance would pool over shown provider-waves, as ``provider_scores`` does).
 
     References
     ----------
