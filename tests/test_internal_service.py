@@ -486,6 +486,27 @@ def test_no_published_figure_moves_when_a_hidden_providers_ratings_change():
     assert not received_before["service_received"].equals(received_after["service_received"])
 
 
+def test_no_shown_received_row_depends_on_a_units_few_raters_of_a_provider():
+    """The subtraction the display rule stops: a provider's published total minus the other
+    units' parts is one unit's raters. Mirror every (rater unit, provider, wave) cell of fewer
+    than MIN raters, in shown providers too: no shown received row moves."""
+    table = _adversarial_table()
+    cell = ["rater_unit_id", "provider_unit_id", "wave"]
+    sizes = table.groupby(cell)["respondent_id"].transform("size")
+    changed = table.copy()
+    small = (sizes < MIN).to_numpy()
+    for item in POINTS_OF_CONNECTION:
+        changed.loc[small, item] = 6 - changed.loc[small, item]
+    shown_providers = provider_scores(table, MIN).query("not suppressed")
+    assert table[small].merge(shown_providers[["provider_unit_id", "wave"]]).shape[0] > 0
+    before, after = service_received(table, MIN), service_received(changed, MIN)
+    shown = ~before["suppressed"]
+    pd.testing.assert_series_equal(
+        before.loc[shown, "service_received"], after.loc[shown, "service_received"]
+    )
+    assert not before["service_received"].equals(after["service_received"])
+
+
 def test_the_received_model_input_would_give_a_rater_away_and_is_marked_suppressed():
     """The attack the rule stops: unit C rated only IT in wave 1. IT's published index (67.5 of
     5 raters) minus C's received service (IT without c1, 4 raters) is c1's own rating."""
