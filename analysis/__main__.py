@@ -66,6 +66,16 @@ def _synth(args: argparse.Namespace) -> int:
         confounding_strength=args.confounding_strength,
         reverse_causation=args.reverse_causation,
         reverse_strength=args.reverse_strength,
+        # The chain's switches only mean something with the chain, so they turn it on.
+        internal_service=args.internal_service or args.no_chain or args.chain_confounding,
+        providers_per_unit=args.providers_per_unit,
+        engagement_per_service_sd=args.engagement_per_service_sd,
+        nps_direct_per_service_sd=args.nps_direct_per_service_sd,
+        brand_promise_per_sd=args.brand_promise_per_sd,
+        no_chain=args.no_chain,
+        chain_confounding=args.chain_confounding,
+        chain_confounding_strength=args.chain_confounding_strength,
+        chain_confounding_nps=args.chain_confounding_nps,
     )
     study = generate(design)
     write_study(study, args.out, file_format=args.format)
@@ -358,6 +368,65 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=d.reverse_strength,
         help="with --reverse-causation: SD of engagement per SD of sentiment",
+    )
+    chain = synth.add_argument_group(
+        "internal service, the service chain and brand alignment (contract v2)"
+    )
+    chain.add_argument(
+        "--internal-service",
+        action="store_true",
+        help="also write the internal_service table (staff rate the teams they depend on), "
+        "the comm_effort item and customers' brand_promise, with the service chain: the "
+        "internal service a unit receives raises its engagement and its customers' NPS",
+    )
+    chain.add_argument(
+        "--providers-per-unit",
+        type=int,
+        default=d.providers_per_unit,
+        help="internal teams each unit depends on and rates",
+    )
+    chain.add_argument(
+        "--engagement-per-service-sd",
+        type=float,
+        default=d.engagement_per_service_sd,
+        help="engagement index points per SD of internal service received",
+    )
+    chain.add_argument(
+        "--nps-direct-per-service-sd",
+        type=float,
+        default=d.nps_direct_per_service_sd,
+        help="NPS points next quarter per SD of internal service received, not through engagement",
+    )
+    chain.add_argument(
+        "--brand-promise-per-sd",
+        type=float,
+        default=d.brand_promise_per_sd,
+        help="customers' brand_promise index points next quarter per SD of the unit's "
+        "staff brand alignment",
+    )
+    chain.add_argument(
+        "--no-chain",
+        action="store_true",
+        help="internal service has no effect on engagement or NPS (implies --internal-service)",
+    )
+    chain.add_argument(
+        "--chain-confounding",
+        action="store_true",
+        help="a unit trait raises both the internal service a unit receives and its NPS, so "
+        "the naive chain estimate is biased (implies --internal-service)",
+    )
+    chain.add_argument(
+        "--chain-confounding-strength",
+        type=float,
+        default=StudyDesign.chain_confounding_strength,
+        help="with --chain-confounding: tilt of a unit's choice of providers toward good ones "
+        "per SD of the trait",
+    )
+    chain.add_argument(
+        "--chain-confounding-nps",
+        type=float,
+        default=StudyDesign.chain_confounding_nps,
+        help="with --chain-confounding: NPS points per SD of the trait",
     )
     synth.set_defaults(run=_synth)
 

@@ -85,9 +85,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
+from scipy.special import expit, logit, ndtr
 
-from analysis.data.contract import DEFAULT_INSTRUMENT, DETRACTOR_MAX, PROMOTER_MIN, Instrument
+from analysis.data.contract import (
+    DEFAULT_INSTRUMENT,
+    DETRACTOR_MAX,
+    POINTS_OF_CONNECTION,
+    PROMOTER_MIN,
+    Instrument,
+)
 from analysis.data.load import SYNTHETIC_FILE, write_tables
 
 DAYS_PER_YEAR = 365.25
@@ -126,6 +132,8 @@ SCALE_CORRELATION = {
     "points_of_connection": 0.55,
     "employee_effort": 0.45,
     "enps": 0.70,
+    # (v2) Easy access to information goes with engagement, less strongly than communication.
+    "communication_effort": 0.50,
 }
 ITEM_LOADING = 0.75
 ITEM_SKIP_RATE = 0.02
@@ -170,6 +178,17 @@ class StudyDesign:
     confounding_strength: float = 0.5  # SD of engagement between regions
     reverse_causation: bool = False
     reverse_strength: float = 0.6  # kappa: SD of engagement per SD of prior sentiment
+    # (v2) The internal-service chain, communication effort and brand promise; off by default,
+    # so that a design without it writes exactly what it wrote before (data/sample included).
+    internal_service: bool = False
+    providers_per_unit: int = 3  # internal teams each unit depends on
+    engagement_per_service_sd: float = 2.5  # engagement index points per SD of received service
+    nps_direct_per_service_sd: float = 1.0  # NPS points per SD of received service, not via staff
+    brand_promise_per_sd: float = 3.0  # brand_promise index points per SD of staff alignment
+    no_chain: bool = False
+    chain_confounding: bool = False
+    chain_confounding_strength: float = 0.5  # log-weight of provider choice per SD trait × quality
+    chain_confounding_nps: float = 4.0  # NPS points per SD of the confounding unit trait
 
     def effective(self) -> StudyDesign:
         """The design with its switches applied."""
@@ -180,6 +199,10 @@ class StudyDesign:
             design = replace(design, reverse_strength=0.0)
         if not self.confounding:
             design = replace(design, confounding_strength=0.0)
+        if self.no_chain:
+            design = replace(design, engagement_per_service_sd=0.0, nps_direct_per_service_sd=0.0)
+        if not self.chain_confounding:
+            design = replace(design, chain_confounding_strength=0.0, chain_confounding_nps=0.0)
         return design
 
 
@@ -195,10 +218,19 @@ class Study:
     truth : dict
         The design, the counts and every effect on the scales the kit estimates them on (what
         ``truth.json`` holds; see :func:`truth_json`).
+    latent : dict of str to DataFrame, optional
+        The generator's hidden values, never written to the dataset, for tests that check the
+        truth against the draws: ``unit_waves`` (one row per unit and wave: ``unit_id``,
+        ``wave``, ``customer_facing``, ``engagement_latent``; with the internal-service chain
+        also ``received_service`` (0–100), ``received_service_sd`` (its standardized value),
+        ``brand_alignment_latent`` and ``confounding_trait``) and, with the chain,
+        ``provider_waves`` (``unit_id``, ``wave``, ``service_quality_latent``,
+        ``service_index``).
     """
 
     tables: dict[str, pd.DataFrame]
     truth: dict
+    latent: dict[str, pd.DataFrame] | None = None
 
 
 @dataclass(frozen=True)
@@ -322,11 +354,20 @@ def generate(
     d = design.effective()
     rng_units, rng_engagement, rng_staff, rng_items, rng_customers, rng_nps = _streams(d)
     org = _organisation(d, rng_units, rng_engagement)
-    survey = pd.concat(
-        [frame for frame, _ in _employee_survey_waves(d, instrument, org, rng_staff, rng_items)],
-        ignore_index=True,
-    )
-    customers, nps = _customers(d, org, rng_customers, rng_nps)
+    # The chain draws from its own streams and only then moves engagement and sentiment, so a
+    # design without it takes exactly the draws it always took.
+    chain = _draw_chain(d, org, instrument) if d.internal_service else None
+    if chain is not None:
+        org = chain.organisation
+    record: dict | None = {} if chain is not None else None
+    waves = _employee_survey_waves(d, instrument, org, rng_staff, rng_items, record)
+    survey = pd.concat([frame for frame, _ in waves], ignore_index=True)
+    brand = None
+    if chain is not None:
+        survey = _with_communication_effort(d, chain, instrument, survey, record)
+        service = _internal_service_table(chain, org, survey, record)
+        brand = _brand_answers(chain, org, instrument, record)
+    customers, nps = _customers(d, org, rng_customers, rng_nps, brand)
     tables = {
         "units": org.units,
         "employee_survey": survey,
@@ -334,8 +375,15 @@ def generate(
         "customers": customers,
         "headcount": _headcount(org, survey["wave"]),
     }
+    if chain is not None:
+        tables["internal_service"] = service
     counts = _counts(tables, org.waves)
-    return Study(tables, _truth(d, org.latent, org.waves, org.as_of, counts, instrument))
+    truth = _truth(d, org.latent, org.waves, org.as_of, counts, instrument)
+    latent = {"unit_waves": _unit_waves(org, chain, instrument, record)}
+    if chain is not None:
+        truth = _with_chain_truth(truth, chain, tables)
+        latent["provider_waves"] = _provider_waves(org, chain)
+    return Study(tables, truth, latent)
 
 
 def _streams(d: StudyDesign) -> list[np.random.Generator]:
@@ -356,6 +404,7 @@ class _Organisation:
     as_of: pd.Timestamp
     boundaries: pd.DatetimeIndex  # quarter k runs from boundary k to boundary k + 1
     z: np.ndarray  # latent unit engagement, unit × quarter
+    z_own: np.ndarray  # its stable and AR(1) part, without region or reverse causation
     unit_sentiment: np.ndarray  # unit customer sentiment, logits, unit × quarter
     beta: float
     nps_cuts: np.ndarray
@@ -439,8 +488,8 @@ def _organisation(
         beta, points_per_logit, unit_sd, sentiment_sd, region_engagement, region_nps_logit
     )
     return _Organisation(
-        units, unit_ids, size, customer_facing, waves, as_of, boundaries, z, unit_sentiment,
-        beta, nps_cuts, latent,
+        units, unit_ids, size, customer_facing, waves, as_of, boundaries, z,
+        np.sqrt(rho) * a[:, None] + np.sqrt(1 - rho) * w, unit_sentiment, beta, nps_cuts, latent,
     )  # fmt: skip
 
 
@@ -479,8 +528,14 @@ def _employee_survey_waves(
     org: _Organisation,
     rng_staff: np.random.Generator,
     rng_items: np.random.Generator,
+    record: dict | None = None,
 ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-    """The staff answers wave by wave: each wave's rows, and the staff numbers that answered."""
+    """The staff answers wave by wave: each wave's rows, and the staff numbers that answered.
+
+    ``record``, when given, receives what the internal-service chain needs and the survey does
+    not write: ``"specific"``, each scale's unit-specific part, and ``"waves"``, per wave the
+    respondents' unit numbers and latent engagement, in the rows' order. No extra draws.
+    """
     z, unit_ids, size, waves = org.z, org.unit_ids, org.size, org.waves
     roster_unit = np.repeat(np.arange(len(unit_ids)), size)
     n_staff = len(roster_unit)
@@ -492,6 +547,9 @@ def _employee_survey_waves(
         s.name: rng_items.standard_normal(len(unit_ids)) for s in instrument.scales
     }
     icc = d.engagement_icc
+    if record is not None:
+        record["specific"] = scale_specific_unit
+        record["waves"] = []
     for t, wave in enumerate(waves, start=1):
         if t > 1:  # leavers are replaced by new staff with new pseudonymous ids
             leave = rng_staff.random(n_staff) < quarterly_leave
@@ -534,6 +592,8 @@ def _employee_survey_waves(
                 **{k: pd.array(v, dtype="Int64") for k, v in columns.items()},
             }
         )
+        if record is not None:
+            record["waves"].append((roster_unit[answers], general[answers]))
         yield frame, staff_id[answers]
 
 
@@ -557,8 +617,13 @@ def _customers(
     org: _Organisation,
     rng: np.random.Generator,
     rng_nps: np.random.Generator,
+    brand: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All customers and their NPS answers, sorted by date (``generate``)."""
+    """All customers and their NPS answers, sorted by date (``generate``).
+
+    ``brand``, when given, is called with each answer's unit number, quarter and customer
+    effect (in the answers' drawn order) and returns their ``brand_promise`` (NaN for skipped).
+    """
     unit = np.repeat(np.arange(len(org.unit_ids)), _customer_counts(d, org, rng))
     drawn = _draw_customers(d, org, unit, rng, rng_nps)
     unit_ids = org.unit_ids
@@ -586,6 +651,9 @@ def _customers(
             ),
         }
     )
+    if brand is not None:
+        promise = brand(u, drawn.period, drawn.customer_effect[who])
+        nps["brand_promise"] = pd.array(promise[order], dtype="Int64")
     return customers, nps
 
 
@@ -605,6 +673,8 @@ class _DrawnCustomers:
     score: np.ndarray  # likelihood to recommend, 0–10
     effort: np.ndarray  # customer effort, 1–7
     effort_missing: np.ndarray
+    period: np.ndarray  # each answer's quarter (its wave's outcome window; 0 before the first)
+    customer_effect: np.ndarray  # each customer's own satisfaction, logits
 
 
 def _draw_customers(
@@ -667,7 +737,455 @@ def _draw_customers(
     effort_cuts = _cutpoints(CUSTOMER_EFFORT_BASE, "logit")
     effort = 1 + _ordinal_logistic(0.5 * eta, effort_cuts, rng_nps)
     effort_missing = rng_nps.random(len(who)) < 0.3  # effort is an optional question
-    return _DrawnCustomers(since, churned_on, who, responded_on, score, effort, effort_missing)
+    return _DrawnCustomers(
+        since, churned_on, who, responded_on, score, effort, effort_missing, period,
+        customer_effect,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# (v2) Internal service, the service chain, communication effort and brand promise
+
+#: Spawn key of the chain's streams under the design's seed: ``generate`` uses ``(0,)`` to
+#: ``(5,)`` and ``write_study_chunked`` ``(6, block)``, so none of the chain's draws is taken
+#: from a stream the other tables use.
+CHAIN_STREAM = 15
+SERVICE_PERSISTENCE = 0.6  # share of a provider's quality variance that is stable
+SERVICE_AGREEMENT = 0.5  # loading of a rating on the provider's true quality (rater ICC .25)
+SERVICE_HALO = 0.3  # loading of a rating on the rater's own latent engagement
+SERVICE_RATING_RATE = (0.4, 0.9)  # range of the chance a respondent rates a given provider
+CUSTOMER_FACING_PROVIDER_WEIGHT = 0.05  # relative to a back-office team
+SAME_REGION_PROVIDER_WEIGHT = 2.0  # a regional office serves its own region first
+INTERNAL_NPS_SKIP_RATE = 0.10
+BRAND_PROMISE_SKIP_RATE = 0.5  # asked of about half the customers
+BRAND_UNIT_SD_LOGIT = 0.3  # what else makes a unit's customers feel the promise is kept
+BRAND_CUSTOMER_LOADING = 0.5  # a satisfied customer also says the promise is kept
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The internal-service network, its true quality, and the organisation it moved."""
+
+    organisation: _Organisation  # engagement and sentiment with the chain's effects in
+    providers: np.ndarray  # unit × slot: the provider's unit number (-1: none)
+    rate: np.ndarray  # unit × slot: chance that one of the unit's respondents rates it
+    quality: np.ndarray  # latent service quality q, unit × quarter (every unit may provide)
+    service_index: np.ndarray  # its true index, 0–100, unit × quarter
+    received: np.ndarray  # true internal service received, 0–100, unit × quarter
+    received_mean: float
+    received_sd: float  # across customer-facing unit-waves
+    standardized: np.ndarray  # received service in SDs, unit × quarter
+    trait: np.ndarray  # the confounding unit trait, SD units
+    gamma: float  # SD of latent engagement per SD of received service
+    index_points: float  # engagement index points per SD of latent engagement
+    nps_per_logit: float  # the average NPS points per logit of satisfaction (A)
+    direct_logit: float  # direct effect on satisfaction, logits per SD of received service
+    brand_logit: float  # brand_promise logits per SD of true staff brand alignment
+    brand_unit: np.ndarray  # unit part of brand_promise, logits
+    brand_specific: np.ndarray  # unit-specific part of brand alignment, when not surveyed
+    rng_ratings: np.random.Generator
+    rng_comm: np.random.Generator
+    rng_brand: np.random.Generator
+
+
+def _chain_streams(d: StudyDesign) -> list[np.random.Generator]:
+    """The chain's five streams: network, quality, ratings, communication effort, brand."""
+    root = np.random.SeedSequence(d.seed, spawn_key=(CHAIN_STREAM,))
+    return [np.random.default_rng(s) for s in root.spawn(5)]
+
+
+def service_index(quality: np.ndarray) -> np.ndarray:
+    """A provider's true internal service index (0–100) at latent service quality ``quality``.
+
+    Parameters
+    ----------
+    quality : array_like
+        Latent quality q, in SDs across providers.
+
+    Returns
+    -------
+    ndarray
+        The expected 0–100 point-of-connection index of a rater drawn from the whole
+        organisation: ``25 Σ_k Φ((λ L q − c_k) / sqrt(1 − λ² L²))``, with λ
+        (``SERVICE_AGREEMENT``) the rating's loading on q, L (``ITEM_LOADING``) each item's
+        loading on the rating, and ``c_k`` the probit cut points of the 1–5 answers. Exact
+        for the generator's model: an item's latent value given q is normal with mean λ L q and
+        variance 1 − λ² L² (the halo and the rater's own noise take the rest of the rating's
+        unit variance), so each answer exceeds ``k`` with probability Φ(...).
+    """
+    cuts = _cutpoints(FIVE_POINT_BASE, "probit")
+    m = SERVICE_AGREEMENT * ITEM_LOADING
+    q = np.asarray(quality, dtype=float)[..., None]
+    return 25 * ndtr((m * q - cuts) / np.sqrt(1 - m**2)).sum(axis=-1)
+
+
+def _average_slope(index: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Average derivative of ``index(x)`` over x ~ N(0, 1) (Gauss–Hermite, central differences).
+
+    By Stein's lemma it is also the population least-squares slope of the index on x.
+    """
+    h = 1e-4
+    return float((((index(_GH_NODES + h) - index(_GH_NODES - h)) / (2 * h)) * _GH_WEIGHTS).sum())
+
+
+def _brand_promise_index(alignment: np.ndarray, coefficient: float) -> np.ndarray:
+    """Expected ``brand_promise`` index (0–100) at true staff brand alignment ``alignment``.
+
+    The answer is ordinal logistic in ``coefficient × alignment + v`` with v normal (the unit's
+    and the customer's own parts), so ``E[index] = 25 Σ_k E_v[expit(ζ − c_k)]``.
+    """
+    cuts = _cutpoints(FIVE_POINT_BASE, "logit")
+    spread = np.sqrt(BRAND_UNIT_SD_LOGIT**2 + (BRAND_CUSTOMER_LOADING * CUSTOMER_SD_LOGIT) ** 2)
+    zeta = coefficient * np.asarray(alignment, dtype=float)[..., None] + spread * _GH_NODES
+    inner = expit(zeta[..., None] - cuts).sum(axis=-1)
+    return 25 * (inner * _GH_WEIGHTS).sum(axis=-1)
+
+
+def _brand_coefficient(points: float) -> float:
+    """The logit coefficient that gives ``points`` brand-promise index points per SD (bisection)."""
+    if points == 0:
+        return 0.0
+    low, high = 0.0, 5.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if _average_slope(lambda x, c=mid: _brand_promise_index(x, c)) < abs(points):
+            low = mid
+        else:
+            high = mid
+    return float(np.sign(points) * (low + high) / 2)
+
+
+def _communication_effort_index(z: np.ndarray, icc: float) -> np.ndarray:
+    """Expected ``comm_effort`` index (0–100 on 1–7) of a unit at latent engagement ``z``.
+
+    The item's latent value given z is normal with mean ``m z`` and variance ``1 − m²``,
+    ``m = 0.9 r sqrt(icc)`` (single-item loading 0.9, correlation r with the engagement factor),
+    so ``E[index] = (100 / 6) Σ_k Φ((m z − c_k) / sqrt(1 − m²))``.
+    """
+    cuts = _cutpoints(SEVEN_POINT_BASE, "probit")
+    m = 0.9 * SCALE_CORRELATION["communication_effort"] * np.sqrt(icc)
+    x = np.asarray(z, dtype=float)[..., None]
+    return 100 / 6 * ndtr((m * x - cuts) / np.sqrt(1 - m**2)).sum(axis=-1)
+
+
+def _draw_chain(d: StudyDesign, org: _Organisation, instrument: Instrument) -> _Chain:
+    """Draw who depends on whom and each provider's quality; move engagement and sentiment.
+
+    Each unit depends on ``providers_per_unit`` other units, drawn without replacement with
+    weights: back-office teams 1, customer-facing units ``CUSTOMER_FACING_PROVIDER_WEIGHT``,
+    twice as much in the unit's own region, and, with ``chain_confounding``, a tilt
+    ``exp(strength × trait[u] × a[p])`` toward providers of stable good quality ``a`` for units
+    with a high trait (Gumbel top-k sampling, Plackett–Luce). A provider's quality is
+    ``q = sqrt(.6) a + sqrt(.4) w`` (w AR(1), phi = 0.5), its true index :func:`service_index`.
+    The service a unit receives is its providers' true indices weighted by the expected share
+    of its raters each gets (the contract's definition, with the rater counts at their
+    expectation; true quality has no rater of its own to leave out). Standardized across
+    customer-facing unit-waves to S, it enters latent engagement as
+    ``z = sqrt(1 − γ²) z_own + γ S + region + reverse`` (so within-region SD stays 1) and unit
+    satisfaction as ``direct × S + confounding × trait``.
+    """
+    rng_network, rng_quality, rng_ratings, rng_comm, rng_brand = _chain_streams(d)
+    n, n_periods = org.z.shape
+    k = max(0, min(d.providers_per_unit, n - 1))
+
+    a = rng_quality.standard_normal(n)
+    w = np.empty((n, n_periods))
+    w[:, 0] = rng_quality.standard_normal(n)
+    for t in range(1, n_periods):
+        w[:, t] = 0.5 * w[:, t - 1] + np.sqrt(0.75) * rng_quality.standard_normal(n)
+    quality = np.sqrt(SERVICE_PERSISTENCE) * a[:, None] + np.sqrt(1 - SERVICE_PERSISTENCE) * w
+    index = service_index(quality)
+
+    trait = rng_network.standard_normal(n)
+    gumbel = rng_network.gumbel(size=(n, n))
+    rate = rng_network.uniform(*SERVICE_RATING_RATE, size=(n, k))
+    region = org.units["region"].to_numpy()
+    weight = np.where(org.customer_facing, CUSTOMER_FACING_PROVIDER_WEIGHT, 1.0)[None, :]
+    weight = weight * np.where(region[:, None] == region[None, :], SAME_REGION_PROVIDER_WEIGHT, 1)
+    with np.errstate(divide="ignore"):
+        keys = np.log(weight) + d.chain_confounding_strength * trait[:, None] * a[None, :]
+    np.fill_diagonal(keys, -np.inf)  # a unit does not serve itself
+    providers = np.sort(np.argsort(-(keys + gumbel), axis=1, kind="stable")[:, :k], axis=1)
+
+    share = rate / rate.sum(axis=1, keepdims=True) if k else rate
+    received = np.einsum("uj,ujt->ut", share, index[providers]) if k else np.zeros((n, n_periods))
+    facing = received[org.customer_facing, 1:]
+    mean = float(facing.mean()) if facing.size else 0.0
+    sd = float(facing.std()) if facing.size else 0.0
+    standardized = (received - mean) / sd if sd > 0 else np.zeros_like(received)
+
+    index_points = _index_points_per_sd(d, instrument)
+    gamma = d.engagement_per_service_sd / index_points
+    if abs(gamma) >= 1:
+        raise ValueError(
+            f"engagement_per_service_sd {d.engagement_per_service_sd} is at least the "
+            f"engagement index points of one SD of latent engagement ({index_points:.2f})"
+        )
+    beta = org.beta
+    nps_cuts = org.nps_cuts
+    if beta:
+        per_logit = _nps_slope(beta, CUSTOMER_SD_LOGIT, nps_cuts) / beta
+    else:
+        per_logit = _points_per_logit(CUSTOMER_SD_LOGIT, nps_cuts)
+    direct = d.nps_direct_per_service_sd / per_logit
+    confounding = d.chain_confounding_nps / per_logit
+    z = org.z + (np.sqrt(1 - gamma**2) - 1) * org.z_own + gamma * standardized
+    sentiment = org.unit_sentiment + direct * standardized + confounding * trait[:, None]
+    moved = replace(org, z=z, unit_sentiment=sentiment)
+
+    brand_unit = BRAND_UNIT_SD_LOGIT * rng_brand.standard_normal(n)
+    brand_specific = rng_brand.standard_normal(n)
+    return _Chain(
+        moved, providers, rate, quality, index, received, mean, sd, standardized, trait,
+        float(gamma), index_points, float(per_logit), float(direct),
+        _brand_coefficient(d.brand_promise_per_sd), brand_unit, brand_specific,
+        rng_ratings, rng_comm, rng_brand,
+    )  # fmt: skip
+
+
+def _respondents(record: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The survey's respondents in row order: unit numbers, latent engagement, quarter."""
+    units = [u for u, _ in record["waves"]]
+    return (
+        np.concatenate(units) if units else np.zeros(0, int),
+        np.concatenate([g for _, g in record["waves"]]) if units else np.zeros(0),
+        np.repeat(np.arange(1, len(units) + 1), [len(u) for u in units]),
+    )
+
+
+def _with_communication_effort(
+    d: StudyDesign, chain: _Chain, instrument: Instrument, survey: pd.DataFrame, record: dict
+) -> pd.DataFrame:
+    """The survey with ``comm_effort`` (1–7) added, drawn as the other scales are.
+
+    The respondent's latent is ``r × engagement factor + sqrt(1 − r²) × specific`` (r =
+    ``SCALE_CORRELATION["communication_effort"]``, the specific part with its own unit share
+    ``engagement_icc``), the answer ``0.9 × latent + noise`` cut at the 1–7 base shares, 2%
+    skipped. An instrument that already measures ``communication_effort`` keeps its own.
+    """
+    if any(s.name == "communication_effort" for s in instrument.scales):
+        return survey
+    rng, icc = chain.rng_comm, d.engagement_icc
+    unit, general, _ = _respondents(record)
+    r = SCALE_CORRELATION["communication_effort"]
+    specific_unit = rng.standard_normal(len(chain.received))
+    m = len(unit)
+    specific = np.sqrt(icc) * specific_unit[unit] + np.sqrt(1 - icc) * rng.standard_normal(m)
+    latent = r * general + np.sqrt(1 - r**2) * specific
+    value = 0.9 * latent + np.sqrt(1 - 0.9**2) * rng.standard_normal(m)
+    answer = _ordinal(value, _cutpoints(SEVEN_POINT_BASE, "probit"), 1).astype(float)
+    answer[rng.random(m) < ITEM_SKIP_RATE] = np.nan
+    return survey.assign(comm_effort=pd.array(answer, dtype="Int64"))
+
+
+def _internal_service_table(
+    chain: _Chain, org: _Organisation, survey: pd.DataFrame, record: dict
+) -> pd.DataFrame:
+    """Each respondent's ratings of the teams their unit depends on (contract v2).
+
+    A respondent of unit u rates provider p with chance ``rate[u, p]``. The rating's latent is
+    ``λ q[p, t] + h e + sqrt(1 − λ² − h²) ε``: λ = ``SERVICE_AGREEMENT``, and the halo ``h``
+    (``SERVICE_HALO``) on the rater's own latent engagement ``e``, which is why the contract
+    leaves a unit's own raters out of the service it receives. Each point of connection is
+    ``L × latent + noise`` cut at the 1–5 base shares, 2% skipped (never all six); internal
+    NPS is ``0.9 × latent + noise`` cut at the eNPS base shares, 10% skipped. Rows are ordered
+    as the survey's, then by provider.
+    """
+    rng = chain.rng_ratings
+    unit, general, period = _respondents(record)
+    k = chain.providers.shape[1]
+    rated = rng.random((len(unit), k)) < chain.rate[unit]
+    row, slot = np.nonzero(rated)
+    provider = chain.providers[unit[row], slot]
+    m = len(row)
+    rest = np.sqrt(1 - SERVICE_AGREEMENT**2 - SERVICE_HALO**2)
+    latent = (
+        SERVICE_AGREEMENT * chain.quality[provider, period[row]]
+        + SERVICE_HALO * general[row]
+        + rest * rng.standard_normal(m)
+    )
+    cuts = _cutpoints(FIVE_POINT_BASE, "probit")
+    points = np.column_stack(
+        [
+            _ordinal(
+                ITEM_LOADING * latent + np.sqrt(1 - ITEM_LOADING**2) * rng.standard_normal(m),
+                cuts,
+                1,
+            )
+            for _ in POINTS_OF_CONNECTION
+        ]
+    ).astype(float)
+    skipped = rng.random((m, len(POINTS_OF_CONNECTION))) < ITEM_SKIP_RATE
+    skipped[skipped.all(axis=1), 0] = False  # a rating answers at least one point
+    points[skipped] = np.nan
+    enps = _ordinal(
+        0.9 * latent + np.sqrt(1 - 0.9**2) * rng.standard_normal(m),
+        _cutpoints(ENPS_BASE, "probit"),
+        0,
+    ).astype(float)
+    enps[rng.random(m) < INTERNAL_NPS_SKIP_RATE] = np.nan
+    return pd.DataFrame(
+        {
+            "respondent_id": survey["respondent_id"].to_numpy()[row],
+            "rater_unit_id": org.unit_ids[unit[row]],
+            "provider_unit_id": org.unit_ids[provider],
+            "wave": survey["wave"].to_numpy()[row],
+            **{
+                item: pd.array(points[:, i], dtype="Int64")
+                for i, item in enumerate(POINTS_OF_CONNECTION)
+            },
+            "internal_nps": pd.array(enps, dtype="Int64"),
+        }
+    )
+
+
+def _brand_alignment(chain: _Chain, org: _Organisation, instrument: Instrument, record: dict):
+    """True staff brand alignment per unit and quarter, in SDs across units (1 when z's is 1).
+
+    The surveyed scale's unit part is ``sqrt(icc) (r z + sqrt(1 − r²) specific)``; this is the
+    bracket, with the survey's own unit-specific draw when the instrument has the scale.
+    """
+    r = SCALE_CORRELATION["brand_alignment"]
+    specific = record["specific"].get("brand_alignment", chain.brand_specific)
+    return r * org.z + np.sqrt(1 - r**2) * specific[:, None]
+
+
+def _brand_answers(chain: _Chain, org: _Organisation, instrument: Instrument, record: dict):
+    """The function that draws ``brand_promise`` (1–5) for customer answers.
+
+    ``ζ = ξ B[u, k] + unit part + BRAND_CUSTOMER_LOADING × customer effect + logistic noise``,
+    ordinal logistic at the 1–5 base shares: B is the unit's true staff brand alignment in the
+    quarter of the answer (the wave before it), ξ set so that the brand-promise index moves
+    ``brand_promise_per_sd`` points per SD of B; half the answers skip the question.
+    """
+    alignment = _brand_alignment(chain, org, instrument, record)
+    cuts = _cutpoints(FIVE_POINT_BASE, "logit")
+    rng = chain.rng_brand
+
+    def draw(unit: np.ndarray, period: np.ndarray, customer: np.ndarray) -> np.ndarray:
+        zeta = (
+            chain.brand_logit * alignment[unit, period]
+            + chain.brand_unit[unit]
+            + BRAND_CUSTOMER_LOADING * customer
+        )
+        answer = 1 + _ordinal_logistic(zeta, cuts, rng).astype(float)
+        answer[rng.random(len(unit)) < BRAND_PROMISE_SKIP_RATE] = np.nan
+        return answer
+
+    return draw
+
+
+def _unit_waves(
+    org: _Organisation, chain: _Chain | None, instrument: Instrument, record: dict | None
+) -> pd.DataFrame:
+    """The hidden unit-wave values of ``Study.latent["unit_waves"]``."""
+    n, n_waves = len(org.unit_ids), len(org.waves)
+    frame = pd.DataFrame(
+        {
+            "unit_id": np.repeat(org.unit_ids, n_waves),
+            "wave": np.tile(np.asarray(org.waves, dtype="datetime64[ns]"), n),
+            "customer_facing": np.repeat(org.customer_facing, n_waves),
+            "engagement_latent": org.z[:, 1:].ravel(),
+        }
+    )
+    if chain is not None:
+        alignment = _brand_alignment(chain, org, instrument, record)
+        frame["received_service"] = chain.received[:, 1:].ravel()
+        frame["received_service_sd"] = chain.standardized[:, 1:].ravel()
+        frame["brand_alignment_latent"] = alignment[:, 1:].ravel()
+        frame["confounding_trait"] = np.repeat(chain.trait, n_waves)
+    return frame
+
+
+def _provider_waves(org: _Organisation, chain: _Chain) -> pd.DataFrame:
+    """Every unit's true service quality and index per wave (``Study.latent``)."""
+    n, n_waves = len(org.unit_ids), len(org.waves)
+    return pd.DataFrame(
+        {
+            "unit_id": np.repeat(org.unit_ids, n_waves),
+            "wave": np.tile(np.asarray(org.waves, dtype="datetime64[ns]"), n),
+            "service_quality_latent": chain.quality[:, 1:].ravel(),
+            "service_index": chain.service_index[:, 1:].ravel(),
+        }
+    )
+
+
+def _with_chain_truth(truth: dict, chain: _Chain, tables: dict[str, pd.DataFrame]) -> dict:
+    """``truth.json`` with the chain's estimands, their parts, and what they rest on.
+
+    Every value is analytic on the generator's model, with the conventions of the existing
+    effects (average derivatives over a standard normal driver, Stein's lemma):
+
+    * ``engagement_on_internal_service`` = γ × ``engagement_index_points_per_sd_latent``, which
+      is ``engagement_per_service_sd`` by construction (γ is solved from it);
+    * ``nps_on_internal_service`` (total) = γ × ``nps_points_per_sd_latent_engagement`` +
+      ``nps_direct_per_service_sd``: both paths move the same logit of satisfaction, by
+      β γ and by the direct coefficient, and the direct one was converted to points with the
+      same average slope A that turns β into the NPS effect;
+    * ``nps_via_engagement_share`` = the first term over the total. It is exact pointwise: at
+      every value of satisfaction the derivative of expected NPS splits between the paths in
+      the ratio of their logit coefficients. ``None`` when the total is 0.
+    """
+    d = truth["design"]
+    effects = truth["effects"]
+    via = chain.gamma * effects["nps_points_per_sd_latent_engagement"]
+    total = via + d["nps_direct_per_service_sd"]
+    service = tables["internal_service"]
+    facing = chain.organisation.customer_facing
+    trait = np.repeat(chain.trait[facing], chain.standardized.shape[1] - 1)
+    received = chain.standardized[facing, 1:].ravel()
+    return truth | {
+        "counts": truth["counts"]
+        | {
+            "internal_service_ratings": len(service),
+            "internal_service_raters": int(service["respondent_id"].nunique()),
+            "internal_service_providers": int(service["provider_unit_id"].nunique()),
+            "brand_promise_answers": int(tables["customer_nps"]["brand_promise"].notna().sum()),
+        },
+        "effects": effects
+        | {
+            "engagement_on_internal_service": chain.gamma * chain.index_points,
+            "nps_on_internal_service": float(total),
+            "nps_on_internal_service_via_engagement": float(via),
+            "nps_on_internal_service_direct": float(d["nps_direct_per_service_sd"]),
+            "nps_via_engagement_share": float(via / total) if total else None,
+            "engagement_sd_latent_per_sd_internal_service": chain.gamma,
+            "nps_points_per_sd_chain_confounder": float(d["chain_confounding_nps"]),
+            "brand_promise_on_brand_alignment": _average_slope(
+                lambda x: _brand_promise_index(x, chain.brand_logit)
+            ),
+            "communication_effort_correlation_with_engagement": SCALE_CORRELATION[
+                "communication_effort"
+            ],
+            "communication_effort_index_points_per_sd_latent": _average_slope(
+                lambda x: _communication_effort_index(x, d["engagement_icc"])
+            ),
+        },
+        "internal_service": {
+            "received_service_mean_points": chain.received_mean,
+            "received_service_sd_points": chain.received_sd,
+            "service_persistence": SERVICE_PERSISTENCE,
+            "rater_agreement_loading": SERVICE_AGREEMENT,
+            "rater_halo_loading": SERVICE_HALO,
+            "nps_points_per_logit_average": chain.nps_per_logit,
+            "nps_direct_logit_per_sd_internal_service": chain.direct_logit,
+            "brand_promise_logit_per_sd_brand_alignment": chain.brand_logit,
+            "brand_unit_sd_logit": BRAND_UNIT_SD_LOGIT,
+            "confounder_received_service_correlation": (
+                float(np.corrcoef(trait, received)[0, 1]) if trait.std() and received.std() else 0.0
+            ),
+            "notes": (
+                "Internal service received is the contract's index (0-100) of a unit's "
+                "providers' true quality, weighted by the expected share of the unit's raters "
+                "each gets; 'per SD' is per SD of it across customer-facing unit-waves of this "
+                "study (received_service_sd_points). Engagement at wave t and NPS in the "
+                "quarter after wave t respond to the service received at wave t. The chain's "
+                "estimands are exact on the model's scales, as the effects above are. Brand "
+                "promise: index points of customers' brand_promise (0-100) in the quarter "
+                "after a wave per SD of the unit's true staff brand alignment at that wave."
+            ),
+        },
+    }
 
 
 def _index_points_per_sd(d: StudyDesign, instrument: Instrument) -> float:
@@ -786,7 +1304,11 @@ def synthetic_note(study: Study) -> str:
     """
     design = study.truth["design"]
     counts = study.truth["counts"]
-    switches = [name for name in ("no_effect", "confounding", "reverse_causation") if design[name]]
+    # .get: the chain's switches are absent from the design of a truth.json written before them
+    names = ("no_effect", "confounding", "reverse_causation", "no_chain", "chain_confounding")
+    switches = [name for name in names if design.get(name)]
+    if design.get("internal_service"):
+        switches.insert(0, "internal_service")
     return (
         "# This dataset is synthetic\n\n"
         "Every unit, staff answer, customer and customer answer in this folder was generated by "
@@ -911,12 +1433,23 @@ def write_study_chunked(
     Path
         The folder written, with ``truth.json`` and ``SYNTHETIC.md`` as :func:`write_study`
         writes them.
+
+    Raises
+    ------
+    ValueError
+        If ``design.internal_service`` is set: the chain is generated only by :func:`generate`.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from analysis.data import folders
 
+    if design.internal_service:
+        raise ValueError(
+            "write_study_chunked does not generate the internal-service chain "
+            "(StudyDesign.internal_service): its ratings need every respondent at once; "
+            "use generate and write_study, or a design without it"
+        )
     d = design.effective()
     rng_units, rng_engagement, rng_staff, rng_items, rng_customers, _ = _streams(d)
     org = _organisation(d, rng_units, rng_engagement)
