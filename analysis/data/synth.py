@@ -62,6 +62,52 @@ engagement, NPS and churn together. ``reverse_causation`` makes customer sentime
 before a wave raise engagement at that wave (``kappa``), with no forward effect unless
 ``nps_effect`` is also given.
 
+Internal service, the service chain, communication effort and brand promise (contract v2)
+-----------------------------------------------------------------------------------------
+Off by default (``internal_service``), so a design without it, ``data/sample`` included, writes
+byte for byte what it wrote before. On, every new number comes from streams of its own
+(``SeedSequence(seed, spawn_key=(CHAIN_STREAM,))``), and the chain moves only engagement and
+customer satisfaction: with ``no_chain`` the four tables are unchanged, only added to.
+
+* **Who depends on whom.** Each unit depends on ``providers_per_unit`` other units, mostly
+  back-office teams (IT, HR, logistics, finance), more often in its own region, now and then a
+  customer-facing one (:func:`_draw_chain`). Provider *p* has latent service quality
+  ``q[p,t] = sqrt(.6) a[p] + sqrt(.4) w[p,t]`` (w AR(1), phi = 0.5) and a true internal
+  service index ``Q = service_index(q)``, 0–100.
+* **Ratings** (``internal_service``): every survey respondent of unit *u* rates each of *u*'s
+  providers with a chance fixed per pair (.4–.9); the rating's latent is
+  ``.5 q[p,t] + .3 e[i,t] + noise``, where e is the rater's own latent engagement (a halo: the
+  reason the contract leaves a unit's own raters out of the service it receives); six points of
+  connection (1–5) and internal NPS (0–10) are cut from it as the survey's items are.
+* **The chain.** The service unit *u* receives, ``R[u,t]``, is the mean of its providers' Q
+  weighted by the expected share of *u*'s raters each gets; S is R standardized across
+  customer-facing unit-waves. Engagement becomes
+  ``z = sqrt(1 − γ²) z_own + γ S + region + reverse`` (its within-region SD stays 1, so every
+  effect above keeps its meaning), with γ set so that the engagement index moves
+  ``engagement_per_service_sd`` points per SD of S; satisfaction gains
+  ``direct × S`` (``nps_direct_per_service_sd`` NPS points). Engagement at wave *t* drives NPS
+  in the quarter after it, so the received service does too, partly through engagement.
+* **Communication effort** (``comm_effort``, 1–7): built like the other scales, correlation
+  ``SCALE_CORRELATION["communication_effort"]`` = .5 with the engagement factor.
+* **Brand promise** (``brand_promise``, 1–5, half the customers asked): ordinal logistic in
+  ``ξ B[u,t] + unit part + .5 × the customer's own satisfaction``, B the unit's true staff brand
+  alignment at the wave before (the surveyed scale's unit part), ξ set so the brand-promise
+  index moves ``brand_promise_per_sd`` points per SD of B.
+
+Defaults are our assumptions, chosen modest: Heskett et al. (1994) state the chain's links
+(internal service quality → employee satisfaction → loyalty → customer satisfaction) without
+effect sizes. 2.5 engagement points per SD of received service is γ ≈ .36 SD of latent
+engagement; with the 4-point NPS effect of engagement and a direct 1 point it makes a total of
+about 2.4 NPS points per SD, three fifths of it through engagement.
+
+``no_chain`` sets the chain's effects (engagement and direct NPS) to zero. ``chain_confounding``
+gives each unit a trait that tilts its choice of providers toward good ones
+(``exp(chain_confounding_strength × trait × a[p])``, Gumbel top-k sampling) and adds
+``chain_confounding_nps`` NPS points per SD of the trait: the naive association of received
+service with NPS is biased, while the within-unit one is not (the trait and the providers are
+fixed, the service varies by quarter). Everything is in ``truth.json`` (``effects`` and
+``internal_service``); :func:`write_study_chunked` refuses the chain.
+
 References
 ----------
 Bliese, P. D. (2000). Within-group agreement, non-independence, and reliability: implications
@@ -71,6 +117,9 @@ Theory, Research, and Methods in Organizations* (pp. 349–381). Jossey-Bass.
 Harter, J. K., Schmidt, F. L., & Hayes, T. L. (2002). Business-unit-level relationship between
 employee satisfaction, employee engagement, and business outcomes: a meta-analysis. *Journal
 of Applied Psychology* 87(2), 268–279.
+
+Heskett, J. L., Jones, T. O., Loveman, G. W., Sasser, W. E., & Schlesinger, L. A. (1994).
+Putting the service-profit chain to work. *Harvard Business Review* 72(2), 164–174.
 
 Harter, J. K., et al. (2020). *The Relationship Between Engagement at Work and Organizational
 Outcomes: Q12 Meta-Analysis* (10th ed.). Gallup.
@@ -145,8 +194,9 @@ class StudyDesign:
     """Every knob of the generator. The defaults make ``data/sample``.
 
     The effect sizes, their grounding in published meta-analyses and the switches
-    (``no_effect``, ``confounding``, ``reverse_causation``) are described in the module
-    docstring; each field's unit is in its comment.
+    (``no_effect``, ``confounding``, ``reverse_causation``; with ``internal_service``,
+    ``no_chain`` and ``chain_confounding``) are described in the module docstring; each
+    field's unit is in its comment.
     """
 
     seed: int = 20240331
@@ -213,8 +263,8 @@ class Study:
     Attributes
     ----------
     tables : dict of str to DataFrame
-        ``units``, ``employee_survey``, ``customer_nps`` and ``customers``, as the contract
-        defines them.
+        ``units``, ``employee_survey``, ``customer_nps``, ``customers`` and ``headcount``, as
+        the contract defines them, and ``internal_service`` when the design has the chain.
     truth : dict
         The design, the counts and every effect on the scales the kit estimates them on (what
         ``truth.json`` holds; see :func:`truth_json`).
@@ -1125,11 +1175,14 @@ def _with_chain_truth(truth: dict, chain: _Chain, tables: dict[str, pd.DataFrame
     * ``nps_via_engagement_share`` = the first term over the total. It is exact pointwise: at
       every value of satisfaction the derivative of expected NPS splits between the paths in
       the ratio of their logit coefficients. ``None`` when the total is 0.
+
+    The per-SD values are ``None`` when the received service does not vary (no providers).
     """
     d = truth["design"]
     effects = truth["effects"]
     via = chain.gamma * effects["nps_points_per_sd_latent_engagement"]
     total = via + d["nps_direct_per_service_sd"]
+    varies = chain.received_sd > 0  # else no unit receives more service than another
     service = tables["internal_service"]
     facing = chain.organisation.customer_facing
     trait = np.repeat(chain.trait[facing], chain.standardized.shape[1] - 1)
@@ -1144,11 +1197,13 @@ def _with_chain_truth(truth: dict, chain: _Chain, tables: dict[str, pd.DataFrame
         },
         "effects": effects
         | {
-            "engagement_on_internal_service": chain.gamma * chain.index_points,
-            "nps_on_internal_service": float(total),
-            "nps_on_internal_service_via_engagement": float(via),
-            "nps_on_internal_service_direct": float(d["nps_direct_per_service_sd"]),
-            "nps_via_engagement_share": float(via / total) if total else None,
+            "engagement_on_internal_service": chain.gamma * chain.index_points if varies else None,
+            "nps_on_internal_service": float(total) if varies else None,
+            "nps_on_internal_service_via_engagement": float(via) if varies else None,
+            "nps_on_internal_service_direct": (
+                float(d["nps_direct_per_service_sd"]) if varies else None
+            ),
+            "nps_via_engagement_share": float(via / total) if total and varies else None,
             "engagement_sd_latent_per_sd_internal_service": chain.gamma,
             "nps_points_per_sd_chain_confounder": float(d["chain_confounding_nps"]),
             "brand_promise_on_brand_alignment": _average_slope(
