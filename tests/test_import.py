@@ -1,6 +1,8 @@
 """`python -m analysis import`: raw exports and a mapping.yaml become a dataset.
 
-Real files and the real command line, as a researcher would run it."""
+Real files and the real command line, as a researcher would run it: ``analysis.__main__.main``
+with the arguments a shell passes, in a new interpreter for the worked examples (``run_import``
+says why the others share this one)."""
 
 from __future__ import annotations
 
