@@ -150,12 +150,18 @@ def scaled_design(name: str, fraction: float) -> StudyDesign:
 
 @dataclass
 class Measured:
-    """One measured step: wall time, peak memory of its process tree, and how it ended."""
+    """One measured step: wall time, peak memory of its process tree, and how it ended.
+
+    ``cpu_seconds`` is the processor time (user and system) of the step's processes: on a
+    machine shared with other work the wall time grows while it waits for a core, the processor
+    time much less, so the two together tell a slow step from a busy machine.
+    """
 
     seconds: float
     peak_bytes: int
     status: str  # "ok", "timeout", "refused" (exit 2) or "failed"
     inner: dict  # timings a step reports about itself
+    cpu_seconds: float = float("nan")
 
 
 def run_measured(command: list[str], timeout: float | None) -> Measured:
@@ -169,26 +175,29 @@ def run_measured(command: list[str], timeout: float | None) -> Measured:
         process.communicate()
         return Measured(time.monotonic() - started, 0, "timeout", {})
     seconds = time.monotonic() - started
-    usage = _children_peak_bytes()
+    usage, cpu = _children_usage()
     if process.returncode != 0:
         print(stderr[-2000:], file=sys.stderr)
         # exit 2 is a clear refusal (invalid or too thin data), not a crash
-        return Measured(seconds, usage, "refused" if process.returncode == 2 else "failed", {})
+        status = "refused" if process.returncode == 2 else "failed"
+        return Measured(seconds, usage, status, {}, cpu)
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     inner = json.loads(last) if last.startswith("{") else {}
-    return Measured(seconds, usage, "ok", inner)
+    return Measured(seconds, usage, "ok", inner, cpu)
 
 
-def _children_peak_bytes() -> int:
-    """Peak RSS over this process's finished children and their descendants.
+def _children_usage() -> tuple[int, float]:
+    """Peak RSS (bytes) and processor seconds of this process's finished children and their
+    descendants.
 
-    ``RUSAGE_CHILDREN`` keeps the maximum over every child so far, so each step runs in a fresh
-    helper process (``python -m analysis.studies.benchmark measure …``) whose only child is
-    the step.
+    ``RUSAGE_CHILDREN`` keeps the maximum RSS over every child so far and sums their processor
+    time, so each step runs in a fresh helper process (``python -m analysis.studies.benchmark
+    measure …``) whose only child is the step.
     """
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int(usage.ru_maxrss) * 1024, float(usage.ru_utime + usage.ru_stime)
 
 
 def _measure_main(argv: list[str]) -> int:
@@ -203,6 +212,7 @@ def _measure_main(argv: list[str]) -> int:
                 "peak_bytes": measured.peak_bytes,
                 "status": measured.status,
                 "inner": measured.inner,
+                "cpu_seconds": measured.cpu_seconds,
             }
         )
     )
@@ -221,7 +231,13 @@ def measure(command: list[str], timeout: float | None = None) -> Measured:
     ]
     result = subprocess.run(helper + command, capture_output=True, text=True, check=True)
     fields = json.loads(result.stdout.strip().splitlines()[-1])
-    return Measured(fields["seconds"], fields["peak_bytes"], fields["status"], fields["inner"])
+    return Measured(
+        fields["seconds"],
+        fields["peak_bytes"],
+        fields["status"],
+        fields["inner"],
+        fields.get("cpu_seconds", float("nan")),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,6 +544,7 @@ def run_scaling(name: str, data_root: Path, out: Path, growth: bool = True) -> l
                 "nps_responses": counts["nps_responses"],
                 "generate_seconds": counts["generate_seconds"],
                 "seconds": measured.seconds,
+                "cpu_seconds": measured.cpu_seconds,
                 "peak_mib": measured.peak_bytes / 1024**2 if measured.peak_bytes else None,
                 "status": measured.status,
                 "estimands_estimated": estimated,
@@ -691,6 +708,7 @@ def run_benchmark(
                 | {
                     "step": step,
                     "seconds": measured.seconds,
+                    "cpu_seconds": measured.cpu_seconds,
                     "peak_mib": measured.peak_bytes / 1024**2 if measured.peak_bytes else None,
                     "status": measured.status,
                     **{f"{k}_seconds": v for k, v in measured.inner.items()},
@@ -754,6 +772,7 @@ TABLE_COLUMNS = (
     "nps_responses",
     "step",
     "seconds",
+    "cpu_seconds",
     "peak_mib",
     "status",
 )
@@ -768,6 +787,7 @@ SCALING_COLUMNS = (
     "nps_responses",
     "generate_seconds",
     "seconds",
+    "cpu_seconds",
     "peak_mib",
     "status",
     "estimands_estimated",
@@ -1062,8 +1082,10 @@ def growth_panel(axis, measured: pd.DataFrame, column: str) -> None:
     title = "Wall time" if column == "seconds" else "Peak memory"
     axis.set_title(f"{title} by customer answers (▲ stopped at the limit)", fontsize=11)
     axis.legend(frameon=False, fontsize=8)
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     _plain_log_ticks(axis)
-    from matplotlib.ticker import FuncFormatter
 
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _short_count(value)))
 
@@ -1079,16 +1101,14 @@ def _short_count(value: float) -> str:
 def ratio_panel(axis, ratios: pd.DataFrame) -> None:
     """Naive time over ours per size and estimand, and for the whole ``estimate`` (hatched
     where naive timed out), with issue 14's 10× target for the whole."""
-    labels = [
-        f"{r.size}\n{'estimate' if r.estimand == ALL_ESTIMANDS else r.estimand.split('_on_')[0]}"
-        for r in ratios.itertuples()
-    ]
+    short = {"nps_on_engagement": "NPS", "churn_hazard_on_engagement": "hazard"}
+    labels = [f"{r.size}: {short.get(r.estimand, 'estimate')}" for r in ratios.itertuples()]
     colours = ["#dd8452" if e == ALL_ESTIMANDS else "#4c72b0" for e in ratios["estimand"]]
     bars = axis.bar(range(len(ratios)), ratios["ratio"], color=colours)
     for bar, lower in zip(bars, ratios["ratio_is_lower_bound"], strict=True):
         if lower:
             bar.set_hatch("//")
-    axis.set_xticks(range(len(ratios)), labels, fontsize=7)
+    axis.set_xticks(range(len(ratios)), labels, fontsize=7, rotation=45, ha="right")
     for bar, ratio in zip(bars, ratios["ratio"], strict=True):
         axis.annotate(
             f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×",
@@ -1243,7 +1263,8 @@ def main(argv: list[str] | None = None) -> int:
         sample_data=args.sample_data,
     )
     summary = table[table["step"] != "generate"][
-        ["size", "nps_responses", "step", "seconds", "peak_mib", "status", "same_as_pandas"]
+        ["size", "nps_responses", "step", "seconds", "cpu_seconds", "peak_mib", "status"]
+        + ["same_as_pandas"]
     ]
     if not summary.empty:
         print(summary.to_string(index=False, float_format=lambda v: f"{v:,.1f}", na_rep=""))
