@@ -1609,26 +1609,97 @@ def load_dataset(directory: Path | str) -> Dataset:
         If ``directory`` is not a folder or the data break the contract; the error lists
         every problem found, in every file.
     """
+    return finish_reading(read_folder(directory))
+
+
+@dataclass
+class FolderReading:
+    """A dataset folder's tables read and checked one by one, before the rules across tables.
+
+    Built by :func:`read_folder`; :func:`read_tables` reads more of its tables and
+    :func:`finish_reading` checks the rules across tables and makes the ``Dataset``.
+
+    Attributes
+    ----------
+    directory : Path
+    instrument : Instrument
+        As read from ``instrument.yaml``, or the default.
+    default : bool
+        True when the folder has no ``instrument.yaml``.
+    files : dict of str to Path
+        Every table file found.
+    specs : dict of str to TableSpec
+        How each table is typed.
+    tables : dict of str to DataFrame
+        The tables read so far.
+    problems : list of Problem
+        Every problem found so far.
+    """
+
+    directory: Path
+    instrument: Instrument
+    default: bool
+    files: dict[str, Path]
+    specs: dict[str, TableSpec]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_folder(directory: Path | str, leave_out: Iterable[str] = ()) -> FolderReading:
+    """Read and check each table of a dataset folder on its own, except those in ``leave_out``.
+
+    Parameters
+    ----------
+    directory : Path or str
+        The dataset folder.
+    leave_out : iterable of str
+        Tables found but not read yet (``analysis.data.source`` keeps the customer tables in
+        an engine and reads them here only if its screen flags them).
+
+    Returns
+    -------
+    FolderReading
+
+    Raises
+    ------
+    DatasetError
+        If ``directory`` is not a folder.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise DatasetError(directory, [Problem(str(directory), None, "is not a directory")])
     instrument, problems = load_instrument(directory)
     files, found_problems = find_table_files(directory)
-    problems += found_problems
     # Without instrument.yaml the default's optional scales are typed (and checked) when present.
     default = not (directory / INSTRUMENT_FILE).exists()
     specs = table_specs(default_instrument() if default else instrument)
-    tables = {}
-    for name, path in files.items():
-        frame, table_problems = _read_table(path, specs[name])
-        problems += table_problems
+    reading = FolderReading(
+        directory, instrument, default, files, specs, {}, problems + found_problems
+    )
+    skipped = set(leave_out)
+    return read_tables(reading, [name for name in files if name not in skipped])
+
+
+def read_tables(reading: FolderReading, names: Iterable[str]) -> FolderReading:
+    """Read and check the tables ``names`` of a folder into ``reading`` (returned, updated)."""
+    for name in names:
+        frame, table_problems = _read_table(reading.files[name], reading.specs[name])
+        reading.problems += table_problems
         if frame is not None:
-            tables[name] = frame
-    if default:
-        instrument = _default_in_effect(tables.get("employee_survey"))
-    dataset = _checked_dataset(directory, tables, files, instrument, problems)
+            reading.tables[name] = frame
+    return reading
+
+
+def finish_reading(reading: FolderReading) -> Dataset:
+    """The rules across tables, then the ``Dataset``; ``DatasetError`` lists every problem."""
+    instrument = reading.instrument
+    if reading.default:
+        instrument = _default_in_effect(reading.tables.get("employee_survey"))
+    dataset = _checked_dataset(
+        reading.directory, reading.tables, reading.files, instrument, reading.problems
+    )
     # a marker that is a folder or a pipe is not the kit's: only a regular file counts
-    dataset.synthetic = (directory / SYNTHETIC_FILE).is_file()
+    dataset.synthetic = (reading.directory / SYNTHETIC_FILE).is_file()
     return dataset
 
 

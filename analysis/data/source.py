@@ -29,24 +29,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
-
 from analysis.data.contract import TABLE_NAMES, default_instrument, table_specs
 from analysis.data.load import (
     CUSTOMER_TABLE_NAMES,
     DATABASE_URL_SCHEMES,
-    INSTRUMENT_FILE,
-    SYNTHETIC_FILE,
     Dataset,
-    DatasetError,
     Problem,
     _checked_dataset,
     _default_in_effect,
-    _read_table,
     _typed_table,
-    find_table_files,
+    finish_reading,
     load_dataset,
-    load_instrument,
+    read_folder,
+    read_tables,
 )
 
 if TYPE_CHECKING:
@@ -127,22 +122,8 @@ def open_dataset(
         return _open_database(os.fspath(source))
     if engine == "pandas":
         return load_dataset(source)
-    directory = Path(source)
-    if not directory.is_dir():
-        raise DatasetError(directory, [Problem(str(directory), None, "is not a directory")])
-    instrument, problems = load_instrument(directory)
-    files, found_problems = find_table_files(directory)
-    problems += found_problems
-    default = not (directory / INSTRUMENT_FILE).exists()
-    specs = table_specs(default_instrument() if default else instrument)
-    tables: dict[str, pd.DataFrame] = {}
-    for name, path in files.items():
-        if name in CUSTOMER_TABLE_NAMES:
-            continue
-        frame, table_problems = _read_table(path, specs[name])
-        problems += table_problems
-        if frame is not None:
-            tables[name] = frame
+    reading = read_folder(source, leave_out=CUSTOMER_TABLE_NAMES)
+    directory, files = reading.directory, reading.files
     opened = None
     flagged = True
     if all(name in files for name in CUSTOMER_TABLE_NAMES):
@@ -153,7 +134,7 @@ def open_dataset(
         progress(f"checking {', '.join(CUSTOMER_TABLE_NAMES)} against the contract (DuckDB)")
         local = open_tables(directory, memory_limit=memory_limit, temp_directory=temp_directory)
         try:
-            flagged = _screened(local, specs, files)
+            flagged = _screened(local, reading.specs, files)
         finally:
             if engine != "duckdb" or flagged:
                 local.close()
@@ -167,21 +148,13 @@ def open_dataset(
         if flagged:
             progress(f"reading {', '.join(CUSTOMER_TABLE_NAMES)} in pandas, as the loader does")
             # the loader's own reading, for its exact messages (or a false alarm's data)
-            for name in CUSTOMER_TABLE_NAMES:
-                if name in files:
-                    frame, table_problems = _read_table(files[name], specs[name])
-                    problems += table_problems
-                    if frame is not None:
-                        tables[name] = frame
-        if default:
-            instrument = _default_in_effect(tables.get("employee_survey"))
-        dataset = _checked_dataset(directory, tables, files, instrument, problems)
+            read_tables(reading, [name for name in CUSTOMER_TABLE_NAMES if name in files])
+        dataset = finish_reading(reading)
     except BaseException:
         if opened is not None:
             opened.close()
         raise
     dataset.customer_tables = opened
-    dataset.synthetic = (directory / SYNTHETIC_FILE).is_file()
     return dataset
 
 
