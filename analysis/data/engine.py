@@ -201,7 +201,7 @@ def open_tables(
         # Dates are calendar dates; a session time zone other than UTC would shift a Parquet
         # instant's date, so it is fixed.
         backend.raw_sql("SET TimeZone = 'UTC'")
-        backend.raw_sql(f"SET enable_progress_bar = {str(sys.stderr.isatty()).lower()}")
+        _progress_bar(backend, sys.stderr.isatty())
         specs = _specs(directory)
         files, _problems = find_table_files(directory)
         tables, unreadable = {}, {}
@@ -219,6 +219,22 @@ def open_tables(
         backend.disconnect()
         raise
     return Tables(backend, tables, unreadable=unreadable)
+
+
+def _progress_bar(backend: ibis.BaseBackend, wanted: bool) -> None:
+    """DuckDB's progress bar on a terminal only, where it can be drawn.
+
+    In a Jupyter kernel (a report's notebook) DuckDB refuses any change of the setting without
+    ``ipywidgets``, whatever the value asked for; there the bar is left as DuckDB has it, which
+    draws nothing in a kernel without widgets.
+    """
+    import duckdb
+
+    try:
+        backend.raw_sql(f"SET enable_progress_bar = {str(wanted).lower()}")
+    except duckdb.InvalidInputException as error:
+        if "ipywidgets" not in str(error):
+            raise
 
 
 def _open_postgres(url: str) -> Tables:
