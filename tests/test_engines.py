@@ -168,3 +168,13 @@ def test_the_command_line_exits_2_with_the_same_message_on_every_file_engine(
         messages[engine] = run.stderr[run.stderr.index("error:") :]
     assert messages["pandas"] == messages["duckdb"]
     assert "2 rows: 5 '11', 42 '11'" in messages["duckdb"]  # rows and values, as the loader
+
+
+def test_a_database_that_cannot_be_reached_is_a_clear_refusal(tmp_path):
+    """A wrong host or port is the user's input: exit 2, the fix named, no password shown."""
+    run = _estimate_cli("postgresql://analyst:s3cret-pw@127.0.0.1:1/insideout", tmp_path / "out")
+    assert run.returncode == 2, run.stderr
+    assert "cannot connect" in run.stderr and "PGPASSWORD" in run.stderr
+    assert "postgresql://analyst@127.0.0.1:1/insideout" in run.stderr
+    assert "s3cret-pw" not in run.stderr
+    assert not (tmp_path / "out").exists()

@@ -122,6 +122,12 @@ def open_dataset(
         return _open_database(os.fspath(source))
     if engine == "pandas":
         return load_dataset(source)
+    if engine == "spark":
+        from analysis.data.engine import JAVA_MISSING, java_available
+        from analysis.data.parameters import ParameterError
+
+        if not java_available():  # before any reading: a missing Java is not a bug
+            raise ParameterError(f"--engine spark: {JAVA_MISSING}")
     reading = read_folder(source, leave_out=CUSTOMER_TABLE_NAMES)
     directory, files = reading.directory, reading.files
     opened = None
@@ -168,10 +174,21 @@ def _screened(opened: Tables, specs, files) -> bool:
 
 def _open_database(url: str) -> Dataset:
     """A PostgreSQL database: staff tables fetched and checked, customer tables screened."""
+    import psycopg
+
     from analysis.data.engine import open_tables
+    from analysis.data.parameters import ParameterError
     from analysis.data.screen import screen_tables
 
-    opened = open_tables(url)
+    try:
+        opened = open_tables(url)
+    except psycopg.OperationalError as error:  # a wrong host, port, database or password
+        reason = " ".join(str(error).split())
+        raise ParameterError(
+            f"--data {database_name(url)}: cannot connect ({reason}); check the host, port and "
+            "database name, that the server is running, and that PGPASSWORD or ~/.pgpass holds "
+            "the password"
+        ) from error
     try:
         instrument = default_instrument()
         specs = table_specs(instrument)
