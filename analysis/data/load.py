@@ -54,6 +54,16 @@ from analysis.data.contract import (
 )
 
 FIRST_DATA_ROW = 2  # the header is row 1
+# How every CSV table is read: each cell as text, only an empty cell missing, UTF-8 with or
+# without a byte-order mark; index_col=False makes a row with more cells than the header an
+# error, not an index. The screen (analysis.data.screen) reads the first rows the same way.
+CSV_READING = {
+    "dtype": str,
+    "keep_default_na": False,
+    "na_values": [""],
+    "encoding": "utf-8-sig",
+    "index_col": False,
+}
 # The tables that grow with customers, not staff: an engine may keep them (Dataset.customer_tables)
 CUSTOMER_TABLE_NAMES = ("customer_nps", "customers")
 # A dataset may be a database instead of a folder (analysis.data.source.open_dataset)
@@ -776,15 +786,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
             for c in dict.fromkeys(duplicated)
         ]
     try:
-        # index_col=False: a row with more cells than the header is an error, not an index
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            index_col=False,
-        )
+        frame = pd.read_csv(path, **CSV_READING)
     except UnicodeDecodeError:  # a byte further down than the header row
         return None, [_encoding_problem(path)]
     except (pd.errors.ParserError, csv.Error) as error:

@@ -40,7 +40,7 @@ from analysis.data.contract import (
     TableSpec,
 )
 from analysis.data.engine import Tables, raw_source, typed_column
-from analysis.data.load import _extra_header_problem, not_a_file
+from analysis.data.load import CSV_READING, _extra_header_problem, not_a_file
 
 #: Tables whose every rule the screen covers; any other is named ``NOT_SCREENED``.
 SCREENED = ("units", "customer_nps", "customers")
@@ -233,15 +233,7 @@ def _header_flags(path: Path, spec: TableSpec) -> list[str]:
             first = next(batches, None)
             rows = first.to_pandas() if first is not None else pd.DataFrame(columns=names)
         else:
-            rows = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8-sig",
-                index_col=False,
-                nrows=3,
-            )
+            rows = pd.read_csv(path, nrows=3, **CSV_READING)
     except Exception:  # noqa: BLE001 - the loader names what is wrong
         return [FILE_UNREADABLE]
     if _extra_header_problem(rows, spec, path.name) is not None:
