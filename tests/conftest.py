@@ -1,6 +1,15 @@
 """Shared fixtures: small synthetic studies written to real files."""
 
+# ruff: noqa: E402  (the thread setting below comes before every import that loads NumPy)
+
 from __future__ import annotations
+
+import os
+
+# As the command line does (analysis/__main__.py), before NumPy loads: threaded BLAS on thin
+# matrices is slower, and with tests and their subprocesses sharing two cores, far slower.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 import shutil
 from pathlib import Path
