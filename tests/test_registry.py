@@ -32,8 +32,8 @@ def small_results(small_study_master):
     return estimate_all(load_dataset(small_study_master), PARAMETERS)
 
 
-def test_the_registry_drives_estimate_all_in_its_order(small_results):
-    names = [e.name for e in registry.ESTIMANDS]
+def test_the_registry_drives_estimate_all_in_its_order(small_results, small_study_master):
+    names = [e.name for e in registry.applicable(load_dataset(small_study_master))]
     assert list(small_results.estimates["estimand"]) == names
     assert names == [  # today's estimands, in the order estimates.csv has always had
         "nps_on_engagement",
@@ -49,7 +49,7 @@ def test_the_registry_drives_estimate_all_in_its_order(small_results):
     terms = dict(
         zip(small_results.estimates["estimand"], small_results.estimates["term"], strict=True)
     )
-    assert terms == {e.name: e.term for e in registry.ESTIMANDS}
+    assert terms == {e.name: e.term for e in registry.ESTIMANDS if e.name in names}
     assert list(small_results.estimates.columns[: len(ESTIMATE_COLUMNS)]) == list(ESTIMATE_COLUMNS)
     # the tested entries, and only they, carry a p-value and enter Holm's family
     tested = {e.name for e in registry.ESTIMANDS if e.tested}
@@ -91,6 +91,58 @@ def test_adding_an_entry_adds_a_row(small_study_master, monkeypatch):
     assert registry.labels()["nps_level"] == ("Mean NPS of unit-waves", 0.0)
 
 
+def test_an_entry_needing_more_than_the_data_hold_is_not_asked(small_study_master, monkeypatch):
+    """An estimand that needs a part of contract v2 the dataset lacks has no row, no finding and
+    no place in Holm's family: the v1 report is the report it was. Given the part, it is asked,
+    its shared piece built once for every entry that uses it, and its influence column added."""
+    from analysis.report.findings import findings_table
+
+    built = []
+
+    def piece(fitting):
+        built.append(1)
+        return float(fitting.panel["nps"].mean())
+
+    def fit(name):
+        return lambda f: tidy_row(
+            name,
+            "mean_nps",
+            f.piece("mean", piece),
+            1.0,
+            df=10,
+            n_obs=5,
+            n_units=5,
+            method="m",
+            se_method="iid",
+        )
+
+    def entry(name, needs):
+        return registry.Estimand(
+            name, "mean_nps", name, name, name, 0.0, "difference", tested=True,
+            in_study=False, needs_churn=False, fit=fit(name), needs=needs,
+            without_each_unit=lambda f, units: np.full(len(units), f.piece("mean", piece)),
+        )  # fmt: skip
+
+    extra = (entry("needs_service", ("internal_service",)), entry("needs_none", ()))
+    monkeypatch.setattr(registry, "ESTIMANDS", (*registry.ESTIMANDS, *extra))
+    dataset = load_dataset(small_study_master)
+    assert dataset.internal_service is None
+    assert not extra[0].applies_to(dataset) and extra[1].applies_to(dataset)
+    estimates = estimate_all(dataset, PARAMETERS).estimates
+    assert "needs_service" not in set(estimates["estimand"]) and built == [1]
+    holm = estimates.dropna(subset=["p_value"])
+    assert "needs_none" in set(holm["estimand"])
+    findings = findings_table(estimates)
+    assert "needs_service" not in set(findings["estimand"])
+    assert "needs_none" in set(findings["estimand"])
+
+    service = pd.DataFrame({"provider_unit_id": ["u1"]})
+    with_service = dataclasses.replace(dataset, internal_service=service)
+    assert [e.name for e in registry.applicable(with_service)][-2:] == [e.name for e in extra]
+    with pytest.raises(KeyError):
+        dataclasses.replace(extra[0], needs=("no_such_part",)).applies_to(dataset)
+
+
 def test_figures_and_sentences_take_their_labels_from_the_registry(small_results):
     from analysis.report import figures, sentences
 
@@ -125,7 +177,9 @@ def test_the_calibration_study_loops_over_the_registry():
     rows = calibration.replicate(
         dataclasses.replace(StudyDesign(n_units=40, n_waves=3), seed=7), churn=False
     )
-    expected = [e.name for e in registry.ESTIMANDS if e.in_study and not e.needs_churn]
+    expected = [
+        e.name for e in registry.ESTIMANDS if e.in_study and not e.needs_churn and not e.needs
+    ]
     assert list(rows["estimand"]) == [*expected, *calibration.NAIVE_ESTIMANDS]
 
 
@@ -210,8 +264,10 @@ def test_every_tested_estimand_has_its_influence_check(small_study_master):
     as_of = resolve_as_of(dataset, PARAMETERS)
     panel = unit_wave_panel(dataset, 91, as_of, PARAMETERS.covariates)
     churn = estimate.churn_model(dataset, panel, as_of, PARAMETERS.covariates)
-    leave_out = estimate.leave_one_unit_out(dataset, panel, PARAMETERS, as_of, churn)
-    assert list(leave_out.columns) == [e.name for e in registry.ESTIMANDS if e.tested]
+    fitting = registry.Fitting(dataset, PARAMETERS, panel, as_of, churn=churn)
+    leave_out = estimate.leave_one_unit_out(dataset, panel, PARAMETERS, as_of, churn, fitting)
+    asked = registry.applicable(dataset)
+    assert list(leave_out.columns) == [e.name for e in asked if e.tested]
 
 
 def test_the_uncorrected_slope_is_a_plain_wls_on_the_observed_index(small_results):

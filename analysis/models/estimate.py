@@ -346,7 +346,7 @@ def estimate_all(
         quartiles = pd.DataFrame(columns=list(linkage.QUARTILE_COLUMNS))
     progress("influence of single units on each finding")
     churn_fit = fitting.churn_model()
-    leave_out = leave_one_unit_out(dataset, panel, parameters, as_of, churn_fit)
+    leave_out = leave_one_unit_out(dataset, panel, parameters, as_of, churn_fit, fitting)
     estimates = one_unit_fragility(
         estimates,
         leave_out,
@@ -410,6 +410,7 @@ def leave_one_unit_out(
     parameters: Parameters,
     as_of: pd.Timestamp,
     churn: ChurnModel,
+    fitting: Fitting | None = None,
 ) -> pd.DataFrame:
     """Each tested estimand recomputed without each unit, by a one-step approximation.
 
@@ -440,6 +441,10 @@ def leave_one_unit_out(
     "Per SD of engagement" divides by the SD of the true index, which the unit also moves:
     that SD is recomputed exactly without the unit (from sums). Every approximation is checked
     against exact refits on a small study in tests/test_influence.py.
+
+    An estimand added to the registry brings its own approximation
+    (``Estimand.without_each_unit``), computed here on ``fitting`` (the run's, whose shared
+    pieces it reuses) when the dataset holds what the estimand needs.
     """
     units = pd.Index(np.sort(panel["unit_id"].astype("string").unique()), name="unit_id")
     covariates = parameters.covariates
@@ -456,6 +461,10 @@ def leave_one_unit_out(
         ),
         "nps_mediated_share": _loo_mediated_share(panel, churn.cells, covariates, units),
     }
+    if fitting is not None:
+        for estimand in registry.applicable(dataset):
+            if estimand.tested and estimand.without_each_unit is not None:
+                columns[estimand.name] = estimand.without_each_unit(fitting, units)
     return pd.DataFrame(columns, index=units)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -349,6 +350,7 @@ class Fitting:
     churn: ChurnModel | None = None
     jackknives: dict[str, Jackknife] = field(default_factory=dict)
     rows: dict[str, dict] = field(default_factory=dict)
+    pieces: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def churn_model(self) -> ChurnModel:
         """The churn model, fitted on first use (``churn_model``)."""
@@ -357,6 +359,33 @@ class Fitting:
                 self.dataset, self.panel, self.as_of, self.parameters.covariates
             )
         return self.churn
+
+    def piece(self, name: str, build: Callable[[Fitting], Any]) -> Any:
+        """A piece several estimands share (a panel with more columns, a first-stage model),
+        built by ``build(self)`` on first use and kept under ``name`` for the others."""
+        if name not in self.pieces:
+            self.pieces[name] = build(self)
+        return self.pieces[name]
+
+
+def _holds_internal_service(dataset: Dataset) -> bool:
+    return dataset.internal_service is not None and not dataset.internal_service.empty
+
+
+def _holds_brand_promise(dataset: Dataset) -> bool:
+    if dataset.customer_nps is not None:
+        return "brand_promise" in dataset.customer_nps.columns
+    tables = getattr(dataset.customer_tables, "tables", {})
+    return "customer_nps" in tables and "brand_promise" in tables["customer_nps"].columns
+
+
+#: The parts of contract version 2 an estimand may need beyond version 1, each with the test of
+#: whether a dataset holds it: the ``internal_service`` table (with rows) and the
+#: ``brand_promise`` column of ``customer_nps`` (in pandas or in the engine holding it).
+PARTS: dict[str, Callable[[Dataset], bool]] = {
+    "internal_service": _holds_internal_service,
+    "brand_promise": _holds_brand_promise,
+}
 
 
 @dataclass(frozen=True)
@@ -373,6 +402,14 @@ class Estimand:
     it (the bootstraps are left out there: slow, and not tests of an effect);
     ``needs_churn`` whether it fits the churn hazard model; ``progress`` the message shown
     before it is fitted. ``fit`` takes a ``Fitting`` and returns the estimand's tidy row.
+
+    ``needs`` names the parts of the data beyond contract version 1 it asks about (keys of
+    ``PARTS``): on a dataset without them the estimand is not asked at all, so it has no row,
+    no finding and no place in Holm's family (``applicable``). ``without_each_unit``, for a
+    tested estimand the hard-coded influence check (``estimate.leave_one_unit_out``) does not
+    know, takes the ``Fitting`` and the units (a sorted ``pandas.Index``) and returns the
+    estimate without each unit on its test's scale, the estimate itself for a unit it does not
+    use.
     """
 
     name: str
@@ -387,6 +424,12 @@ class Estimand:
     needs_churn: bool
     fit: Callable[[Fitting], dict]
     progress: str = ""
+    needs: tuple[str, ...] = ()
+    without_each_unit: Callable[[Fitting, pd.Index], np.ndarray] | None = None
+
+    def applies_to(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` holds every part the estimand ``needs``."""
+        return all(PARTS[part](dataset) for part in self.needs)
 
     def test_scale(self, estimate: float) -> float:
         """The estimate on the scale its test uses: the log for a ratio."""
@@ -570,6 +613,13 @@ def by_name(name: str) -> Estimand:
     raise KeyError(name)
 
 
+def applicable(dataset: Dataset, estimands: tuple[Estimand, ...] | None = None):
+    """The entries of ``estimands`` (``ESTIMANDS`` by default) that ``dataset`` can answer,
+    in order: those whose ``needs`` it holds."""
+    entries = ESTIMANDS if estimands is None else estimands
+    return tuple(e for e in entries if e.applies_to(dataset))
+
+
 def fit_rows(
     fitting: Fitting,
     estimands: tuple[Estimand, ...] | None = None,
@@ -582,7 +632,8 @@ def fit_rows(
     fitting : Fitting
         The data, parameters, panel and ``as_of``, and the shared pieces.
     estimands : tuple of Estimand, optional
-        The entries to fit, in order; ``ESTIMANDS`` when omitted.
+        The entries to fit, in order; when omitted, those of ``ESTIMANDS`` that apply to the
+        dataset (``applicable``).
     progress : callable
         Called with each entry's ``progress`` message before it is fitted.
 
@@ -593,7 +644,7 @@ def fit_rows(
         can read an earlier one (the minimum detectable effect reads the main estimate's SE).
     """
     rows = []
-    for estimand in ESTIMANDS if estimands is None else estimands:
+    for estimand in applicable(fitting.dataset) if estimands is None else estimands:
         if estimand.progress:
             progress(estimand.progress.format(bootstrap_draws=fitting.parameters.bootstrap_draws))
         row = estimand.fit(fitting)

@@ -511,6 +511,7 @@ def finding_sentence(
     alpha: float,
     mde: float = float("nan"),
     reason: str = "",
+    questions: int | None = None,
 ) -> str:
     """The sentence of one finding: its verdict decides its words.
 
@@ -528,6 +529,9 @@ def finding_sentence(
         The minimum detectable effect on the reported scale (``minimum_detectable``).
     reason : str
         Why it could not be estimated, for ``not estimable``.
+    questions : int, optional
+        How many tested questions Holm's correction ran over (``asked``); by default those
+        every dataset is asked.
 
     Returns
     -------
@@ -552,7 +556,7 @@ def finding_sentence(
         f"No clear evidence of {subject}: the estimate is {words.amount(estimate)} ({ci}; {counts})"
     )
     if excludes_null(low, high, estimand.null):
-        tested = sum(e.tested for e in registry.ESTIMANDS)
+        tested = questions or sum(e.tested and not e.needs for e in registry.ESTIMANDS)
         text += (
             f". The interval leaves out {_no_difference(estimand)} on its own, but the test does "
             f"not hold up after Holm's correction for the {tested} questions asked of these data"
@@ -578,6 +582,14 @@ def finding_sentence(
             "one could have gone unnoticed."
         )
     return text
+
+
+def asked(estimates: pd.DataFrame) -> tuple[registry.Estimand, ...]:
+    """The tested estimands asked of these data, in the registry's order: every one that needs
+    nothing beyond contract version 1, and those that do when ``estimates`` has their row (a
+    dataset without the internal service table is not asked about the service chain)."""
+    present = set(estimates["estimand"]) if "estimand" in estimates.columns else set()
+    return tuple(e for e in registry.ESTIMANDS if e.tested and (not e.needs or e.name in present))
 
 
 def findings_table(estimates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -611,7 +623,8 @@ def findings_table(estimates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
         estimates = pd.DataFrame({"estimand": pd.Series(dtype=str)})
     rows = []
     verdicts: dict[str, str] = {}
-    for estimand in (e for e in registry.ESTIMANDS if e.tested):
+    questions = asked(estimates)
+    for estimand in questions:
         words = WORDINGS.get(estimand.name) or _generic(estimand)
         matched = estimates[estimates["estimand"] == estimand.name]
         row = None if matched.empty else matched.iloc[0]
@@ -662,7 +675,9 @@ def findings_table(estimates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
                 "mde": mde,
                 "meaningful_size": REVERSE_MEANINGFUL if reverse else float("nan"),
                 "excludes_meaningful": excludes,
-                "sentence": finding_sentence(estimand, row, decided, alpha, mde, reason),
+                "sentence": finding_sentence(
+                    estimand, row, decided, alpha, mde, reason, len(questions)
+                ),
             }
         )
     table = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))

@@ -390,7 +390,7 @@ def replicate(
     panel = unit_wave_panel(dataset, parameters.outcome_window_days, as_of, parameters.covariates)
     fitting = registry.Fitting(dataset, parameters, panel, as_of)
     estimands = [
-        *(e for e in STUDY_ESTIMANDS if churn or not e.needs_churn),
+        *(e for e in registry.applicable(dataset, STUDY_ESTIMANDS) if churn or not e.needs_churn),
         *(e for e, _ in NAIVE),
     ]
     truth = true_values(study.truth["effects"])
