@@ -445,4 +445,5 @@ def brand_promise_columns(panel: pd.DataFrame) -> pd.DataFrame:
         "brand_promise_within_ss": within,
     }
     kept = panel.drop(columns=["brand_promise_sum", "brand_promise_sumsq"])
-    return pd.concat([kept, pd.DataFrame(columns, index=panel.index)], axis=1)
+    # one block per dtype again: later steps add columns one at a time
+    return pd.concat([kept, pd.DataFrame(columns, index=panel.index)], axis=1).copy()
