@@ -439,3 +439,41 @@ def test_estimate_writes_brand_alignment_csv_only_with_brand_promise(
     assert "brand" not in set(plain["findings"]["section"])
     table = with_brand["brand_alignment"]
     assert table["staff_alignment"].notna().any() and table["difference_z"].notna().any()
+
+
+def test_a_postgresql_database_gives_the_brand_panel_the_files_give(postgres_url, brand_study):
+    """The same Ibis reduction, compiled for PostgreSQL: integer sums, so the same bits."""
+    from analysis.data.source import close_dataset
+    from tests.postgres_server import load_study
+
+    load_study(postgres_url, brand_study)
+    loaded = load_dataset(brand_study)
+    expected = panel.unit_wave_panel(loaded, 91, resolve_as_of(loaded))
+    dataset = open_dataset(postgres_url)
+    try:
+        assert dataset.customer_nps is None  # reduced in the server
+        got = panel.unit_wave_panel(dataset, 91, resolve_as_of(dataset))
+    finally:
+        close_dataset(dataset)
+    assert_frame_equal(got, expected, check_exact=True)
+    assert got["brand_promise_n"].sum() > 0
+
+
+@pytest.mark.slow
+def test_spark_gives_the_brand_sums_the_files_give(brand_study):
+    """And for Spark (local, through PySpark): the same sums, cell for cell."""
+    from analysis.data.engine import java_available
+
+    if not java_available():
+        pytest.skip("Spark needs Java (make java)")
+    dataset = load_dataset(brand_study)
+    waves = np.sort(dataset.employee_survey["wave"].unique())
+    as_of = resolve_as_of(dataset)
+    expected = panel.nps_counts_in_windows(
+        dataset.customer_nps, waves, 91, as_of=as_of, brand_promise=True
+    )
+    with open_tables(brand_study, engine="spark") as tables:
+        got = reduction.nps_counts_in_windows(
+            tables.tables["customer_nps"], waves, 91, as_of=as_of, brand_promise=True
+        )
+    assert_frame_equal(got, expected, check_exact=True)
