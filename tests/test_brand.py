@@ -477,3 +477,53 @@ def test_spark_gives_the_brand_sums_the_files_give(brand_study):
             tables.tables["customer_nps"], waves, 91, as_of=as_of, brand_promise=True
         )
     assert_frame_equal(got, expected, check_exact=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A dataset without brand_promise: what it gave before
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+#: The last commit before brand_promise reached the panel (issue 15, item 4).
+BEFORE_BRAND = "3973138"
+
+
+@pytest.fixture(scope="module")
+def old_panel(tmp_path_factory):
+    """``analysis/measures/panel.py`` as it was before brand_promise, imported from a file."""
+    import importlib.util
+    import subprocess
+
+    shown = subprocess.run(
+        ["git", "show", f"{BEFORE_BRAND}:analysis/measures/panel.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if shown.returncode != 0:
+        pytest.skip(f"the commit before brand_promise is not in this clone: {shown.stderr}")
+    path = tmp_path_factory.mktemp("before_brand") / "panel_before_brand.py"
+    path.write_text(shown.stdout, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("panel_before_brand", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("opened", [load_dataset, open_dataset], ids=["pandas", "duckdb"])
+def test_the_sample_panel_is_what_it_was_before_brand_promise(old_panel, opened):
+    """Everything estimate writes on a v1 dataset is computed from this panel, and no brand
+    estimand or table is asked of it (``registry.applicable``); on data/sample the result
+    files were also compared byte for byte before and after (commit message)."""
+    if not (SAMPLE / "units.csv").exists():
+        pytest.skip("data/sample is absent (make data)")
+    dataset = opened(SAMPLE)
+    try:
+        as_of = resolve_as_of(dataset)
+        now = panel.unit_wave_panel(dataset, 91, as_of)
+        before = old_panel.unit_wave_panel(dataset, 91, as_of)
+    finally:
+        if dataset.customer_tables is not None:
+            dataset.customer_tables.close()
+    assert_frame_equal(now, before, check_exact=True)
+    assert not BRAND_COLUMNS & set(now.columns)
