@@ -336,6 +336,17 @@ def test_a_dataset_without_brand_promise_is_not_asked(without_brand, brand_study
     assert np.isnan(brand_alignment.without_each_unit(fitting, pd.Index(["0001"]))).all()
 
 
+def test_too_few_units_is_not_estimable_with_its_reason(brand_study):
+    from analysis.models import brand_alignment
+
+    fitting = _fitting(brand_study)
+    used = brand_alignment.brand_rows(fitting.panel)["unit_id"].unique()[:2]
+    thin = fitting.panel[fitting.panel["unit_id"].isin(used)]
+    row = brand_alignment.brand_promise_on_brand_alignment(thin)
+    assert row["method"].startswith("not estimable: 2 customer-facing units")
+    assert np.isnan(row["estimate"])
+
+
 def test_the_finding_says_no_clear_evidence_first_when_null():
     from analysis.report.findings import NO_CLEAR_EVIDENCE, findings_table
 

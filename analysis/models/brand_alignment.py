@@ -142,9 +142,9 @@ def _slope(rows: pd.DataFrame, covariates: Sequence[str]) -> float:
     return float(coef[0])
 
 
-def _too_thin(rows: pd.DataFrame) -> str | None:
+def _too_thin(rows: pd.DataFrame, covariates: Sequence[str]) -> str | None:
     """Why ``rows`` cannot carry the estimate, or ``None``."""
-    units, waves = rows["unit_id"].nunique(), rows["wave"].nunique()
+    units = rows["unit_id"].nunique()
     if units < 3:
         return (
             f"{units} customer-facing units have staff brand-alignment answers and customer "
@@ -152,8 +152,12 @@ def _too_thin(rows: pd.DataFrame) -> str | None:
         )
     if rows["brand_alignment_index"].nunique() < 2 or rows["brand_promise"].nunique() < 2:
         return "staff brand alignment or customers' brand promise does not vary"
-    if len(rows) <= units and waves < 2:
-        return "too few unit-waves for the wave effects"
+    columns = linkage.absorbed_design(rows, covariates).n_columns + 1  # and the slope
+    if len(rows) <= columns:
+        return (
+            f"{len(rows)} unit-waves for {columns} coefficients (the slope, wave and covariate "
+            "effects): no residual variation to estimate the noise from"
+        )
     return None
 
 
@@ -180,7 +184,7 @@ def brand_promise_on_brand_alignment_fit(
         When the rows cannot carry it (``_too_thin``).
     """
     rows = brand_rows(panel)
-    reason = _too_thin(rows)
+    reason = _too_thin(rows, covariates)
     if reason is not None:
         raise linkage.EstimationError(reason)
     slope = _slope(rows, covariates)
@@ -286,7 +290,7 @@ def without_each_unit(fitting, units: pd.Index) -> np.ndarray:
     """
     covariates = fitting.parameters.covariates
     rows = brand_rows(fitting.panel)
-    if _too_thin(rows) is not None:
+    if _too_thin(rows, covariates) is not None:
         return np.full(len(units), np.nan)
     codes = units.get_indexer(rows["unit_id"].astype("string"))
     n_units = len(units)
