@@ -120,7 +120,7 @@ def _estimate(args: argparse.Namespace) -> int:
     # the output folder first: a refused one must cost nothing and create nothing
     check_replaceable(args.out, "results", inputs=[] if database else [args.data])
     from analysis.data.parameters import ParameterError, load_parameters
-    from analysis.data.results import RESULT_FILES
+    from analysis.data.results import OPTIONAL_RESULT_FILES, RESULT_FILES
     from analysis.report.page import publish_results
 
     if database and args.engine != "duckdb":
@@ -138,7 +138,8 @@ def _estimate(args: argparse.Namespace) -> int:
     where = database_name(args.data) if database else f"{args.data} ({args.engine})"
     progress(f"validating {where}")
     publish_results(args.data, args.out, parameters, progress=progress, engine=args.engine)
-    written = ", ".join(f"{name}.csv" for name in RESULT_FILES)
+    optional = [n for n in OPTIONAL_RESULT_FILES if (Path(args.out) / f"{n}.csv").is_file()]
+    written = ", ".join(f"{name}.csv" for name in (*RESULT_FILES, *optional))
     progress(f"wrote {args.out}/{written}, manifest.json")
     return EXIT_OK
 
@@ -450,7 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(one row per headline finding: its verdict and the sentence the report shows), "
         "OUT/drivers.csv, "
         "OUT/unit_wave.csv "
-        "(small groups suppressed), OUT/nps_by_engagement_quartile.csv and OUT/manifest.json "
+        "(small groups suppressed), OUT/nps_by_engagement_quartile.csv, when customers "
+        "answered brand_promise OUT/brand_alignment.csv (staff brand alignment against "
+        "customers' brand promise per unit and wave, staff figures suppressed and released "
+        "with noise), and OUT/manifest.json "
         "(inputs by hash, parameters, code and package versions). OUT must be new, empty, or a "
         "folder estimate wrote before (its .inside-out marker says so); it is replaced "
         "atomically, only when everything has been computed. Any other folder, the dataset "

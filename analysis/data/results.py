@@ -20,6 +20,9 @@ A result folder holds:
   (``analysis.report.findings``);
 * ``drivers.csv``, ``unit_wave.csv`` (small groups suppressed) and
   ``nps_by_engagement_quartile.csv``;
+* optionally (``OPTIONAL_RESULT_FILES``), ``brand_alignment.csv``: staff brand alignment
+  against customers' brand promise per unit × wave (staff figures suppressed and released
+  with noise), only when customers were asked ``brand_promise`` (contract v2);
 * ``manifest.json`` (``analysis.data.provenance.build_manifest``): the inputs by hash and the
   parameters the tables were computed from. Its ``results_key`` decides whether a folder is
   current for a dataset and a set of parameters, so the manifest is the only provenance file.
@@ -39,6 +42,9 @@ import pandas as pd
 from analysis.data.load import undo_spreadsheet_safe, write_tables
 
 RESULT_FILES = ("estimates", "findings", "drivers", "unit_wave", "nps_by_engagement_quartile")
+#: Result files written only when the dataset holds what they need (contract v2):
+#: ``brand_alignment`` when customers were asked ``brand_promise``.
+OPTIONAL_RESULT_FILES = ("brand_alignment",)
 CALIBRATION_FILES = ("replicates", "summary", "conditions")
 MANIFEST_FILE = "manifest.json"
 # Columns of the calibration tables whose empty cell means "none", not a missing value.
@@ -128,17 +134,19 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of str to DataFrame
-        One table per name of ``RESULT_FILES``; ``unit_id`` as text, ``wave`` as dates, text
-        cells and headers as they were before being made spreadsheet-safe.
+        One table per name of ``RESULT_FILES``, then each of ``OPTIONAL_RESULT_FILES`` the
+        folder holds; ``unit_id`` as text, ``wave`` as dates, text cells and headers as they
+        were before being made spreadsheet-safe.
     """
     results_dir = Path(results_dir)
+    optional = [n for n in OPTIONAL_RESULT_FILES if (results_dir / f"{n}.csv").is_file()]
     return {
         name: _read_csv(
             results_dir / f"{name}.csv",
             dtype={"unit_id": "string"},
-            parse_dates=["wave"] if name == "unit_wave" else False,
+            parse_dates=["wave"] if name in ("unit_wave", "brand_alignment") else False,
         )
-        for name in RESULT_FILES
+        for name in (*RESULT_FILES, *optional)
     }
 
 
