@@ -332,7 +332,10 @@ def test_a_dataset_without_brand_promise_is_not_asked(without_brand, brand_study
     )
     assert brand_alignment.NAME not in set(findings_table(estimates)["estimand"])
     fitting = _fitting(without_brand)
-    assert brand_alignment.brand_alignment_table(fitting, fitting.parameters).empty
+    published = _published(fitting.panel, fitting.parameters, None, fitting.dataset)
+    assert brand_alignment.brand_alignment_table(
+        fitting.panel, published, fitting.parameters, None
+    ).empty
     assert np.isnan(brand_alignment.without_each_unit(fitting, pd.Index(["0001"]))).all()
 
 
@@ -375,15 +378,26 @@ def test_the_finding_says_no_clear_evidence_first_when_null():
 # The released table
 
 
+def _published(panel, parameters, release, dataset=None):
+    """``unit_wave.csv`` as ``estimate`` releases it, for the brand and engagement scales."""
+    from analysis.measures.privacy import release_for
+    from analysis.models.estimate import released_unit_wave, suppressed_unit_wave
+
+    release = release if release is not None else release_for(dataset, parameters)
+    scales = [s for s in ("engagement_index", "brand_alignment_index") if s in panel.columns]
+    minimum = parameters.min_group_size
+    return released_unit_wave(suppressed_unit_wave(panel, scales, minimum), panel, minimum, release)
+
+
 def test_staff_figures_of_small_groups_are_absent_and_the_rest_are_unit_wave_csvs(brand_study):
     from analysis.measures.privacy import release_for
     from analysis.models import brand_alignment
-    from analysis.models.estimate import released_unit_wave, suppressed_unit_wave
 
     fitting = _fitting(brand_study)
     parameters = fitting.parameters
     release = release_for(fitting.dataset, parameters)
-    table = brand_alignment.brand_alignment_table(fitting, parameters, release)
+    published = _published(fitting.panel, parameters, release)
+    table = brand_alignment.brand_alignment_table(fitting.panel, published, parameters, release)
     assert list(table.columns) == list(brand_alignment.BRAND_TABLE_COLUMNS)
     small = table["n_staff"] < parameters.min_group_size
     assert small.any() and (~small).any()
@@ -392,11 +406,6 @@ def test_staff_figures_of_small_groups_are_absent_and_the_rest_are_unit_wave_csv
     assert table.loc[small, "disagrees"].isna().all()
     assert table["brand_promise_index"].notna().all()  # customers' side: not employee answers
     # the staff figure shown is unit_wave.csv's, draw for draw: no second release to average
-    scales = ["engagement_index", "brand_alignment_index"]
-    minimum = parameters.min_group_size
-    published = released_unit_wave(
-        suppressed_unit_wave(fitting.panel, scales, minimum), fitting.panel, minimum, release
-    )
     merged = table.merge(published, on=["unit_id", "wave"], how="left")
     pd.testing.assert_series_equal(
         merged["staff_alignment"], merged["brand_alignment_index"], check_names=False
@@ -416,12 +425,17 @@ def test_no_published_figure_moves_when_a_hidden_groups_answers_change(brand_stu
     fitting = _fitting(brand_study)
     parameters = fitting.parameters
     release = release_for(fitting.dataset, parameters)
-    before = brand_alignment.brand_alignment_table(fitting, parameters, release)
+    panel = fitting.panel
+    before = brand_alignment.brand_alignment_table(
+        panel, _published(panel, parameters, release), parameters, release
+    )
     changed = fitting.panel.copy()
     small = changed["brand_alignment_respondents"] < parameters.min_group_size
     changed.loc[small, "brand_alignment_index"] = 100 - changed.loc[small, "brand_alignment_index"]
     changed.loc[small, "brand_alignment_within_ss"] *= 3
-    after = brand_alignment.brand_alignment_table(fitting, parameters, release, panel=changed)
+    after = brand_alignment.brand_alignment_table(
+        changed, _published(changed, parameters, release), parameters, release
+    )
     pd.testing.assert_frame_equal(after, before)
 
 

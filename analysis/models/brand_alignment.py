@@ -54,6 +54,7 @@ import pandas as pd
 
 from analysis.data.progress import counting
 from analysis.measures.brand import BRAND_TABLE_COLUMNS, brand_alignment_by_unit_wave
+from analysis.measures.privacy import laplace_mechanism
 from analysis.measures.shrinkage import (
     CALIBRATION_FLOOR,
     calibration_signal,
@@ -366,39 +367,37 @@ def _sd_without(rows: pd.DataFrame, codes: np.ndarray, n_units: int) -> np.ndarr
 
 
 def brand_alignment_table(
-    fitting_or_dataset, parameters, release=None, panel: pd.DataFrame | None = None
+    panel: pd.DataFrame, unit_wave: pd.DataFrame, parameters, release
 ) -> pd.DataFrame:
     """``brand_alignment.csv``: staff brand alignment against customers' brand promise.
 
     Parameters
     ----------
-    fitting_or_dataset : Fitting or Dataset
-        The run's ``registry.Fitting`` (its dataset and panel are used), or a dataset.
+    panel : DataFrame
+        The unit × wave panel (``analysis.measures.panel.unit_wave_panel``).
+    unit_wave : DataFrame
+        ``unit_wave.csv`` as the run releases it (``estimate.released_unit_wave``), indexed as
+        ``panel``: the staff figures shown here are its ``brand_alignment_index``.
     parameters : Parameters
-        ``min_group_size``, ``confidence``, ``alpha``, ``privacy_epsilon`` and what the panel
-        needs (``outcome_window_days``, ``covariates``, ``as_of``).
-    release : analysis.measures.privacy.Release, optional
-        The run's release (``privacy.release_for(dataset, parameters)`` when omitted, which is
-        the same one ``estimate`` uses).
-    panel : DataFrame, optional
-        The unit × wave panel, built when neither given nor held by the fitting.
+        ``min_group_size``, ``confidence`` and ``alpha``.
+    release : analysis.measures.privacy.Release
+        The run's release (``privacy.release_for``), which also draws the pooled variance.
 
     Returns
     -------
     DataFrame
         ``analysis.measures.brand.BRAND_TABLE_COLUMNS``: one row per customer-facing unit-wave
         with customer brand-promise answers in the quarter after the wave (empty when the
-        dataset has no ``brand_promise`` or the instrument no ``brand_alignment``), computed by
-        ``analysis.measures.brand.brand_alignment_by_unit_wave``.
+        panel has no ``brand_promise`` or ``unit_wave`` no ``brand_alignment_index``),
+        computed by ``analysis.measures.brand.brand_alignment_by_unit_wave``.
 
     Notes
     -----
     **Privacy.** The staff figures are employee-derived. ``staff_alignment`` is exactly the
-    ``brand_alignment_index`` of ``unit_wave.csv``: suppressed by the same rules (primary below
-    ``min_group_size`` on the scale's own respondents, complementary for the totals by wave, by
-    region and wave and overall; ``estimate.suppressed_unit_wave``) and released with the same
-    Laplace draw (same figure name, same release: ``estimate.released_unit_wave``), so this
-    table publishes no new version of it to average or subtract. Its interval uses the
+    ``brand_alignment_index`` of ``unit_wave.csv``, taken from it: suppressed by the same rules
+    (primary below ``min_group_size`` on the scale's own respondents, complementary for the
+    totals by wave, by region and wave and overall) and released with the same Laplace draw,
+    so this table publishes no new version of it to average or subtract. Its interval uses the
     within-unit-wave variance of brand alignment pooled over unit-waves of at least
     ``min_group_size`` respondents, released once with Laplace noise of scale
     ``100² / (df ε)`` (one response moves a sum of squares by less than ``100²``; ``df = Σ
@@ -408,30 +407,13 @@ def brand_alignment_table(
     which the kit does not protect, as NPS), so they are post-processing and hidden wherever
     the staff figure is; the counts stay visible, as everywhere.
     """
-    from analysis.data.parameters import resolve_as_of
-    from analysis.measures.panel import holds_brand_promise, unit_wave_panel
-    from analysis.measures.privacy import laplace_mechanism, release_for
-    from analysis.models.estimate import released_unit_wave, suppressed_unit_wave
-
-    dataset = getattr(fitting_or_dataset, "dataset", fitting_or_dataset)
-    if panel is None:
-        panel = getattr(fitting_or_dataset, "panel", None)
-    if panel is None:
-        panel = unit_wave_panel(
-            dataset,
-            parameters.outcome_window_days,
-            resolve_as_of(dataset, parameters),
-            parameters.covariates,
-        )
     empty = pd.DataFrame(columns=list(BRAND_TABLE_COLUMNS))
-    if not holds_brand_promise(dataset) or not set(STAFF + CUSTOMERS) <= set(panel.columns):
+    if not set(STAFF + CUSTOMERS) <= set(panel.columns):
         return empty
-    release = release if release is not None else release_for(dataset, parameters)
+    if "brand_alignment_index" not in unit_wave.columns:
+        return empty
     minimum = parameters.min_group_size
-    scales = ["engagement_index", "brand_alignment_index"]
-    released = released_unit_wave(
-        suppressed_unit_wave(panel, scales, minimum), panel, minimum, release
-    )
+    released = unit_wave
     rows = linkage.customer_facing_rows(panel)
     rows = rows[rows["brand_promise_n"] > 0]
     released = released.loc[rows.index]  # suppression keeps the panel's index

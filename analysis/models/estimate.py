@@ -406,7 +406,7 @@ def estimate_all(
     quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
     brand = None
     if holds_brand_promise(dataset):  # (v2) only when customers were asked brand_promise
-        brand = brand_alignment_table(fitting, parameters, release, panel)
+        brand = brand_alignment_table(panel, unit_wave, parameters, release)
     return Results(estimates, drivers, unit_wave, quartiles, panel, brand)
 
 
