@@ -172,3 +172,34 @@ def test_share_row_is_consistent(fitted):
     if np.isfinite(row["conf_low"]):
         assert row["conf_low"] < row["estimate"] < row["conf_high"]
         assert (row["conf_low"] > 0) == (row["p_value"] < 0.05)
+
+
+def test_the_share_is_judged_fragile_only_when_its_total_is_significant():
+    """As the findings read it: a share of a link that may be zero is no finding to flip."""
+    from analysis.models.estimate import one_unit_fragility
+
+    units = pd.Index(["a", "b", "c", "d"], name="unit_id")
+
+    def run(total_p: float) -> pd.Series:
+        estimates = pd.DataFrame(
+            {
+                "estimand": ["nps_on_internal_service", "nps_via_engagement_share"],
+                "estimate": [2.0, 0.5],
+                "p_value": [total_p, 0.04],
+                "p_adjusted": [min(1.0, 2 * total_p), 0.08],
+                "n_units": [4, 4],
+            }
+        )
+        # leaving out unit "a" makes the share far larger: its test would turn significant
+        leave_out = pd.DataFrame(
+            {
+                "nps_on_internal_service": [2.0] * 4,
+                "nps_via_engagement_share": [5.0, 0.5, 0.5, 0.5],
+            },
+            index=units,
+        )
+        result = one_unit_fragility(estimates, leave_out, 0.05)
+        return result.set_index("estimand")["fragile_to_one_unit"]
+
+    assert not run(0.4)["nps_via_engagement_share"]
+    assert run(0.0001)["nps_via_engagement_share"]
