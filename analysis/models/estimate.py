@@ -495,6 +495,14 @@ INFLUENCE_ROWS = 400_000
 REFITS_PER_ESTIMAND = 3
 
 
+#: Each share among the estimands and the link it divides: a share is judged fragile only when
+#: that link is significant, as the findings read it (``analysis.report.findings``).
+SHARES_OF = {
+    "nps_mediated_share": "churn_hazard_on_engagement",
+    "nps_via_engagement_share": "nps_on_internal_service",
+}
+
+
 def one_unit_fragility(
     estimates: pd.DataFrame,
     leave_out: pd.DataFrame,
@@ -535,7 +543,9 @@ def one_unit_fragility(
     ``fragile_to_one_unit`` is true when one unit flips its significance, or the sign of a
     significant estimate: the direction of an estimate that is not significant is not a
     finding, and near zero any unit may turn it (that still shows in ``n_units_flip_sign``).
-    The mediated share is judged only when the churn hazard ratio it divides is significant,
+    A share (``SHARES_OF``) is judged only when the link it divides is significant (the mediated
+    share when the churn hazard ratio is, the chain's share through engagement when the total
+    service–NPS link is),
     as the report reads it (near a zero total effect the share is unstable). Rows without a
     test (the minimum detectable effect) get zero and false. No unit is named anywhere: the
     counts are all that is kept.
@@ -611,9 +621,8 @@ def one_unit_fragility(
             flips_significance = (adjusted < alpha) != significant[None, :]
             flips_sign = (np.sign(without) != np.sign(theta)[None, :]) & ~np.isnan(without)
     judged = {
-        n: n != "nps_mediated_share" or bool(significant[names.index("churn_hazard_on_engagement")])
-        if "churn_hazard_on_engagement" in names
-        else n != "nps_mediated_share"
+        n: n not in SHARES_OF
+        or (SHARES_OF[n] in names and bool(significant[names.index(SHARES_OF[n])]))
         for n in names
     }
     for j, i in enumerate(tested):

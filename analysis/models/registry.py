@@ -31,7 +31,7 @@ from analysis.data.parameters import Parameters
 from analysis.data.progress import counting
 from analysis.measures.nps import clustered_mean_difference
 from analysis.measures.reduction import customers_in_runs
-from analysis.models import brand_alignment, churn_data, hazard, linkage, power
+from analysis.models import brand_alignment, chain, churn_data, hazard, linkage, power
 from analysis.models.linkage import EstimationError
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
@@ -586,6 +586,73 @@ ESTIMANDS: tuple[Estimand, ...] = (
             f.panel, f.churn_model().cells, f.parameters.covariates, f.parameters
         ),
         progress="mediation through NPS ({bootstrap_draws} bootstrap draws)",
+    ),
+    # (v2) The internal-service chain (analysis.models.chain): asked only of a dataset with the
+    # internal_service table.
+    Estimand(
+        "engagement_on_internal_service",
+        chain.TERM,
+        "Engagement points per SD of internal service",
+        "The link between the internal service a unit receives and its engagement",
+        "Engagement index points per +1 SD of the internal service a unit receives from other "
+        "teams (rated by other units' staff), same wave",
+        0.0,
+        "difference",
+        tested=True,
+        in_study=True,
+        needs_churn=False,
+        fit=chain.engagement_on_internal_service,
+        progress="internal-service chain (service received → engagement → NPS)",
+        needs=("internal_service",),
+        without_each_unit=chain.engagement_without_each_unit,
+    ),
+    Estimand(
+        "nps_on_internal_service",
+        chain.TERM,
+        "NPS points per SD of internal service (total)",
+        "The link between the internal service a unit receives and the next quarter's NPS",
+        "Change in a unit's customer NPS in the quarter after a wave per +1 SD of the internal "
+        "service it received (all paths)",
+        0.0,
+        "difference",
+        tested=True,
+        in_study=True,
+        needs_churn=False,
+        fit=chain.nps_on_internal_service,
+        needs=("internal_service",),
+        without_each_unit=chain.nps_without_each_unit,
+    ),
+    Estimand(
+        "nps_via_engagement_share",
+        chain.SHARE_TERM,
+        "Share of the service–NPS link through engagement",
+        "The share of the internal service–NPS link that runs through engagement",
+        "Share of the link between internal service received and NPS that runs through the "
+        "unit's engagement (a·b / total)",
+        0.0,
+        "share",
+        tested=True,
+        in_study=True,
+        needs_churn=False,
+        fit=chain.nps_via_engagement_share,
+        needs=("internal_service",),
+        without_each_unit=chain.share_without_each_unit,
+    ),
+    Estimand(
+        "nps_on_internal_service_within",
+        chain.TERM,
+        "… internal service, within the same unit over time",
+        "The link between internal service received and NPS within the same unit",
+        "The NPS slope on internal service received from change within units only (unit and "
+        "wave fixed effects)",
+        0.0,
+        "difference",
+        tested=True,
+        in_study=True,
+        needs_churn=False,
+        fit=chain.nps_on_internal_service_within,
+        needs=("internal_service",),
+        without_each_unit=chain.within_without_each_unit,
     ),
     Estimand(
         brand_alignment.NAME,

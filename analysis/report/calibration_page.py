@@ -44,6 +44,51 @@ def _label(estimand: str, labels: Mapping[str, str] | None) -> str:
     return _labelled(pd.Series([estimand]), labels).iloc[0]
 
 
+#: What an estimand whose false-positive rate or coverage missed its band is labelled with
+#: (``analysis.studies.calibration.exploratory_estimands``): shown, never hidden.
+EXPLORATORY = " (exploratory)"
+
+
+def _shown_labels(rows: pd.DataFrame, labels: Mapping[str, str] | None) -> pd.Series:
+    """Each row's estimand label, with ``EXPLORATORY`` where the summary marks it so."""
+    shown = _labelled(rows["estimand"], labels)
+    if "exploratory" in rows:
+        marked = rows["exploratory"].fillna(False).astype(bool)
+        shown = shown.where(~marked, shown + EXPLORATORY)
+    return shown
+
+
+def exploratory_sentence(summary: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
+    """Which estimands the page labels exploratory, and why; empty when none is.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise`` (its ``exploratory`` column).
+    labels : Mapping of str to str, optional
+        As for :func:`rates_table_html`.
+
+    Returns
+    -------
+    str
+    """
+    if "exploratory" not in summary:
+        return ""
+    marked = summary.loc[summary["exploratory"].fillna(False).astype(bool), "estimand"]
+    names = list(dict.fromkeys(marked))
+    if not names:
+        return (
+            "Every estimand kept its false-positive rate and its coverage within their "
+            "Monte-Carlo bands."
+        )
+    listed = "; ".join(_label(n, labels) for n in names)
+    return (
+        f"Labelled exploratory: {listed}. In at least one condition its false-positive rate "
+        "or the coverage of its interval missed the Monte-Carlo band of the promised rate, so "
+        "its p-values and intervals are not to be taken at face value; it is shown, not hidden."
+    )
+
+
 def _percent(value: float) -> str:
     return "–" if pd.isna(value) else f"{100 * value:.1f}%"
 
@@ -75,7 +120,7 @@ def rates_table_html(
     shown = pd.DataFrame(
         {
             "Condition": rows["label"],
-            "Estimand": _labelled(rows["estimand"], labels),
+            "Estimand": _shown_labels(rows, labels),
             "Replicates": rows["replicates"],
             "Rate": rows[rate].map(_percent),
             "Monte-Carlo 95% band": [
@@ -88,15 +133,20 @@ def rates_table_html(
     return html_table(shown)
 
 
-def reverse_table_html(summary: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
+def reverse_table_html(
+    summary: pd.DataFrame, labels: Mapping[str, str] | None = None, role: str = "reverse"
+) -> str:
     """Under reverse causation: what each estimand reports, against a true forward effect of 0.
 
     Parameters
     ----------
     summary : DataFrame
-        ``analysis.studies.calibration.summarise``; its ``reverse`` rows are shown.
+        ``analysis.studies.calibration.summarise``; its rows of ``role`` are shown.
     labels : Mapping of str to str, optional
         As for :func:`rates_table_html`.
+    role : str
+        ``reverse`` (customers drive engagement) or ``confounded`` (a unit trait drives both
+        the internal service received and NPS; the truth is the causal effect).
 
     Returns
     -------
@@ -104,10 +154,10 @@ def reverse_table_html(summary: pd.DataFrame, labels: Mapping[str, str] | None =
         An escaped HTML table: truth, mean estimate, bias ± its Monte-Carlo SE (on the log
         scale for ratios), share called significant and its band.
     """
-    rows = summary[summary["role"] == "reverse"]
+    rows = summary[summary["role"] == role]
     shown = pd.DataFrame(
         {
-            "Estimand": _labelled(rows["estimand"], labels),
+            "Estimand": _shown_labels(rows, labels),
             "True causal value": rows["truth"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
             "Mean estimate": rows["mean_estimate"].map("{:.2f}".format),
             "Bias ± MC SE (log scale for ratios)": [
@@ -253,6 +303,34 @@ def reverse_sentence(summary: pd.DataFrame) -> str:
     )
 
 
+def confounded_sentence(summary: pd.DataFrame) -> str:
+    """What the chain's estimands report when a unit trait drives service and NPS together.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``analysis.studies.calibration.summarise``; its ``confounded`` rows.
+
+    Returns
+    -------
+    str
+    """
+    rows = summary[summary["role"] == "confounded"].set_index("estimand")
+    between, within = "nps_on_internal_service", "nps_on_internal_service_within"
+    if between not in rows.index or within not in rows.index:
+        return "No confounded internal-service condition was run."
+    b, w = rows.loc[between], rows.loc[within]
+    return (
+        f"When a stable trait of a unit both steers it toward good internal providers and "
+        f"pleases its customers, the between-unit estimate of NPS per SD of internal service "
+        f"averages {b['mean_estimate']:+.1f} points against a true effect of "
+        f"{b['truth']:+.1f}, and its interval covers the truth in {_percent(b['coverage'])} of "
+        f"studies; the within-unit estimate, which compares each unit with itself, averages "
+        f"{w['mean_estimate']:+.1f} and covers it in {_percent(w['coverage'])}. This is why "
+        f"the report calls the between-unit links associations."
+    )
+
+
 def band_statement(replicates: int, band: tuple[float, float], alpha: float = NOMINAL_ALPHA) -> str:
     """What a perfectly calibrated false-positive rate looks like with this many replicates.
 
@@ -305,6 +383,10 @@ def power_sentence(
     small, large = rows.iloc[0], rows.iloc[-1]
     effect = {
         "churn_hazard_on_engagement": "a churn hazard ratio of 0.88 per SD of engagement",
+        "engagement_on_internal_service": "2.5 engagement points per SD of internal service",
+        "nps_on_internal_service": "about 2.4 NPS points per SD of internal service",
+        "nps_on_internal_service_within": "about 2.4 NPS points per SD of internal service",
+        "nps_via_engagement_share": "three fifths of the service–NPS link through engagement",
     }.get(estimand, "4 NPS points per SD of engagement")
     return (
         f"{_label(estimand, labels)}: with the generator's default effect ({effect}), "
@@ -340,6 +422,15 @@ def conditions_table_html(conditions: pd.DataFrame) -> str:
             "Churn hazard ratio per SD": conditions["churn_hazard_ratio"].map("{:.2f}".format),
             "Regions confound": conditions["confounding"].map(yes_no),
             "Reverse causation": conditions["reverse_causation"].map(yes_no),
+            **(
+                {
+                    "Internal service chain": conditions["internal_service"]
+                    .fillna("")
+                    .replace("", "–")
+                }
+                if "internal_service" in conditions
+                else {}
+            ),
             "Churn model fitted": conditions["churn_model"].map(yes_no),
             "Replicates": conditions["replicates"],
         }

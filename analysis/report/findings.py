@@ -48,10 +48,11 @@ NOT_ESTIMABLE = "not estimable"
 VERDICTS = (EVIDENCE, NO_CLEAR_EVIDENCE, NOT_ESTIMABLE)
 
 #: Where a finding is shown: "found" in "What we found", "causal" in "Does engagement come
-#: first?", "brand" (contract v2: staff brand alignment against customers' brand promise,
-#: asked only of a dataset with ``brand_promise``). Its direction: "forward" (staff →
-#: customers) or "reverse".
-SECTIONS = ("found", "causal", "brand")
+#: first?", "chain" in the internal-service chain (service received → engagement → customers;
+#: asked only of a dataset with the ``internal_service`` table), "brand" (staff brand alignment
+#: against customers' brand promise, asked only of a dataset with ``brand_promise``). Its
+#: direction: "forward" (towards customers) or "reverse".
+SECTIONS = ("found", "causal", "chain", "brand")
 
 #: The smallest reverse link that matters, in SD of engagement per +10 points of prior NPS.
 #: See ``reverse_ruled_out``.
@@ -412,6 +413,82 @@ WORDINGS: dict[str, Wording] = {
         ),
         absent="a share of the churn link running through customer NPS",
     ),
+    # (v2) The internal-service chain (analysis.models.chain). Every sentence says what kind of
+    # evidence it is: the between-unit links are associations; the within-unit one removes
+    # stable differences between units, not changes that move service and customers together.
+    "engagement_on_internal_service": Wording(
+        "chain",
+        "forward",
+        amount=lambda e: (
+            f"{signed(e)} engagement index points per standard deviation of internal service "
+            "received"
+        ),
+        ci=_difference_ci(1),
+        counts=lambda u, n: _units(u, n, "unit-waves"),
+        found=lambda e, tail: (
+            f"Units that received internal service one standard deviation better from the "
+            f"teams they depend on (as other units' staff rate those teams) had engagement "
+            f"{abs(e):.1f} index points {_more(e)} in the same wave {tail}. This is an "
+            "association between units: it does not show that the service caused it."
+        ),
+        detectable=lambda m: (
+            f"a link of {m:.1f} engagement index points per standard deviation or more"
+        ),
+        absent="a link between the internal service a unit receives and its engagement",
+    ),
+    "nps_on_internal_service": Wording(
+        "chain",
+        "forward",
+        amount=lambda e: (
+            f"{signed(e)} points of NPS per standard deviation of internal service received"
+        ),
+        ci=_difference_ci(1),
+        counts=lambda u, n: _units(u, n, "unit-quarters"),
+        found=lambda e, tail: (
+            f"Units that received internal service one standard deviation better had customer "
+            f"NPS {abs(e):.1f} points {_more(e)} in the following quarter {tail}. This is an "
+            "association between units, through engagement and any other path: units that "
+            "get better service may differ in other ways that also please customers."
+        ),
+        detectable=lambda m: f"a link of {m:.1f} NPS points per standard deviation or more",
+        absent="a link between the internal service a unit receives and the next quarter's "
+        "customer NPS",
+    ),
+    "nps_via_engagement_share": Wording(
+        "chain",
+        "forward",
+        amount=lambda e: f"a share of {100 * e:.0f}%",
+        ci=lambda low, high: (
+            "unbounded"
+            if not (math.isfinite(low) and math.isfinite(high))
+            else " to ".join(
+                f"{signed(100 * end, side_digits(100 * end, 0.0, 0))}%" for end in (low, high)
+            )
+        ),
+        counts=lambda u, n: _units(u, n, "unit-quarters"),
+        found=lambda e, tail: (
+            f"About {100 * e:.0f}% of the link between internal service and customer NPS runs "
+            f"through staff engagement {tail}. It splits an association, not a proven effect."
+        ),
+        absent="a share of the internal service–NPS link running through engagement",
+    ),
+    "nps_on_internal_service_within": Wording(
+        "chain",
+        "forward",
+        amount=lambda e: (
+            f"{signed(e)} points of NPS per standard deviation of internal service received"
+        ),
+        ci=_difference_ci(1),
+        counts=lambda u, n: _units(u, n, "unit-quarters"),
+        found=lambda e, tail: (
+            f"Within the same unit over time, quarters in which its internal service was one "
+            f"standard deviation better were followed by customer NPS {abs(e):.1f} points "
+            f"{_more(e)} {tail}. Stable differences between units cannot explain this; changes "
+            "that move service and customers together at the same time still could."
+        ),
+        detectable=lambda m: f"a link of {m:.1f} NPS points per standard deviation or more",
+        absent="a link between internal service and NPS within the same unit over time",
+    ),
     "brand_promise_on_brand_alignment": Wording(
         "brand",
         "forward",
@@ -438,8 +515,18 @@ WORDINGS: dict[str, Wording] = {
 
 #: The estimand whose minimum detectable effect ``estimates.csv`` carries as its own row.
 _MDE_ROWS = {"nps_on_engagement": "nps_on_engagement_mde"}
-#: The share needs a churn link to split.
-_MEDIATION = ("nps_mediated_share", "churn_hazard_on_engagement")
+#: A share needs a link to split: each share and the estimand whose link it divides, with the
+#: reason given when that link is not clear.
+_SHARES = {
+    "nps_mediated_share": (
+        "churn_hazard_on_engagement",
+        "there is no clear link between engagement and churn to divide",
+    ),
+    "nps_via_engagement_share": (
+        "nps_on_internal_service",
+        "there is no clear link between internal service and NPS to divide",
+    ),
+}
 
 
 def _generic(estimand: registry.Estimand) -> Wording:
@@ -639,9 +726,10 @@ def findings_table(estimates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
 
     Notes
     -----
-    The mediated share is ``not estimable`` unless the churn link itself is ``evidence``: a
-    share of an effect that may be zero has no meaning (its bootstrap interval is then
-    unbounded in practice).
+    The mediated share is ``not estimable`` unless the churn link itself is ``evidence``, and
+    the share of the internal service–NPS link through engagement unless that link is: a share
+    of an effect that may be zero has no meaning (its interval is then unbounded: Fieller's,
+    for the chain, is then the whole line).
     """
     if "estimand" not in estimates.columns:  # no estimand at all: every finding not estimable
         estimates = pd.DataFrame({"estimand": pd.Series(dtype=str)})
@@ -667,9 +755,10 @@ def findings_table(estimates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
             estimand.null,
             alpha,
         )
-        if estimand.name == _MEDIATION[0] and verdicts.get(_MEDIATION[1]) != EVIDENCE:
+        divides = _SHARES.get(estimand.name)
+        if divides is not None and verdicts.get(divides[0]) != EVIDENCE:
             decided = NOT_ESTIMABLE
-            reason = "there is no clear link between engagement and churn to divide"
+            reason = divides[1]
         verdicts[estimand.name] = decided
         mde = (
             minimum_detectable(estimand, row, estimates, alpha) if row is not None else float("nan")

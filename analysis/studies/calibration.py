@@ -156,7 +156,10 @@ class Condition:
     customers drive engagement) or ``power`` (one cell of the units × waves grid). Names avoid
     "null", which CSV readers take for a missing value. ``share`` scales the number
     of replicates relative to ``--replicates``; ``churn`` fits the hazard model (the expensive
-    part of a replicate).
+    part of a replicate). ``only``, when given, names the estimands fitted (the chain's
+    conditions fit the chain's estimands only: the others are studied in their own conditions),
+    without the naive analysis. The role ``confounded`` shows the bias when an unmeasured unit
+    trait drives both the internal service received and customer NPS.
     """
 
     name: str
@@ -165,6 +168,7 @@ class Condition:
     label: str
     share: float = 1.0
     churn: bool = True
+    only: tuple[str, ...] = ()
 
     def replicates(self, replicates: int) -> int:
         """This condition's number of replicates for a study of ``replicates`` (at least 2)."""
@@ -214,6 +218,72 @@ def default_conditions(base: StudyDesign = BASE_DESIGN) -> tuple[Condition, ...]
                     replace(base, n_units=units, n_waves=waves),
                     f"{units} units, {waves} waves",
                     share=0.3,
+                )
+            )
+    return (*conditions, *chain_conditions(base))
+
+
+#: The estimands of contract version 2 that the chain's conditions fit: the internal-service
+#: chain's (``analysis.models.chain``) and the brand promise's
+#: (``analysis.models.brand_alignment``), as the generator draws ``brand_promise`` with the chain.
+CHAIN_ESTIMANDS = tuple(e.name for e in STUDY_ESTIMANDS if e.needs)
+CHAIN_POWER_UNITS = (60, 120)
+CHAIN_POWER_WAVES = (4, 8)
+
+
+def chain_conditions(base: StudyDesign = BASE_DESIGN) -> tuple[Condition, ...]:
+    """The internal-service chain's conditions (``analysis.data.synth``'s chain switches).
+
+    * ``chain_none`` (no effect at all: no chain, no engagement effect, brand effect 0): the
+      false-positive rate of every chain test;
+    * ``chain_direct_only`` (service moves NPS directly by the default 1 point per SD, not
+      engagement): engagement's link and the share through it are null, the total is not;
+    * ``chain`` (the default chain: 2.5 engagement points and 2.4 NPS points per SD of service
+      received, three fifths through engagement): coverage and power;
+    * ``chain_confounded`` (the default chain, and a unit trait that both steers units toward
+      good providers and adds 4 NPS points per SD): the between-unit estimands are biased by
+      design, the within-unit one should not be;
+    * a units × waves grid of the default chain (``CHAIN_POWER_UNITS`` × ``CHAIN_POWER_WAVES``).
+
+    Each fits the chain's estimands only (``Condition.only``) and no churn model.
+    """
+    chain = replace(base, internal_service=True)
+    kwargs = {"churn": False, "only": CHAIN_ESTIMANDS}
+    conditions = [
+        Condition(
+            "chain_none",
+            "no_effect",
+            replace(chain, no_effect=True, no_chain=True, brand_promise_per_sd=0.0),
+            "Internal service: no effect at all",
+            **kwargs,
+        ),
+        Condition(
+            "chain_direct_only",
+            "effect",
+            replace(chain, engagement_per_service_sd=0.0),
+            "Internal service: direct effect on NPS only",
+            **kwargs,
+        ),
+        Condition("chain", "effect", chain, "Internal service chain (defaults)", **kwargs),
+        Condition(
+            "chain_confounded",
+            "confounded",
+            replace(chain, chain_confounding=True),
+            "Internal service chain, a unit trait confounds",
+            share=0.5,
+            **kwargs,
+        ),
+    ]
+    for units in CHAIN_POWER_UNITS:
+        for waves in CHAIN_POWER_WAVES:
+            conditions.append(
+                Condition(
+                    f"chain_power_u{units}_w{waves}",
+                    "power",
+                    replace(chain, n_units=units, n_waves=waves),
+                    f"Internal service chain, {units} units, {waves} waves",
+                    share=0.3,
+                    **kwargs,
                 )
             )
     return tuple(conditions)
@@ -347,6 +417,7 @@ def true_values(effects: dict) -> dict[str, float]:
     no_churn_effect = abs(hazard_ratio - 1) < 1e-12
     reverse = effects["reverse_engagement_sd_per_sd_prior_sentiment"]
     return {
+        **_chain_truth(effects),
         "nps_on_engagement": nps,
         "nps_on_engagement_within": nps,
         "engagement_on_prior_nps": 0.0 if reverse == 0 else np.nan,
@@ -361,6 +432,34 @@ def true_values(effects: dict) -> dict[str, float]:
     }
 
 
+def _chain_truth(effects: dict) -> dict[str, float]:
+    """The chain estimands' truths from ``truth.json`` (NaN without the chain).
+
+    ``engagement_on_internal_service`` and ``nps_on_internal_service`` are the generator's
+    (per SD of the true received service across customer-facing unit-waves); the within-unit
+    slope estimates the same total effect (the generator's effects do not vary by unit).
+    The share through engagement is the generator's ``via / total``; when nothing runs through
+    engagement it is 0 even if the total is 0 too (its test is of ``a·b = 0``, which is then
+    true), so its false-positive rate is measured in ``chain_none``.
+    """
+
+    def value(key: str) -> float:
+        found = effects.get(key)
+        return float("nan") if found is None else float(found)
+
+    total = value("nps_on_internal_service")
+    via = value("nps_on_internal_service_via_engagement")
+    share = value("nps_via_engagement_share")
+    if np.isnan(share) and via == 0:
+        share = 0.0
+    return {
+        "engagement_on_internal_service": value("engagement_on_internal_service"),
+        "nps_on_internal_service": total,
+        "nps_via_engagement_share": share,
+        "nps_on_internal_service_within": total,
+    }
+
+
 def _attempt(estimand: str, compute: Callable[[], dict]) -> dict:
     """An estimand's row, or a row of NaNs saying why it failed (counted, not hidden)."""
     from analysis.models.linkage import EstimationError
@@ -372,7 +471,10 @@ def _attempt(estimand: str, compute: Callable[[], dict]) -> dict:
 
 
 def replicate(
-    design: StudyDesign, parameters: Parameters | None = None, churn: bool = True
+    design: StudyDesign,
+    parameters: Parameters | None = None,
+    churn: bool = True,
+    only: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Draw one study and estimate every main estimand and the naive analysis on it.
 
@@ -381,7 +483,7 @@ def replicate(
     as ``analysis.models.estimate.estimate_all`` fits it. Returns tidy rows
     (``estimand, term, estimate, std_error, conf_low, conf_high, p_value, n_obs, n_units,
     method``) with the generator's ``truth`` and a ``failure`` message where an estimand could
-    not be computed.
+    not be computed. With ``only``, just those estimands (and no naive analysis).
     """
     from analysis.data.load import dataset_from_tables
     from analysis.data.parameters import resolve_as_of
@@ -398,6 +500,8 @@ def replicate(
         *(e for e in registry.applicable(dataset, STUDY_ESTIMANDS) if churn or not e.needs_churn),
         *(e for e, _ in NAIVE),
     ]
+    if only:
+        estimands = [e for e in estimands if e.name in only]
     truth = true_values(study.truth["effects"])
     rows = [_attempt(e.name, lambda e=e: e.fit(fitting)) for e in estimands]
     table = pd.DataFrame(rows)
@@ -429,7 +533,10 @@ class Task:
 def _run_task(task: Task) -> tuple[pd.DataFrame, float]:
     started = time.perf_counter()
     rows = replicate(
-        replace(task.condition.design, seed=task.seed), task.parameters, task.condition.churn
+        replace(task.condition.design, seed=task.seed),
+        task.parameters,
+        task.condition.churn,
+        task.condition.only,
     )
     rows.insert(0, "seed", task.seed)
     rows.insert(0, "replicate", task.index)
@@ -545,12 +652,25 @@ def conditions_table(conditions: Sequence[Condition], replicates: int) -> pd.Dat
                 "reverse_causation": c.design.reverse_causation,
                 "nps_effect": c.design.effective().nps_effect,
                 "churn_hazard_ratio": c.design.effective().churn_hazard_ratio,
+                "internal_service": _chain_description(c.design),
                 "churn_model": c.churn,
                 "replicates": c.replicates(replicates),
             }
             for c in conditions
         ]
     )
+
+
+def _chain_description(design: StudyDesign) -> str:
+    """The internal-service chain of a design in words ("" without the chain)."""
+    if not design.internal_service:
+        return ""
+    d = design.effective()
+    text = (
+        f"{d.engagement_per_service_sd:g} engagement points, "
+        f"{d.nps_direct_per_service_sd:g} direct NPS points per SD"
+    )
+    return text + (", confounded" if design.chain_confounding else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,7 +723,8 @@ def summarise(
     Columns: ``condition, role, label, n_units, n_waves, confounding, estimand, naive,
     replicates, failed, truth, mean_estimate, bias, bias_mc_se, empirical_se, mean_model_se,
     rejection_rate, rejection_mc_se, rejection_low, rejection_high, coverage, coverage_mc_se,
-    coverage_low, coverage_high, rejection_verdict, coverage_verdict``. Bias and the SEs are on
+    coverage_low, coverage_high, rejection_verdict, coverage_verdict, exploratory`` (the last
+    the same on every row of an estimand: ``exploratory_estimands``). Bias and the SEs are on
     the log scale for ratios (hazard and odds ratios), where their standard errors live.
     The rejection rate uses each estimand's own p-value at ``alpha`` (no Holm adjustment: the
     question is whether each test alone holds its level).
@@ -668,7 +789,29 @@ def summarise(
         verdict(low, high, 1 - alpha) if not np.isnan(low) else ""
         for low, high in zip(table["coverage_low"], table["coverage_high"], strict=True)
     ]
+    table["exploratory"] = table["estimand"].isin(exploratory_estimands(table))
     return table
+
+
+#: The roles whose rates an estimand must keep to be reported as calibrated.
+JUDGED_ROLES = ("no_effect", "effect")
+
+
+def exploratory_estimands(summary: pd.DataFrame) -> list[str]:
+    """Our estimands whose false-positive rate or coverage missed its Monte-Carlo band.
+
+    An estimand is *exploratory* when, in a condition of ``JUDGED_ROLES``, its rejection rate
+    under a true null or its coverage has a verdict other than ``calibrated`` (the nominal
+    rate lies outside the rate's Wilson band, ``verdict``). The page labels it
+    "(exploratory)" rather than hiding it. The naive analysis is not judged (it is shown to
+    fail). Conditions built to show a bias (``reverse``, ``confounded``) and the power grid
+    are not judged either.
+    """
+    judged = summary[summary["role"].isin(JUDGED_ROLES) & ~summary["naive"].astype(bool)]
+    missed = ~judged["rejection_verdict"].isin(["", "calibrated"]) | ~judged[
+        "coverage_verdict"
+    ].isin(["", "calibrated"])
+    return list(dict.fromkeys(judged.loc[missed, "estimand"]))
 
 
 def power_table(summary: pd.DataFrame) -> pd.DataFrame:
