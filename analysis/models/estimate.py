@@ -17,7 +17,7 @@ Laplace noise (``released_unit_wave``, ``released_quartiles``, ``analysis.measur
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from analysis.models.registry import (  # noqa: F401  the fits' home is the regi
     nps_on_engagement_with_jackknife,
     retention_quartile_gap,
 )
+from analysis.models.service_release import released_service
 from analysis.models.tidy import ESTIMATE_COLUMNS
 
 SCALE_INDEX_SUFFIX = "_index"
@@ -69,6 +70,9 @@ class Results:
         Customer NPS by engagement quartile of unit-waves, released the same way.
     panel : DataFrame
         The unreleased unit × wave panel the models were fitted on; never written to a file.
+    service : dict of str to DataFrame
+        With an ``internal_service`` table (contract v2), the released provider scorecards and
+        network (``analysis.models.service_release``); empty otherwise, and then no file.
     """
 
     estimates: pd.DataFrame
@@ -76,6 +80,7 @@ class Results:
     unit_wave: pd.DataFrame
     quartiles: pd.DataFrame
     panel: pd.DataFrame
+    service: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result files, by name: what ``estimate`` writes and the report reads."""
@@ -84,6 +89,7 @@ class Results:
             "drivers": self.drivers,
             "unit_wave": self.unit_wave,
             "nps_by_engagement_quartile": self.quartiles,
+            **self.service,
         }
 
 
@@ -394,7 +400,11 @@ def estimate_all(
         release,
     )
     quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
-    return Results(estimates, drivers, unit_wave, quartiles, panel)
+    # optional (contract v2): absent on a dataset without the table, so no file is written
+    service = released_service(
+        dataset.internal_service, parameters.min_group_size, release, confidence
+    )
+    return Results(estimates, drivers, unit_wave, quartiles, panel, service)
 
 
 # --------------------------------------------------------------------------------------------
