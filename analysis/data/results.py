@@ -49,6 +49,9 @@ OPTIONAL_RESULT_FILES = {
     "internal_service": "internal_service",
     "internal_service_network": "internal_service",
 }
+#: Result files other parts of the kit may write beside these (``brand_alignment``): read when
+#: present, never required.
+READ_IF_PRESENT = ("brand_alignment",)
 #: Identifier columns read as text, and date columns read as dates, in any result file.
 _ID_COLUMNS = ("unit_id", "provider_unit_id", "rater_unit_id")
 _DATE_COLUMNS = ("wave", "previous_wave")
@@ -154,7 +157,7 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
         )
         for name in RESULT_FILES
     }
-    for name in OPTIONAL_RESULT_FILES:
+    for name in (*OPTIONAL_RESULT_FILES, *READ_IF_PRESENT):
         path = results_dir / f"{name}.csv"
         if path.is_file():
             header = pd.read_csv(path, nrows=0).columns
