@@ -92,7 +92,17 @@ def test_the_chain_reads_each_verdict_with_its_argument():
     unclear = sentences["Internal service → customer NPS"]
     assert unclear.startswith("No clear evidence that units that receive better")
     assert "includes no effect" in unclear and "40 units" in unclear
+    # the total service–NPS link is not clear, so its share through engagement is not judged
     share = sentences["Share of the service–NPS link through engagement"]
+    assert share.startswith("The share of the internal service–NPS link") and "not judged" in share
+    clear_total = chain_estimates()
+    clear_total.loc[clear_total["estimand"] == "nps_on_internal_service", "p_adjusted"] = 0.001
+    clear_total.loc[clear_total["estimand"] == "nps_on_internal_service", "conf_low"] = 0.2
+    items = service_page.chain_items(clear_total, None, ALPHA)
+    share = {label: sentence for label, sentence, _ in items}[
+        "Share of the service–NPS link through engagement"
+    ]
+    assert share.startswith("Part of the internal service–NPS link runs through staff engagement")
     assert "+42.0%" in share and "+10.0 to +80.0" in share
     for _, _, argument in items:
         assert argument.startswith("How it is identified:")

@@ -471,15 +471,55 @@ def estimand_sentence(
     return f"No clear evidence that {spec['claim']}: the estimate is {numbers}, {includes}."
 
 
+def estimand_verdict(
+    estimand: str,
+    spec: dict,
+    estimates: pd.DataFrame | None,
+    findings: pd.DataFrame | None,
+    alpha: float = 0.05,
+) -> str | None:
+    """The verdict of one estimand: ``findings.csv``'s, else decided from ``estimates.csv``'s
+    row (``findings.verdict``); ``None`` when the run has neither."""
+    found = _row(findings, estimand)
+    if found is not None and isinstance(found.get("verdict"), str):
+        return found["verdict"]
+    row = _row(estimates, estimand)
+    if row is None:
+        return None
+    p = row.get("p_adjusted", np.nan)
+    p = row.get("p_value", np.nan) if pd.isna(p) else p
+    return findings_module.verdict(
+        row["estimate"], row["conf_low"], row["conf_high"], p, spec["null"], alpha
+    )
+
+
 def chain_items(
     estimates: pd.DataFrame | None, findings: pd.DataFrame | None, alpha: float = 0.05
 ) -> list[tuple[str, str, str]]:
-    """``(label, sentence, argument)`` for each chain estimand the run has, in chain order."""
+    """``(label, sentence, argument)`` for each chain estimand the run has, in chain order.
+
+    The share through engagement is judged only when the total service–NPS link it divides is
+    ``evidence`` (as the kit reads ``nps_mediated_share``): near a zero total a share is
+    unstable and says nothing, so otherwise its sentence says it is not judged.
+    """
+    total = estimand_verdict(
+        "nps_on_internal_service", CHAIN["nps_on_internal_service"], estimates, findings, alpha
+    )
     items = []
     for name, spec in CHAIN.items():
         sentence = estimand_sentence(name, spec, estimates, findings, alpha)
-        if sentence is not None:
-            items.append((spec["label"], sentence, spec["argument"]))
+        if sentence is None:
+            continue
+        if (
+            name == "nps_via_engagement_share"
+            and total != EVIDENCE
+            and _row(findings, name) is None
+        ):
+            sentence = (
+                "The share of the internal service–NPS link that runs through engagement is not "
+                "judged: there is no clear evidence of the total link it would divide."
+            )
+        items.append((spec["label"], sentence, spec["argument"]))
     return items
 
 
