@@ -410,6 +410,10 @@ def scorecard_figure(
     return _finish(figure)
 
 
+def _units(count: int) -> str:
+    return f"{count} unit" if count == 1 else f"{count} units"
+
+
 def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -920,7 +924,7 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
                 marker="o",
                 linestyle="",
                 color=ACCENT,
-                label=f"Staff and customers agree within chance ({int((~flag).sum())} units)",
+                label=f"Staff and customers agree within chance ({_units(int((~flag).sum()))})",
             ),
             Line2D(
                 [],
@@ -928,7 +932,7 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
                 marker="o",
                 linestyle="",
                 color=DISAGREE,
-                label=f"They disagree (Holm; {int(flag.sum())} units)",
+                label=f"They disagree (Holm; {_units(int(flag.sum()))})",
             ),
             Line2D([], [], color=MUTED, linestyle="--", label="Same score on both sides"),
         ],
@@ -960,6 +964,8 @@ def executive_html(
     lowest teams, and links to the internal-service page when the run has one.
     """
     scores = results.get("internal_service")
+    if scores is not None and scores.empty:  # a table without rows: no page, nothing to say
+        scores = None
     brand = results.get("brand_alignment")
     estimates, findings = results.get("estimates"), results.get("findings")
     items = []
