@@ -418,3 +418,50 @@ def test_a_version_one_report_has_no_service_page_and_no_link(run_dir, hostile_s
     )
     text = _text(page.read_text())
     assert "This dataset has no internal_service table" in text and "Traceback" not in text
+
+
+def test_many_teams_are_drawn_as_the_highest_and_lowest_and_the_most_rated():
+    """A large organisation: 60 teams shown and 20 suppressed in one wave. The scorecard figure
+    draws the 15 highest and 15 lowest and one row for the suppressed; the network the 40
+    most-rated teams; the sentence names the three largest changes."""
+    one = _scores().iloc[1]
+    rows = []
+    for i in range(80):
+        row = one.copy()
+        row["provider_unit_id"] = f"T{i:02d}"
+        hidden = i >= 60
+        row["n_raters"] = 3 if hidden else 10 + i
+        row["suppressed"] = hidden
+        row["suppression"] = "fewer than 5 respondents" if hidden else ""
+        for column in ("service_index", "shrunken", "rank", "n_ranked", "change"):
+            row[column] = (
+                np.nan if hidden else {"rank": i + 1, "n_ranked": 60}.get(column, 80 - i / 2)
+            )
+        row["change_p_value"] = np.nan if hidden else 0.0001
+        row["change_conf_low"], row["change_conf_high"] = row["change"] - 1, row["change"] + 1
+        rows.append(row)
+    scores = pd.DataFrame(rows)
+    units = pd.DataFrame({"unit_id": scores["provider_unit_id"]})
+    figure = service_page.scorecard_figure(scores, units)
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert len(labels) == 31 and labels[0] == "T00" and labels[-2] == "T59"
+    assert (
+        labels[-1] == "20 teams" and "15 highest and 15 lowest of 60" in figure.axes[0].get_title()
+    )
+    network = pd.DataFrame(
+        {
+            "rater_unit_id": ["R1"] * 60,
+            "provider_unit_id": scores["provider_unit_id"].iloc[:60],
+            "wave": scores["wave"].iloc[:60],
+            "n_raters": 5,
+            "service_index": 70.0,
+            "conf_low": 60.0,
+            "conf_high": 80.0,
+            "suppressed": False,
+            "suppression": "",
+        }
+    )
+    figure = service_page.network_figure(scores, network, units, 5)
+    assert "the 40 most-rated of 80 teams" in figure.axes[0].get_title()
+    text = service_page.scorecard_sentence(scores, units, 5)
+    assert "60 of the 60 teams compared" in text and "and 57 more (see the table)" in text

@@ -40,7 +40,13 @@ from analysis.report.sentences import figure_text, html_table, interval, list_ht
 #: The page's slug: ``internal_service.html``.
 SLUG = "internal_service"
 PROVIDER, RATER, WAVE = "provider_unit_id", "rater_unit_id", "wave"
-#: Where a rater unit's node is drawn when it is not itself a rated team.
+#: Teams drawn in the scorecard figure at most (the highest and the lowest half each), and
+#: suppressed teams listed one by one before they are drawn as one row; the table lists all.
+FIGURE_TEAMS, FIGURE_HIDDEN = 30, 8
+#: Teams drawn in the network at most: the most-rated (labels stay legible on the circle).
+NETWORK_TEAMS = 40
+#: Teams named in the sentence on changes, the largest first; the table shows every change.
+CHANGES_NAMED = 3
 DISAGREE = "#D55E00"  # vermillion (Okabe–Ito): a unit whose staff and customers disagree
 
 POINT_LABELS = {
@@ -231,15 +237,20 @@ def scorecard_sentence(
                 "an earlier wave changed (Holm's correction over the teams)."
             )
         else:
+            largest = moved.reindex(moved["change"].abs().sort_values(ascending=False).index)
             described = [
                 f"{_name(names, r[PROVIDER])} {signed(r['change'])} points "
-                f"({_ci(r['change_conf_low'], r['change_conf_high'])}; "
+                f"(95% CI {interval(r['change_conf_low'], r['change_conf_high'])}; "
                 f"{int(r['n_raters']):,} raters)"
-                for _, r in moved.iterrows()
+                for _, r in largest.head(CHANGES_NAMED).iterrows()
             ]
+            more = len(moved) - CHANGES_NAMED
             parts.append(
                 f"{len(moved)} of the {len(changes)} teams compared with their previous wave "
-                f"changed beyond chance (Holm's correction): {'; '.join(described)}."
+                f"changed beyond chance (Holm's correction)"
+                + (", the largest: " if more > 0 else ": ")
+                + "; ".join(described)
+                + (f"; and {more} more (see the table)." if more > 0 else ".")
             )
     return " ".join(parts)
 
@@ -338,7 +349,18 @@ def scorecard_figure(
     now = scores[scores[WAVE] == latest_wave(scores)]
     shown = _shown(now).sort_values("rank")
     hidden = now[now["suppressed"].map(_flag)].sort_values(PROVIDER)
-    rows = len(shown) + len(hidden)
+    total_shown = len(shown)
+    if total_shown > FIGURE_TEAMS:  # the highest and the lowest; the table lists every team
+        half = FIGURE_TEAMS // 2
+        shown = pd.concat([shown.head(half), shown.tail(half)])
+    hidden_rows = [
+        (_name(names, row[PROVIDER]), f"(n = {int(row['n_raters'])})")
+        for _, row in hidden.iterrows()
+    ]
+    if len(hidden_rows) > FIGURE_HIDDEN:
+        counts = hidden["n_raters"].astype(int)
+        hidden_rows = [(f"{len(hidden)} teams", f"(n = {counts.min()} to {counts.max()} each)")]
+    rows = len(shown) + len(hidden_rows)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 0.32 * rows + 1.9))
     y = np.arange(len(shown))
     axes.errorbar(
@@ -379,13 +401,15 @@ def scorecard_figure(
             color=MUTED,
             annotation_clip=False,
         )
+    if total_shown > len(shown):
+        axes.axhline(len(shown) / 2 - 0.5, color=MUTED, linewidth=0.8, linestyle=":")
     hidden_y = np.arange(len(shown), rows)
-    for position, (_, row) in zip(hidden_y, hidden.iterrows(), strict=True):
+    for position, (_, count) in zip(hidden_y, hidden_rows, strict=True):
         axes.axhspan(position - 0.4, position + 0.4, color=SUPPRESSED, zorder=0)
         axes.text(
             0.5,
             position,
-            f"suppressed: fewer than the minimum raters (n = {int(row['n_raters'])})",
+            f"suppressed: fewer than the minimum raters {count}",
             ha="center",
             va="center",
             fontsize=8,
@@ -394,7 +418,7 @@ def scorecard_figure(
         )
     labels = [
         *figure_text(shown[PROVIDER].map(lambda p: _name(names, p))),
-        *figure_text(hidden[PROVIDER].map(lambda p: _name(names, p))),
+        *figure_text(pd.Series([label for label, _ in hidden_rows], dtype=object)),
     ]
     axes.set_yticks(np.arange(rows), [_short(label) for label in labels])
     axes.set_ylim(rows - 0.5, -0.6)
@@ -404,9 +428,13 @@ def scorecard_figure(
     )
     lowest = np.nanmin(np.r_[shown["conf_low"], shown["shrunken_conf_low"], 100.0])
     _value_axis(axes, float(lowest), 100.0, "x", pad=(0.03, 0.0))
-    axes.set_title(
-        f"Internal teams, {_wave_text(latest_wave(scores))}: ranked on the shrunken index"
+    which = (
+        f"the {len(shown) // 2} highest and {len(shown) // 2} lowest of {total_shown} teams "
+        "shown, ranked on the shrunken index (the table lists every team)"
+        if total_shown > len(shown)
+        else "ranked on the shrunken index"
     )
+    axes.set_title(f"Internal teams, {_wave_text(latest_wave(scores))}: {which}")
     return _finish(figure)
 
 
@@ -599,7 +627,13 @@ def network_figure(
     now = scores[scores[WAVE] == wave].copy()
     now["hidden"] = now["suppressed"].map(_flag) | now["service_index"].isna()
     now = now.sort_values(["hidden", "rank", PROVIDER], na_position="last")
+    rated = len(now)
+    if rated > NETWORK_TEAMS:  # the most-rated teams, still in rank order
+        keep = now["n_raters"].rank(method="first", ascending=False) <= NETWORK_TEAMS
+        now = now[keep]
     edges = network[network[WAVE] == wave] if len(network) else network
+    if len(edges):
+        edges = edges[edges[PROVIDER].astype(str).isin(now[PROVIDER].astype(str))]
     providers = [str(p) for p in now[PROVIDER]]
     raters_only = sorted({str(r) for r in edges[RATER]} - set(providers)) if len(edges) else []
     edges = edges.assign(**{RATER: edges[RATER].astype(str), PROVIDER: edges[PROVIDER].astype(str)})
@@ -677,7 +711,7 @@ def network_figure(
     axes.set_axis_off()
     mappable = plt.cm.ScalarMappable(norm=norm, cmap=colours)
     bar = figure.colorbar(
-        mappable, ax=axes, orientation="horizontal", shrink=0.5, pad=0.01, aspect=35
+        mappable, ax=axes, orientation="horizontal", shrink=0.5, pad=0.05, aspect=35
     )
     bar.set_label("Colour: the team's service index (0–100)", fontsize=8)
     bar.ax.tick_params(labelsize=8)
@@ -725,8 +759,9 @@ def network_figure(
         frameon=False,
     )
     n_raters = int(now["n_raters"].sum())
+    teams = f"the {len(now)} most-rated of {rated} teams" if rated > len(now) else f"{rated} teams"
     axes.set_title(
-        f"Who depends on whom, {_wave_text(wave)}: {len(now)} teams, {n_raters:,} ratings, "
+        f"Who depends on whom, {_wave_text(wave)}: {teams}, {n_raters:,} ratings, "
         f"{len(edges)} unit-to-team links shown"
     )
     return _finish(figure)
