@@ -687,7 +687,7 @@ def test_a_hidden_providers_ratings_change_nothing_in_either_file_any_wave(servi
     shown_values = [
         c
         for c in SCORECARD_COLUMNS
-        if c.endswith(("_index", "nps"))
+        if c.endswith(("_index", "nps", "_conf_low", "_conf_high"))
         or c in ("conf_low", "conf_high", "rank", "shrunken", "change")
     ]
     assert scores.loc[hidden.index, shown_values].isna().all(axis=None)
@@ -756,7 +756,16 @@ def test_without_complementary_suppression_the_network_would_give_a_rater_away()
         )
     )
     scores, network = _exact_service(table)
-    assert scores.loc[0, "service_index"] == pytest.approx((8 * 75 + 3 * 25) / 11)
+    mean = (8 * 75 + 3 * 25) / 11
+    assert scores.loc[0, "service_index"] == pytest.approx(mean)
+    # each point of connection's interval: its within variance pooled over shown provider-waves
+    from scipy import stats as scipy_stats
+
+    pooled = (8 * (75 - mean) ** 2 + 3 * (25 - mean) ** 2) / 10
+    half = scipy_stats.t.ppf(0.975, 10) * np.sqrt(pooled / 11)
+    for item in POINTS_OF_CONNECTION:
+        assert scores.loc[0, f"{item}_conf_low"] == pytest.approx(mean - half)
+        assert scores.loc[0, f"{item}_conf_high"] == pytest.approx(mean + half)
     assert list(network["rater_unit_id"]) == ["A"]  # B's 3 raters are not listed at all
     assert network.loc[0, "n_raters"] == 8 and network.loc[0, "suppressed"]
     assert (

@@ -7,7 +7,8 @@ table (contract v2); on a version-1 dataset neither exists and nothing else chan
   the scorecard of ``analysis.measures.internal_service.provider_scores`` (service index 0–100
   with its interval and distinct raters, the six points of connection, internal NPS with its
   trinomial interval; small provider-waves suppressed, every shown figure released with
-  Laplace noise), with each shown provider's rank that wave on its empirical-Bayes shrunken
+  Laplace noise), each point of connection's interval (``_item_intervals``), each shown
+  provider's rank that wave on its empirical-Bayes shrunken
   index (``provider_ranking``) and its change since its previous shown wave.
 * ``internal_service_network.csv`` (:func:`released_network`): one row per rater unit ×
   provider × wave in which **at least** ``min_group_size`` people of the rater unit rated the
@@ -39,6 +40,9 @@ Privacy (README, "Privacy"; ``analysis.measures.privacy``)
   second budget is spent on it). One rating enters its provider-wave's scorecard figures (index,
   its points of connection, internal NPS and its share, each ε) and, when its unit's cell is
   listed, one network value (ε): basic composition, as in the README.
+* Each point of connection's interval uses that item's within-provider-wave variance pooled
+  over the provider-waves where it is shown, released once per item (``b = 100² / (df ε)``):
+  six more figures, each over thousands of answers.
 * Counts stay visible, as everywhere in the kit (they say who answered, not what). No
   ``respondent_id`` reaches either file.
 
@@ -58,6 +62,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.data.contract import POINTS_OF_CONNECTION
 from analysis.measures.internal_service import (
     SCORE_COLUMNS,
     _rater_scores,
@@ -88,8 +93,13 @@ __all__ = [
 SERVICE_RESULT_FILES = ("internal_service", "internal_service_network")
 PROVIDER, RATER, WAVE = "provider_unit_id", "rater_unit_id", "wave"
 
+#: The interval of each point of connection, beside ``provider_scores``' index and count.
+ITEM_INTERVAL_COLUMNS = tuple(
+    f"{item}_{end}" for item in POINTS_OF_CONNECTION for end in ("conf_low", "conf_high")
+)
 SCORECARD_COLUMNS = (
     *[c for c in SCORE_COLUMNS if c not in (SUPPRESSED, SUPPRESSION)],
+    *ITEM_INTERVAL_COLUMNS,
     "rank",
     "n_ranked",
     "shrunken",
@@ -151,6 +161,7 @@ def released_scorecards(
     table = scores.copy()
     for column in SCORECARD_COLUMNS[len(SCORE_COLUMNS) - 2 : -2]:
         table[column] = np.nan
+    _item_intervals(table, internal_service, min_group_size, release, confidence)
     table["previous_wave"] = pd.Series(pd.NaT, index=table.index, dtype=table[WAVE].dtype)
     for wave in sorted(table[WAVE].dropna().unique()):
         ranking = provider_ranking(scores, confidence, wave=wave)
@@ -185,6 +196,57 @@ def released_scorecards(
     for column in ("rank", "n_ranked"):
         table[column] = table[column].astype("Int64")
     return table[list(SCORECARD_COLUMNS)].reset_index(drop=True)
+
+
+def _item_intervals(
+    table: pd.DataFrame,
+    internal_service: pd.DataFrame,
+    min_group_size: int,
+    release: Release | None,
+    confidence: float,
+) -> None:
+    """Fill ``<item>_conf_low`` / ``_conf_high`` of each shown point of connection, in place.
+
+    ``x̃ ± t_{n−1} √(s̃²_item / n)`` widened by the index's release noise ``2 b²``,
+    ``b = 100 / (n ε)`` (``widened_interval``), clipped to 0–100, with ``n`` the item's own
+    count and ``s̃²_item`` the item's within-provider-wave variance pooled over the
+    provider-waves where the item has at least ``min_group_size`` answers (the shown ones), as
+    ``provider_scores`` pools the index: released once per item with ``b = 100² / (df ε)``,
+    ``df = Σ (n − 1)`` (a count), and floored at zero. Missing where the item is hidden.
+    """
+    rated = _rater_scores(internal_service)
+    keys = [PROVIDER, WAVE]
+    for item in POINTS_OF_CONNECTION:
+        answers = rated[[*keys, item]].dropna(subset=[item])
+        deviation = answers[item] - answers.groupby(keys)[item].transform("mean")
+        groups = (
+            answers.assign(ss=deviation**2).groupby(keys).agg(n=(item, "size"), ss=("ss", "sum"))
+        )
+        large = groups["n"] >= min_group_size
+        df = float((groups.loc[large, "n"] - 1).sum())
+        pooled = float(groups.loc[large, "ss"].sum() / df) if df > 0 else np.nan
+        if release is not None:
+            released, _ = laplace_mechanism(
+                [pooled],
+                [100.0**2 / df if df > 0 else np.nan],
+                [("internal_service", f"{item}_pooled_within_variance")],
+                release,
+            )
+            pooled = max(float(released[0]), 0.0) if np.isfinite(released[0]) else np.nan
+        index = table[f"{item}_index"].to_numpy(dtype="float64")
+        n = table[f"{item}_n"].to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+            half = np.where(n > 1, t * np.sqrt(pooled / n), np.nan)
+            noise = (
+                2 * (100.0 / (n * release.epsilon)) ** 2
+                if release is not None
+                else np.zeros(len(n))
+            )
+        low, high = widened_interval(index, index - half, index + half, noise, confidence)
+        shown = np.isfinite(index)
+        table[f"{item}_conf_low"] = np.where(shown, np.clip(low, 0.0, 100.0), np.nan)
+        table[f"{item}_conf_high"] = np.where(shown, np.clip(high, 0.0, 100.0), np.nan)
 
 
 def rater_cells(internal_service: pd.DataFrame) -> pd.DataFrame:

@@ -320,7 +320,8 @@ def scorecard_table_html(
 
 
 def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
-    """The six points of connection of each shown team in the latest wave: index (n)."""
+    """The six points of connection of each shown team in the latest wave: index (95%
+    interval; n)."""
     if scores.empty:
         return ""
     names = unit_names(units)
@@ -330,9 +331,15 @@ def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
     table = pd.DataFrame({"Team": [_name(names, p) for p in now[PROVIDER]]})
     for item in POINTS_OF_CONNECTION:
         values, counts = now[f"{item}_index"], now[f"{item}_n"]
+        low = now.get(f"{item}_conf_low", pd.Series(np.nan, index=now.index))
+        high = now.get(f"{item}_conf_high", pd.Series(np.nan, index=now.index))
         table[POINT_LABELS.get(item, item)] = [
-            "—" if pd.isna(v) else f"{v:.0f} ({int(n)})"
-            for v, n in zip(values, counts, strict=True)
+            "—"
+            if pd.isna(v)
+            else f"{v:.0f} ({lo:.0f}–{hi:.0f}; {int(n)})"
+            if pd.notna(lo)
+            else f"{v:.0f} ({int(n)})"
+            for v, lo, hi, n in zip(values, low, high, counts, strict=True)
         ]
     return html_table(table)
 
