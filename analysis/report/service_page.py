@@ -336,9 +336,10 @@ def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
         table[POINT_LABELS.get(item, item)] = [
             "—"
             if pd.isna(v)
-            else f"{v:.0f} ({lo:.0f}–{hi:.0f}; {int(n)})"
+            # no-break spaces: a cell wraps between cells, never inside "87 (82–92; 105)"
+            else f"{v:.0f}\u00a0({lo:.0f}–{hi:.0f};\u00a0{int(n)})"
             if pd.notna(lo)
-            else f"{v:.0f} ({int(n)})"
+            else f"{v:.0f}\u00a0({int(n)})"
             for v, lo, hi, n in zip(values, low, high, counts, strict=True)
         ]
     return html_table(table)
