@@ -136,7 +136,7 @@ def test_brand_alignment_on_both_sides_reads_as_its_tests_say():
     assert "Customers of units whose staff believe in the brand more" in html
     assert "Gamma" not in html  # C has no staff figure: not in the table
     quiet = _text(service_page.brand_alignment_html(brand_table(False), None, None, UNITS, ALPHA))
-    assert "No clear evidence that staff and customers disagree" in quiet
+    assert "No clear evidence that staff and customers see the brand differently" in quiet
     absent = _text(service_page.brand_alignment_html(None, None, None, UNITS, ALPHA))
     assert "not among this run's results" in absent
     assert service_page.brand_figure(None, UNITS) is None
@@ -240,7 +240,7 @@ def test_the_executive_section_is_empty_for_a_version_one_run():
     assert service_page.executive_html(empty, UNITS, 5, ALPHA) == ""  # no rows: no page to link
     brand_only = {"estimates": chain_estimates(), "brand_alignment": brand_table()}
     html = _text(service_page.executive_html(brand_only, UNITS, 5, ALPHA))
-    assert "internal_service.html" not in html and "disagree on the brand" in html
+    assert "internal_service.html" not in html and "see the brand differently" in html
 
 
 def test_only_a_dataset_with_internal_service_gets_the_page(small_study_master, tmp_path):
@@ -343,7 +343,7 @@ def test_with_chain_and_brand_rows_the_page_states_each_verdict(service_run):
     assert "Units that receive better internal service have more engaged staff" in text
     assert "No clear evidence that units that receive better internal service have higher" in text
     assert text.count("How it is identified:") == 5  # four links of the chain and the brand
-    assert "disagree on the brand beyond chance" in text
+    assert "see the brand differently beyond chance" in text
     index = _text((extra / "index.html").read_text())
     assert "Units that receive better internal service have more engaged staff" in index
 

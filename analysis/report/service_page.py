@@ -843,7 +843,12 @@ def _brand_latest(brand: pd.DataFrame) -> pd.DataFrame:
 
 
 def brand_sentence(brand: pd.DataFrame, units: pd.DataFrame, alpha: float = 0.05) -> str:
-    """How many units' staff and customers disagree on the brand in the latest wave."""
+    """How many units' staff and customers place the unit differently in the latest wave.
+
+    ``disagrees`` (``brand_alignment.csv``) compares the unit's relative position among units
+    on each side (each side centred on its wave's median, scaled by its MAD), with
+    Benjamini–Hochberg's adjustment over the unit-waves; the sentence says so, verdict first.
+    """
     names = unit_names(units)
     rows = _brand_latest(brand)
     if rows.empty:
@@ -853,29 +858,32 @@ def brand_sentence(brand: pd.DataFrame, units: pd.DataFrame, alpha: float = 0.05
         )
     wave = _wave_text(rows[WAVE].iloc[0])
     disagree = rows[rows["disagrees"].map(_flag)]
+    method = (
+        "each unit's standing among units on the staff side against its standing on the "
+        f"customer side, Benjamini–Hochberg's adjustment at {level(1 - alpha)} confidence"
+    )
     if disagree.empty:
         return (
-            f"No clear evidence that staff and customers disagree on the brand in any of the "
-            f"{len(rows)} units shown for {wave} (each unit's two indices compared, Holm's "
-            "correction over the units)."
+            f"No clear evidence that staff and customers see the brand differently in any of "
+            f"the {len(rows)} units shown for {wave} ({method})."
         )
-    gap = disagree.assign(gap=disagree["staff_alignment"] - disagree["brand_promise_index"])
-    first = gap.reindex(gap["gap"].abs().sort_values(ascending=False).index).iloc[0]
+    first = disagree.reindex(disagree["difference_z"].abs().sort_values(ascending=False).index)
+    first = first.iloc[0]
     side = (
-        "staff believe in it more than customers see it"
-        if first["gap"] > 0
-        else ("customers see it kept more than staff believe in it")
+        "its staff stand higher among units than its customers put it"
+        if first["difference_z"] > 0
+        else "its customers put it higher among units than its staff stand"
     )
     return (
-        f"In {len(disagree)} of the {len(rows)} units shown for {wave}, staff and customers "
-        f"disagree on the brand beyond chance (Holm's correction over the units). The widest "
-        f"gap is in {_name(names, first['unit_id'])}, where {side}: staff "
+        f"In {len(disagree)} of the {len(rows)} units shown for {wave}, staff and customers see "
+        f"the brand differently beyond chance ({method}). The clearest is "
+        f"{_name(names, first['unit_id'])}, where {side}: staff "
         f"{first['staff_alignment']:.1f} "
         f"({_ci(first['staff_conf_low'], first['staff_conf_high'])}; "
-        f"{int(first['n_staff'])} staff) against customers {first['brand_promise_index']:.1f} "
+        f"{int(first['n_staff'])} staff), customers {first['brand_promise_index']:.1f} "
         f"({_ci(first['promise_conf_low'], first['promise_conf_high'])}; "
-        f"{int(first['n_customers'])} customers). Both are on 0–100 but ask different "
-        "questions, so a gap says where to look, not who is right."
+        f"{int(first['n_customers'])} customers). The two sides answer different questions, "
+        "so a gap says where to look, not who is right, nor why."
     )
 
 
@@ -911,7 +919,7 @@ def brand_table_html(brand: pd.DataFrame, units: pd.DataFrame) -> str:
                     strict=True,
                 )
             ],
-            "p (Holm)": rows["p_adjusted"].map(
+            "p (BH)": rows["p_adjusted"].map(
                 lambda p: "" if pd.isna(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
             ),
             "Disagree?": rows["flag"].map({True: "yes", False: "no"}),
@@ -954,10 +962,12 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
             elinewidth=0.7,
             markersize=5,
         )
-    axes.plot([0, 100], [0, 100], color=MUTED, linewidth=0.8, linestyle="--")
+    # the test compares positions relative to each side's median, drawn as dotted lines
+    axes.axvline(rows["staff_alignment"].median(), color=MUTED, linewidth=0.8, linestyle=":")
+    axes.axhline(rows["brand_promise_index"].median(), color=MUTED, linewidth=0.8, linestyle=":")
     axes.set_xlim(0, 100)
     axes.set_ylim(0, 100)
-    axes.set_xlabel("Staff brand alignment (0–100), 95% intervals")
+    axes.set_xlabel("Staff brand alignment (0–100), 95% intervals; dotted: each side's median")
     axes.set_ylabel("Customers: keeps its promise (0–100)")
     axes.legend(
         handles=[
@@ -967,7 +977,7 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
                 marker="o",
                 linestyle="",
                 color=ACCENT,
-                label=f"Staff and customers agree within chance ({_units(int((~flag).sum()))})",
+                label=f"Within chance of each other ({_units(int((~flag).sum()))})",
             ),
             Line2D(
                 [],
@@ -975,9 +985,8 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
                 marker="o",
                 linestyle="",
                 color=DISAGREE,
-                label=f"They disagree (Holm; {_units(int(flag.sum()))})",
+                label=f"They place the unit differently (BH; {_units(int(flag.sum()))})",
             ),
-            Line2D([], [], color=MUTED, linestyle="--", label="Same score on both sides"),
         ],
         loc="lower right",
         fontsize=8,
