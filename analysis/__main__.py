@@ -120,7 +120,6 @@ def _estimate(args: argparse.Namespace) -> int:
     # the output folder first: a refused one must cost nothing and create nothing
     check_replaceable(args.out, "results", inputs=[] if database else [args.data])
     from analysis.data.parameters import ParameterError, load_parameters
-    from analysis.data.results import OPTIONAL_RESULT_FILES, RESULT_FILES
     from analysis.report.page import publish_results
 
     if database and args.engine != "duckdb":
@@ -137,9 +136,10 @@ def _estimate(args: argparse.Namespace) -> int:
 
     where = database_name(args.data) if database else f"{args.data} ({args.engine})"
     progress(f"validating {where}")
-    publish_results(args.data, args.out, parameters, progress=progress, engine=args.engine)
-    optional = [n for n in OPTIONAL_RESULT_FILES if (Path(args.out) / f"{n}.csv").is_file()]
-    written = ", ".join(f"{name}.csv" for name in (*RESULT_FILES, *optional))
+    tables, _ = publish_results(
+        args.data, args.out, parameters, progress=progress, engine=args.engine
+    )
+    written = ", ".join(f"{name}.csv" for name in tables)
     progress(f"wrote {args.out}/{written}, manifest.json")
     return EXIT_OK
 

@@ -433,6 +433,26 @@ def test_the_coefficient_plot_has_one_axis_per_unit_of_measure():
     )
 
 
+def test_an_unbounded_interval_is_left_out_of_the_coefficient_plot():
+    """Fieller's interval for the chain's share is the whole line when the link it divides
+    may be zero: the plot leaves that row out rather than fail on an infinite axis."""
+    chain = pd.DataFrame(
+        [
+            {"estimand": "nps_on_internal_service", "estimate": 2.0, "conf_low": 0.5,
+             "conf_high": 3.5, "p_value": 0.01, "p_adjusted": 0.04, "n_units": 120},
+            {"estimand": "nps_via_engagement_share", "estimate": 0.4, "conf_low": -np.inf,
+             "conf_high": np.inf, "p_value": 0.3, "p_adjusted": 0.9, "n_units": 120},
+        ]
+    )  # fmt: skip
+    estimates = pd.concat([estimates_table(), chain], ignore_index=True)
+    figure = figures.coefficient_plot(estimates)
+    units = [axis.get_xlabel() for axis in figure.axes]
+    assert figures.unit_of("nps_via_engagement_share") not in units
+    assert all(np.isfinite(axis.get_xlim()).all() for axis in figure.axes)
+    nps_axis = figure.axes[units.index("NPS points")]
+    assert len(nps_axis.get_yticks()) == 4  # the chain's total link joins the NPS axis
+
+
 def test_every_tested_estimand_has_a_unit():
     for estimand in registry.ESTIMANDS:
         if estimand.tested:

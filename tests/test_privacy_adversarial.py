@@ -616,3 +616,207 @@ def test_an_item_answered_by_one_person_in_a_shown_unit_wave_stays_out(
         reliability.loc["points_of_connection", "n_responses"]
         < scale_only.loc["points_of_connection", "n_responses"]
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Internal service (contract v2): the provider scorecards and the network, attacked
+
+
+from analysis.data.contract import POINTS_OF_CONNECTION  # noqa: E402
+from analysis.models.service_release import (  # noqa: E402
+    NETWORK_COLUMNS,
+    SCORECARD_COLUMNS,
+    rater_cells,
+    released_network,
+    released_scorecards,
+)
+
+SERVICE_KEYS = ["provider_unit_id", "wave"]
+CELL_KEYS = ["rater_unit_id", "provider_unit_id", "wave"]
+
+
+@pytest.fixture(scope="module")
+def service_table() -> pd.DataFrame:
+    """A small synthetic v2 study's ratings, as the loader types them."""
+    from analysis.data.synth import StudyDesign, generate
+
+    study = generate(StudyDesign(seed=11, n_units=40, n_waves=3, internal_service=True))
+    return _typed_service(study.tables["internal_service"])
+
+
+def _typed_service(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for column in ("respondent_id", "rater_unit_id", "provider_unit_id"):
+        frame[column] = frame[column].astype("string")
+    frame["wave"] = pd.to_datetime(frame["wave"]).astype("datetime64[ns]")
+    for column in (*POINTS_OF_CONNECTION, "internal_nps"):
+        if column in frame:
+            frame[column] = pd.array(frame[column].tolist(), dtype="Int64")
+    return frame.reset_index(drop=True)
+
+
+def _mirrored_ratings(table: pd.DataFrame, chosen: pd.Series) -> pd.DataFrame:
+    """The chosen ratings turned around (x → 6 − x, NPS 10 − x): other answers, same people."""
+    table = table.copy()
+    for column in POINTS_OF_CONNECTION:
+        table.loc[chosen, column] = 6 - table.loc[chosen, column]
+    table.loc[chosen, "internal_nps"] = 10 - table.loc[chosen, "internal_nps"]
+    return table
+
+
+def _exact_service(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return (
+        released_scorecards(table, MIN, None),
+        released_network(table, MIN, None),
+    )
+
+
+def test_a_hidden_providers_ratings_change_nothing_in_either_file_any_wave(service_table):
+    """Across waves and totals: mirror every rating of each provider-wave below the minimum.
+    Neither file moves before noise (no all-waves total, rank, change or network value uses
+    it); the provider-waves stay listed by count only."""
+    sizes = service_table.groupby(SERVICE_KEYS)["respondent_id"].nunique()
+    hidden = sizes[sizes < MIN]
+    assert len(hidden) >= 3 and hidden.index.get_level_values("wave").nunique() >= 2
+    chosen = service_table.set_index(SERVICE_KEYS).index.isin(hidden.index)
+    before = _exact_service(service_table)
+    after = _exact_service(_mirrored_ratings(service_table, pd.Series(chosen)))
+    for old, new in zip(before, after, strict=True):
+        pd.testing.assert_frame_equal(old, new)
+    scores = before[0].set_index(SERVICE_KEYS)
+    shown_values = [
+        c
+        for c in SCORECARD_COLUMNS
+        if c.endswith(("_index", "nps", "_conf_low", "_conf_high"))
+        or c in ("conf_low", "conf_high", "rank", "shrunken", "change")
+    ]
+    assert scores.loc[hidden.index, shown_values].isna().all(axis=None)
+    assert (scores.loc[hidden.index, "n_raters"] == hidden).all()
+    # and the network names none of them
+    network = before[1].set_index(SERVICE_KEYS)
+    assert not network.index.isin(hidden.index).any()
+
+
+def test_a_small_rater_group_is_never_exposed_by_the_network(service_table):
+    """A rater unit with fewer than the minimum raters of a provider: its ratings move the
+    provider's scorecard (a group of at least the minimum) but no network value, and the
+    scorecard total minus the shown network rows never isolates fewer than the minimum."""
+    cells = rater_cells(service_table)
+    providers = cells.groupby(SERVICE_KEYS)["n_raters"].transform("sum")
+    small = cells[(cells["n_raters"] < MIN) & (providers >= MIN)]
+    assert len(small) >= 5
+    chosen = service_table.set_index(CELL_KEYS).index.isin(small.set_index(CELL_KEYS).index)
+    scores, network = _exact_service(service_table)
+    _, moved = _exact_service(_mirrored_ratings(service_table, pd.Series(chosen)))
+    # (the intervals use the pooled within-provider variance, a figure over provider-waves of
+    # at least the minimum that the scorecards publish anyway: it may move, the values not)
+    values = [c for c in NETWORK_COLUMNS if c not in ("conf_low", "conf_high")]
+    pd.testing.assert_frame_equal(network[values], moved[values])
+    assert (network["n_raters"] >= MIN).all()
+    # the attacker's equations: every provider-wave total is published (the scorecard); the
+    # network shows some cells; every cell not listed or suppressed is unknown
+    shown = cells.merge(
+        network.loc[~network["suppressed"], CELL_KEYS], on=CELL_KEYS, how="left", indicator=True
+    )
+    board = cells.assign(
+        service_index=np.where(shown["_merge"] == "both", cells["service_index"], np.nan),
+        suppressed=(shown["_merge"] != "both").to_numpy(),
+    )
+    assert_no_disclosure(
+        board,
+        count="n_raters",
+        values=["service_index"],
+        min_group_size=MIN,
+        parents=[tuple(SERVICE_KEYS)],
+        # the published totals: every scorecard shown (a hidden one is no equation)
+        totals={tuple(SERVICE_KEYS): scores[[*SERVICE_KEYS, "suppressed"]]},
+    )
+
+
+def test_without_complementary_suppression_the_network_would_give_a_rater_away():
+    """By hand: IT has 8 raters from A (all 4s: 75) and 3 from B (all 2s: 25), so its
+    scorecard is (8·75 + 3·25) / 11. Shown, A's 75 would give B's mean as
+    (11 · scorecard − 8 · 75) / 3 = 25 exactly: A's row is hidden as complementary."""
+    rows = [{"respondent_id": f"a{i}", "rater_unit_id": "A", "value": 4} for i in range(8)] + [
+        {"respondent_id": f"b{i}", "rater_unit_id": "B", "value": 2} for i in range(3)
+    ]
+    table = _typed_service(
+        pd.DataFrame(
+            [
+                {
+                    "respondent_id": r["respondent_id"],
+                    "rater_unit_id": r["rater_unit_id"],
+                    "provider_unit_id": "IT",
+                    "wave": "2024-03-31",
+                    **dict.fromkeys(POINTS_OF_CONNECTION, r["value"]),
+                    "internal_nps": 8,
+                }
+                for r in rows
+            ]
+        )
+    )
+    scores, network = _exact_service(table)
+    mean = (8 * 75 + 3 * 25) / 11
+    assert scores.loc[0, "service_index"] == pytest.approx(mean)
+    # each point of connection's interval: its within variance pooled over shown provider-waves
+    from scipy import stats as scipy_stats
+
+    pooled = (8 * (75 - mean) ** 2 + 3 * (25 - mean) ** 2) / 10
+    half = scipy_stats.t.ppf(0.975, 10) * np.sqrt(pooled / 11)
+    for item in POINTS_OF_CONNECTION:
+        assert scores.loc[0, f"{item}_conf_low"] == pytest.approx(mean - half)
+        assert scores.loc[0, f"{item}_conf_high"] == pytest.approx(mean + half)
+    assert list(network["rater_unit_id"]) == ["A"]  # B's 3 raters are not listed at all
+    assert network.loc[0, "n_raters"] == 8 and network.loc[0, "suppressed"]
+    assert (
+        pd.isna(network.loc[0, "service_index"])
+        and "complementary" in network.loc[0, "suppression"]
+    )
+    # with a fourth rater unit of 5 (C), A and C can show: the hidden remainder is B alone,
+    # under the minimum, so one of them must still hide; with B at 5 all three show
+    bigger = pd.concat(
+        [
+            table,
+            table.iloc[:5]
+            .assign(respondent_id=[f"c{i}" for i in range(5)], rater_unit_id="C")
+            .pipe(_typed_service),
+        ],
+        ignore_index=True,
+    )
+    _, network = _exact_service(bigger)
+    assert network["suppressed"].sum() >= 1
+    assert set(network["rater_unit_id"]) == {"A", "C"}
+
+
+def test_the_service_files_carry_no_respondent_and_only_large_groups(tmp_path):
+    """``estimate`` on a v2 study: both files written, no respondent id, no value over fewer
+    than the minimum; on the same study without the table neither file exists."""
+    from analysis.data.synth import StudyDesign, generate, truth_json
+    from analysis.report.page import publish_results
+
+    study = generate(StudyDesign(seed=5, n_units=40, n_waves=3, internal_service=True))
+    data = write_tables(
+        study.tables, tmp_path / "v2", extra_files={"truth.json": truth_json(study)}
+    )
+    tables, _ = publish_results(data, tmp_path / "results", PARAMETERS)
+    written = read_results(tmp_path / "results")
+    assert {"internal_service", "internal_service_network"} <= set(written)
+    scores, network = written["internal_service"], written["internal_service_network"]
+    assert list(scores.columns) == list(SCORECARD_COLUMNS)
+    assert list(network.columns) == list(NETWORK_COLUMNS)
+    shown = ~scores["suppressed"].astype(bool)
+    assert (scores.loc[shown, "n_raters"] >= MIN).all()
+    assert scores.loc[~shown, ["service_index", "internal_nps", "rank"]].isna().all(axis=None)
+    for item in POINTS_OF_CONNECTION:
+        small = scores[f"{item}_n"] < MIN
+        assert scores.loc[small, f"{item}_index"].isna().all()
+    assert (network["n_raters"] >= MIN).all()
+    ids = set(study.tables["internal_service"]["respondent_id"].astype(str))
+    for name in ("internal_service", "internal_service_network"):
+        text = (tmp_path / "results" / f"{name}.csv").read_text()
+        assert not set(re.split(r"[^0-9A-Za-z_-]+", text)) & ids, name
+    # a v1 copy of the same study: no service file at all
+    v1 = Path(shutil.copytree(data, tmp_path / "v1"))
+    (v1 / "internal_service.csv").unlink()
+    publish_results(v1, tmp_path / "results-v1", PARAMETERS)
+    assert not list((tmp_path / "results-v1").glob("internal_service*"))

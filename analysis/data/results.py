@@ -20,9 +20,13 @@ A result folder holds:
   (``analysis.report.findings``);
 * ``drivers.csv``, ``unit_wave.csv`` (small groups suppressed) and
   ``nps_by_engagement_quartile.csv``;
-* optionally (``OPTIONAL_RESULT_FILES``), ``brand_alignment.csv``: staff brand alignment
-  against customers' brand promise per unit × wave (staff figures suppressed and released
-  with noise), only when customers were asked ``brand_promise`` (contract v2);
+* optional, only for a dataset with an ``internal_service`` table (contract v2):
+  ``internal_service.csv`` (provider scorecards) and ``internal_service_network.csv`` (who
+  rates whom), released by ``analysis.models.service_release``; absent otherwise
+  (``OPTIONAL_RESULT_FILES``);
+* optional, only when customers were asked ``brand_promise`` (contract v2):
+  ``brand_alignment.csv``, staff brand alignment against customers' brand promise per unit ×
+  wave (staff figures suppressed and released with noise; ``READ_IF_PRESENT``);
 * ``manifest.json`` (``analysis.data.provenance.build_manifest``): the inputs by hash and the
   parameters the tables were computed from. Its ``results_key`` decides whether a folder is
   current for a dataset and a set of parameters, so the manifest is the only provenance file.
@@ -42,9 +46,18 @@ import pandas as pd
 from analysis.data.load import undo_spreadsheet_safe, write_tables
 
 RESULT_FILES = ("estimates", "findings", "drivers", "unit_wave", "nps_by_engagement_quartile")
-#: Result files written only when the dataset holds what they need (contract v2):
-#: ``brand_alignment`` when customers were asked ``brand_promise``.
-OPTIONAL_RESULT_FILES = ("brand_alignment",)
+#: Result files written only when the dataset holds a table: result name → the input table
+#: (its file's stem, as ``manifest.json`` names the inputs) whose presence calls for it.
+OPTIONAL_RESULT_FILES = {
+    "internal_service": "internal_service",
+    "internal_service_network": "internal_service",
+}
+#: Result files other parts of the kit may write beside these (``brand_alignment``): read when
+#: present, never required.
+READ_IF_PRESENT = ("brand_alignment",)
+#: Identifier columns read as text, and date columns read as dates, in any result file.
+_ID_COLUMNS = ("unit_id", "provider_unit_id", "rater_unit_id")
+_DATE_COLUMNS = ("wave", "previous_wave")
 CALIBRATION_FILES = ("replicates", "summary", "conditions")
 MANIFEST_FILE = "manifest.json"
 # Columns of the calibration tables whose empty cell means "none", not a missing value.
@@ -134,20 +147,40 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of str to DataFrame
-        One table per name of ``RESULT_FILES``, then each of ``OPTIONAL_RESULT_FILES`` the
-        folder holds; ``unit_id`` as text, ``wave`` as dates, text cells and headers as they
-        were before being made spreadsheet-safe.
+        One table per name of ``RESULT_FILES``, and one per name of ``OPTIONAL_RESULT_FILES``
+        and ``READ_IF_PRESENT`` present in the folder; unit identifiers as text, ``wave`` as
+        dates (where the table is by wave), text cells and headers as they were before being
+        made spreadsheet-safe.
     """
     results_dir = Path(results_dir)
-    optional = [n for n in OPTIONAL_RESULT_FILES if (results_dir / f"{n}.csv").is_file()]
-    return {
+    tables = {
         name: _read_csv(
             results_dir / f"{name}.csv",
             dtype={"unit_id": "string"},
-            parse_dates=["wave"] if name in ("unit_wave", "brand_alignment") else False,
+            parse_dates=["wave"] if name == "unit_wave" else False,
         )
-        for name in (*RESULT_FILES, *optional)
+        for name in RESULT_FILES
     }
+    for name in (*OPTIONAL_RESULT_FILES, *READ_IF_PRESENT):
+        path = results_dir / f"{name}.csv"
+        if path.is_file():
+            header = pd.read_csv(path, nrows=0).columns
+            tables[name] = _read_csv(
+                path,
+                dtype=dict.fromkeys([c for c in _ID_COLUMNS if c in header], "string"),
+                parse_dates=[c for c in _DATE_COLUMNS if c in header],
+            )
+    return tables
+
+
+def expected_result_files(manifest: Mapping) -> tuple[str, ...]:
+    """The result files a folder computed from ``manifest``'s inputs must hold.
+
+    ``RESULT_FILES`` always; each of ``OPTIONAL_RESULT_FILES`` when the inputs include its
+    table (``internal_service.csv`` or ``.parquet``).
+    """
+    stems = {Path(name).stem for name in (manifest.get("inputs_sha256") or {})}
+    return (*RESULT_FILES, *(n for n, table in OPTIONAL_RESULT_FILES.items() if table in stems))
 
 
 def stored_manifest(results_dir: Path | str) -> dict | None:
@@ -171,15 +204,15 @@ def results_are_current(results_dir: Path | str, manifest: Mapping) -> bool:
     Returns
     -------
     bool
-        True when every file of ``RESULT_FILES`` exists and the stored manifest has the same
-        :func:`results_key`.
+        True when every file of :func:`expected_result_files` exists and the stored manifest
+        has the same :func:`results_key`.
     """
     results_dir = Path(results_dir)
     stored = stored_manifest(results_dir)
     return (
         stored is not None
         and results_key(stored) == results_key(manifest)
-        and all((results_dir / f"{name}.csv").is_file() for name in RESULT_FILES)
+        and all((results_dir / f"{name}.csv").is_file() for name in expected_result_files(manifest))
     )
 
 

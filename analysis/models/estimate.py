@@ -17,7 +17,7 @@ Laplace noise (``released_unit_wave``, ``released_quartiles``, ``analysis.measur
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ from analysis.models.registry import (  # noqa: F401  the fits' home is the regi
     nps_on_engagement_with_jackknife,
     retention_quartile_gap,
 )
+from analysis.models.service_release import released_service
 from analysis.models.tidy import ESTIMATE_COLUMNS
 
 SCALE_INDEX_SUFFIX = "_index"
@@ -74,6 +75,9 @@ class Results:
         (Contract v2) Staff brand alignment against customers' brand promise per unit × wave,
         released (``analysis.models.brand_alignment.brand_alignment_table``); ``None`` when
         customers were not asked ``brand_promise``.
+    service : dict of str to DataFrame
+        With an ``internal_service`` table (contract v2), the released provider scorecards and
+        network (``analysis.models.service_release``); empty otherwise, and then no file.
     """
 
     estimates: pd.DataFrame
@@ -81,6 +85,7 @@ class Results:
     unit_wave: pd.DataFrame
     quartiles: pd.DataFrame
     panel: pd.DataFrame
+    service: dict[str, pd.DataFrame] = field(default_factory=dict)
     brand_alignment: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -91,6 +96,7 @@ class Results:
             "drivers": self.drivers,
             "unit_wave": self.unit_wave,
             "nps_by_engagement_quartile": self.quartiles,
+            **self.service,
         }
         if self.brand_alignment is not None:
             tables["brand_alignment"] = self.brand_alignment
@@ -404,10 +410,14 @@ def estimate_all(
         release,
     )
     quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
+    # optional (contract v2): absent on a dataset without the table or column, so no file
+    service = released_service(
+        dataset.internal_service, parameters.min_group_size, release, confidence
+    )
     brand = None
-    if holds_brand_promise(dataset):  # (v2) only when customers were asked brand_promise
+    if holds_brand_promise(dataset):  # only when customers were asked brand_promise
         brand = brand_alignment_table(panel, unit_wave, parameters, release)
-    return Results(estimates, drivers, unit_wave, quartiles, panel, brand)
+    return Results(estimates, drivers, unit_wave, quartiles, panel, service, brand)
 
 
 # --------------------------------------------------------------------------------------------

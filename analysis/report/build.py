@@ -60,6 +60,20 @@ PAGES = (
     Page("engagement_nps", "engagement_nps.ipynb", "Engagement and NPS"),
     Page("retention", "retention.ipynb", "Engagement and retention"),
 )
+#: Rendered only for a dataset with internal-service ratings (contract v2), after the internal
+#: measures; a version-1 dataset renders ``PAGES`` exactly, with no link to it.
+SERVICE_PAGE = Page("internal_service", "internal_service.ipynb", "Internal service")
+
+
+def pages_for(dataset) -> tuple[Page, ...]:
+    """The pages a dataset's report renders: ``PAGES``, plus ``SERVICE_PAGE`` when the dataset
+    holds an ``internal_service`` table with rows (``analysis.models.registry.PARTS``)."""
+    from analysis.models.registry import PARTS
+
+    if not PARTS["internal_service"](dataset):
+        return PAGES
+    at = next(i for i, page in enumerate(PAGES) if page.slug == "internal_measures") + 1
+    return (*PAGES[:at], SERVICE_PAGE, *PAGES[at:])
 
 
 class ReportError(RuntimeError):
@@ -376,7 +390,7 @@ def build_report(
     out_root: Path | str,
     parameters: Parameters,
     progress: Callable[[str], None] = print,
-    pages: tuple[Page, ...] = PAGES,
+    pages: tuple[Page, ...] | None = None,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     engine: str = DEFAULT_ENGINE,
 ) -> Path:
@@ -396,9 +410,10 @@ def build_report(
     parameters : Parameters
     progress : callable
         Called with a line of text as the run advances.
-    pages : tuple of Page
+    pages : tuple of Page, optional
         The notebooks to run; the page whose slug is ``index`` is the entry page, and every
-        page links to every other. A research group may run its own set.
+        page links to every other. By default the dataset's (:func:`pages_for`); a research
+        group may run its own set.
     notebooks_dir : Path
         Where the pages' notebooks are.
     engine : {"duckdb", "spark", "pandas"}
@@ -426,6 +441,8 @@ def build_report(
     started = time.monotonic()
     progress(f"Validating {data_dir}")
     dataset = open_dataset(data_dir, engine=engine)
+    if pages is None:
+        pages = pages_for(dataset)
 
     def estimate_progress(message: str) -> None:
         progress(f"[estimate] {message}")

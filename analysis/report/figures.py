@@ -315,6 +315,10 @@ UNITS = {
     "retention_quartile_gap": "Percentage points of 12-month retention",
     "churn_hazard_on_engagement": "Hazard ratio (log axis; below 1 = fewer leave)",
     "nps_mediated_share": "Share of the churn link",
+    "engagement_on_internal_service": "Engagement index points",
+    "nps_on_internal_service": "NPS points",
+    "nps_on_internal_service_within": "NPS points",
+    "nps_via_engagement_share": "Share of the internal service–NPS link",
     "brand_promise_on_brand_alignment": "Brand-promise index points",
 }
 _SCALE_UNITS = {"ratio": "Ratio (log axis)", "share": "Share", "difference": "Difference"}
@@ -345,8 +349,8 @@ def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure
     Parameters
     ----------
     estimates : DataFrame
-        The estimates table; rows of estimands without a label, or without an interval, are left
-        out.
+        The estimates table; rows of estimands without a label, or without a bounded interval,
+        are left out.
     alpha : float
         Filled markers are significant after Holm's adjustment (``p_adjusted`` below ``alpha``;
         ``p_value`` where there is no adjusted one).
@@ -365,9 +369,10 @@ def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure
     scales differ. One axis per unit lets a reader compare what is comparable only.
     """
     labels = registry.labels()
-    rows = estimates[estimates["estimand"].isin(labels)].dropna(
-        subset=["estimate", "conf_low", "conf_high"]
-    )
+    rows = estimates[estimates["estimand"].isin(labels)]
+    # an unbounded interval (Fieller's for a share whose link may be zero) has no end to draw
+    bounded = np.isfinite(rows[["estimate", "conf_low", "conf_high"]].to_numpy(float)).all(axis=1)
+    rows = rows[bounded]
     groups = list(dict.fromkeys(unit_of(name) for name in rows["estimand"]))
     if not groups:
         figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 1.6))

@@ -53,7 +53,8 @@ def estimate(
     Returns
     -------
     dict of str to DataFrame
-        The result tables by name (``analysis.data.results.RESULT_FILES``): the estimation's
+        The result tables by name (``analysis.data.results.RESULT_FILES``, and
+        ``OPTIONAL_RESULT_FILES`` for a dataset with internal service): the estimation's
         tables and ``findings``, one row per headline finding with its verdict and sentence
         (``analysis.report.findings.findings_table``).
 
@@ -160,8 +161,9 @@ class PageContext:
         The checked parameters of the run.
     results : dict of str to DataFrame
         The result tables (``estimates``, ``drivers``, ``unit_wave``,
-        ``nps_by_engagement_quartile``), or the calibration study's (``replicates``,
-        ``summary``, ``conditions``) for a page without data.
+        ``nps_by_engagement_quartile``, and ``internal_service`` and
+        ``internal_service_network`` when the run has them), or the calibration study's
+        (``replicates``, ``summary``, ``conditions``) for a page without data.
     data_dir : Path or None
         The dataset folder; ``None`` for the calibration study, whose data are all simulated.
     """
