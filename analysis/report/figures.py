@@ -367,6 +367,9 @@ def coefficient_plot(estimates: pd.DataFrame, alpha: float = 0.05) -> plt.Figure
     rows = estimates[estimates["estimand"].isin(labels)].dropna(
         subset=["estimate", "conf_low", "conf_high"]
     )
+    # an unbounded interval (Fieller's, of a share of a link that may be zero) has no bar to draw
+    bounded = np.isfinite(rows[["estimate", "conf_low", "conf_high"]].to_numpy(float)).all(axis=1)
+    rows = rows[bounded]
     groups = list(dict.fromkeys(unit_of(name) for name in rows["estimand"]))
     if not groups:
         figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 1.6))
