@@ -203,3 +203,25 @@ def test_the_share_is_judged_fragile_only_when_its_total_is_significant():
 
     assert not run(0.4)["nps_via_engagement_share"]
     assert run(0.0001)["nps_via_engagement_share"]
+
+
+def test_an_unbounded_share_interval_is_shown_as_such(fitted):
+    """Fieller's interval of a share of a link that cannot be told from zero is the whole line:
+    the table says "unbounded" and the coefficient plot leaves it out instead of failing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.report import figures, sentences
+    from analysis.report.findings import findings_table
+
+    _, _, rows = fitted
+    estimates = pd.DataFrame(list(rows.values()))
+    share = estimates["estimand"] == "nps_via_engagement_share"
+    estimates.loc[share, ["conf_low", "conf_high"]] = [-np.inf, np.inf]
+    estimates["p_adjusted"] = estimates["p_value"]
+    figure = figures.coefficient_plot(estimates)
+    drawn = [t.get_text() for axis in figure.axes for t in axis.get_yticklabels()]
+    assert not any(registry.by_name("nps_via_engagement_share").label in t for t in drawn)
+    assert "unbounded" in sentences.estimates_table_html(estimates)
+    table = findings_table(estimates).set_index("estimand")
+    assert table.loc["nps_via_engagement_share", "verdict"] != "evidence"

@@ -43,6 +43,18 @@ the mean noise variance), as the kit does for engagement (``linkage.true_index_s
 ``linkage.jackknife_se``): calibration, weights and the SD are re-estimated in every
 replicate, so their uncertainty is in the SE; t with ``K − 1`` df.
 
+*Calibration* (``analysis.studies.calibration.chain_conditions``, reduced: 120 units × 4
+waves, 40 replicates per condition, 20 confounded, 12 per power cell; Wilson 95% bands in
+brackets). With no effect at all, the four tests rejected in 2.5% [0.4–12.9], 5.0%
+[1.4–16.5], 0% [0–8.8] (the share) and 2.5% [0.4–12.9] (within) of studies; with the direct
+path only, engagement's link and the share rejected in 2.5% and 0%. Under the default chain
+the intervals covered the truth in 97.5%, 95%, 95% and 92.5% of studies, the model SE over
+the empirical SD was 1.03, 1.01 and 1.06 (the share's delta SE is no guide when the total is
+near zero: its Fieller interval is then unbounded) and the power was 70% (engagement), 17.5%
+(total NPS), 10% (share) and 5% (within): at this size only the first link is reliably seen.
+With a confounding unit trait the between-unit NPS slope averaged 5.1 against a true 2.4
+(coverage 85%), the within-unit one 3.0 (coverage 95%).
+
 References
 ----------
 Heskett, J. L., Jones, T. O., Loveman, G. W., Sasser, W. E., & Schlesinger, L. A. (1994).

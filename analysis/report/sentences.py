@@ -397,7 +397,8 @@ def estimates_table_html(estimates: pd.DataFrame, alpha: float = 0.05) -> str:
             "Question": [labels[e][0] for e in rows["estimand"]],
             "Estimate": rows["estimate"].map("{:.2f}".format),
             f"{level(1 - alpha)} interval": [
-                f"{lo:.2f} to {hi:.2f}"
+                # Fieller's interval of a share of a link that may be zero is unbounded
+                "unbounded" if np.isinf(lo) or np.isinf(hi) else f"{lo:.2f} to {hi:.2f}"
                 for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)
             ],
             "p (Holm)": rows["p_adjusted"].map(lambda p: "<0.001" if p < 0.001 else f"{p:.3f}"),
