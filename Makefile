@@ -20,6 +20,9 @@ DATA    ?= data/sample
 PARAMS  ?=
 OUT     ?= reports
 SEED    ?= 20240331
+# One worker per core, at most four: each test file runs whole on one worker (--dist loadfile),
+# slowest files first (tests/conftest.py), so fixtures built once per file stay built once.
+TEST_WORKERS ?= auto
 
 # Bytecode is compiled at install: otherwise every notebook kernel recompiles pandas,
 # seaborn and statsmodels from source (several seconds each).
@@ -89,10 +92,10 @@ validate: $(INSTALLED)
 	@$(BIN)/python -m analysis calibrate --out $(call q,$(OUT)/calibration) \
 		$(if $(REPLICATES),--replicates $(call q,$(REPLICATES)))
 
-## Run the test suite (installs everything it needs first)
+## Run the test suite on TEST_WORKERS processes (installs everything it needs first)
 .PHONY: test
 test: $(INSTALLED) browser postgres java data/sample/.complete
-	@$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 ## Fuzz the command line afresh: hostile parameters, instruments, datasets (EXAMPLES=300)
 .PHONY: fuzz

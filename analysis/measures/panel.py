@@ -22,7 +22,7 @@ from analysis.data.contract import nps_category
 from analysis.data.load import Dataset
 from analysis.data.parameters import resolve_as_of
 from analysis.measures import reduction
-from analysis.measures.reduction import DEFAULT_OUTCOME_WINDOW_DAYS
+from analysis.measures.reduction import BRAND_PROMISE_SUMS, DEFAULT_OUTCOME_WINDOW_DAYS
 from analysis.measures.scales import respondent_scale_score
 
 #: Random splits of the staff into two halves. Estimands built on halves average over all of
@@ -104,7 +104,7 @@ def half_columns(split: int) -> dict[str, str]:
     }
 
 
-def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
+def unit_wave_scales(dataset: Dataset, noise_scales: Sequence[str] = ()) -> pd.DataFrame:
     """Every scale's unit index per wave, with the engagement index's sampling variance.
 
     Columns: ``unit_id, wave, n_respondents, engagement_index, engagement_noise_var``, for each
@@ -115,6 +115,11 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
     within-unit-wave variance pooled over all unit-waves (pooled because a unit of three has no
     stable variance of its own). Small groups are kept: this is a model input; anything
     displayed passes through ``analysis.measures.privacy`` first.
+
+    Each scale named in ``noise_scales`` (other than engagement) also gets
+    ``<scale>_noise_var`` and ``<scale>_within_ss``, defined as engagement's on that scale's
+    own respondents (``scale_noise``); the panel asks for ``brand_alignment``'s when customers
+    answered ``brand_promise`` (contract v2), and for nothing otherwise.
     """
     survey = dataset.employee_survey
     scores = {
@@ -143,7 +148,32 @@ def unit_wave_scales(dataset: Dataset) -> pd.DataFrame:
         # each scale's own respondents: a one-item scale may rest on fewer people than engagement
         counts = grouped.count().add_suffix("_respondents")
         table = table.merge(pd.concat([means, counts], axis=1).reset_index(), on=keys, how="left")
+    for name in noise_scales:
+        if name in others:
+            table = table.merge(scale_noise(scored, name, keys), on=keys, how="left")
     return table.copy()  # one block per dtype: the panel adds columns one at a time
+
+
+def scale_noise(scored: pd.DataFrame, name: str, keys: list[str]) -> pd.DataFrame:
+    """A scale's sampling variance per unit-wave: ``<name>_noise_var`` and ``<name>_within_ss``.
+
+    As for engagement (``unit_wave_scales``): ``<name>_within_ss`` is the cell's own sum of
+    squared deviations of its respondents' 0–100 scores from their mean, and
+    ``<name>_noise_var = s²_w / n`` with ``s²_w = Σ SS / Σ (n − 1)`` pooled over every
+    unit-wave (a unit of three has no stable variance of its own) and ``n`` the scale's own
+    respondents. The variance of a unit mean of ``n`` independent answers (Kish, 1965,
+    *Survey Sampling*, 2.2), the staff side's noise in regression calibration.
+    """
+    answered = scored.dropna(subset=[name])
+    grouped = answered.groupby(keys, sort=True)[name]
+    table = grouped.size().rename("n").reset_index()
+    residual = answered[name] - grouped.transform("mean")
+    pooled = float((residual**2).sum() / max(len(residual) - len(table), 1))
+    table[f"{name}_noise_var"] = pooled / table["n"]
+    table[f"{name}_within_ss"] = (
+        (residual**2).groupby([answered[k] for k in keys], sort=True).sum().to_numpy()
+    )
+    return table.drop(columns="n")
 
 
 def keep_splits(panel: pd.DataFrame, splits: int) -> pd.DataFrame:
@@ -189,6 +219,7 @@ def nps_counts_in_windows(
     window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
     before: bool = False,
     as_of: pd.Timestamp | None = None,
+    brand_promise: bool = False,
 ) -> pd.DataFrame:
     """Promoter, passive and detractor counts per unit in each wave's outcome window.
 
@@ -196,6 +227,12 @@ def nps_counts_in_windows(
     (the end of observation) count in no window. Returns
     ``unit_id, wave, promoters, passives, detractors, n_responses``. Windows that overlap (a
     window longer than the gap between waves) count a response in each.
+
+    With ``brand_promise=True`` (contract v2; only when ``customer_nps`` has the column) the
+    customers' ``brand_promise`` answers (1–5) of the same windows are reduced alongside, to
+    their sufficient statistics ``brand_promise_n`` (answers given), ``brand_promise_sum``
+    and ``brand_promise_sumsq`` (sum of squares), all ``int64``: integer sums, so every engine
+    gives exactly the same numbers (``analysis.measures.reduction.nps_counts_in_windows``).
     """
     window = np.timedelta64(int(window_days), "D")
     score = customer_nps["likelihood_to_recommend"].to_numpy()
@@ -208,6 +245,9 @@ def nps_counts_in_windows(
     if len(wave_values) == 0:
         result = pd.DataFrame(columns=columns)
         result["n_responses"] = result[["promoters", "passives", "detractors"]].sum(axis=1)
+        if brand_promise:
+            for column in BRAND_PROMISE_SUMS:
+                result[column] = pd.Series(dtype="int64")
         return result
     observed = np.ones(len(responded_on), dtype=bool)
     if as_of is not None:
@@ -240,6 +280,15 @@ def nps_counts_in_windows(
         }
     )
     result["n_responses"] = result[["promoters", "passives", "detractors"]].sum(axis=1)
+    if brand_promise:
+        promise = customer_nps["brand_promise"].to_numpy(dtype="float64", na_value=np.nan)[who]
+        given = ~np.isnan(promise)
+        value = np.where(given, promise, 0.0)
+        for column, weights in zip(
+            BRAND_PROMISE_SUMS, (given.astype("float64"), value, value * value), strict=True
+        ):
+            # sums of whole numbers far below 2**53: exact in float64, hence exact as int64
+            result[column] = np.bincount(inverse, weights, len(cells)).astype("int64")
     return result
 
 
@@ -299,9 +348,16 @@ def unit_wave_panel(
     (the same with a ``prior_`` prefix); and retention exposure from ``customers_at_waves``.
     Windows with no answers have zero counts and a missing NPS. Works from counts, so millions
     of customer answers are reduced once and never copied.
+
+    **(v2)** When ``customer_nps`` has the ``brand_promise`` column, the outcome window's
+    answers to it are reduced too (``brand_promise_columns``: ``brand_promise``,
+    ``brand_promise_n``, ``brand_promise_noise_var``, ``brand_promise_within_ss``), and the
+    staff's ``brand_alignment`` scale gets its sampling variance (``scale_noise``). Without the
+    column the panel is exactly what it was.
     """
     as_of = pd.Timestamp(as_of) if as_of is not None else resolve_as_of(dataset)
-    panel = unit_wave_scales(dataset)
+    brand = holds_brand_promise(dataset)
+    panel = unit_wave_scales(dataset, noise_scales=("brand_alignment",) if brand else ())
     panel = panel[panel["wave"] <= as_of].reset_index(drop=True)  # after the end: unobserved
     waves = np.sort(panel["wave"].unique())
     panel["wave_number"] = np.searchsorted(waves, panel["wave"].to_numpy()) + 1
@@ -319,7 +375,8 @@ def unit_wave_panel(
     else:
         answers, people = dataset.customer_nps, dataset.customers
         in_windows, at_waves = nps_counts_in_windows, customers_at_waves
-    outcome = in_windows(answers, waves, outcome_window_days, as_of=as_of)
+    # (v2) customers' brand_promise, only when they were asked: otherwise nothing changes
+    outcome = in_windows(answers, waves, outcome_window_days, as_of=as_of, brand_promise=brand)
     prior = in_windows(answers, waves, outcome_window_days, before=True, as_of=as_of)
     prior = prior.rename(columns={c: f"prior_{c}" for c in prior.columns if c not in keys})
     retention = at_waves(people, waves, outcome_window_days, as_of)
@@ -331,12 +388,62 @@ def unit_wave_panel(
         if c.endswith(("promoters", "passives", "detractors", "n_responses"))
     ]
     counts += ["customers_at_risk", "churned_in_window"]
+    counts += list(BRAND_PROMISE_SUMS) if brand else []
     panel[counts] = panel[counts].fillna(0).astype("int64")
     panel["exposure_days"] = panel["exposure_days"].fillna(0.0)
     for prefix in ("", "prior_"):
         n = panel[f"{prefix}n_responses"]
         net = panel[f"{prefix}promoters"] - panel[f"{prefix}detractors"]
         panel[f"{prefix}nps"] = (100 * net / n.where(n > 0)).astype("float64")
+    if brand:
+        panel = brand_promise_columns(panel)
     wanted = ("unit_id", "region", "customer_facing", *covariates)
     unit_columns = list(dict.fromkeys(c for c in wanted if c in dataset.units.columns))
     return panel.merge(dataset.units[unit_columns], on="unit_id", how="left")
+
+
+def holds_brand_promise(dataset: Dataset) -> bool:
+    """Whether customers answered ``brand_promise`` (the column exists, in pandas or in the
+    engine holding ``customer_nps``)."""
+    if dataset.customer_nps is not None:
+        return "brand_promise" in dataset.customer_nps.columns
+    tables = getattr(dataset.customer_tables, "tables", {})
+    return "customer_nps" in tables and "brand_promise" in tables["customer_nps"].columns
+
+
+def brand_promise_columns(panel: pd.DataFrame) -> pd.DataFrame:
+    """The customers' brand-promise index per unit-wave, from its sums in the outcome window.
+
+    Replaces ``brand_promise_sum`` and ``brand_promise_sumsq`` (``nps_counts_in_windows``)
+    with:
+
+    * ``brand_promise``: the contract's external brand index, the mean answer rescaled to
+      0–100, ``25 (Σx / n − 1)``; missing where ``n = 0``;
+    * ``brand_promise_within_ss``: the cell's sum of squared deviations on the 0–100 scale,
+      ``625 (n Σx² − (Σx)²) / n`` (integers until the last division, so every engine gives the
+      same bits);
+    * ``brand_promise_noise_var``: the index's sampling variance ``s²_w / n``, ``s²_w =
+      Σ SS / Σ (n − 1)`` pooled over the panel's unit-waves with answers, as for engagement
+      (Kish, 1965, *Survey Sampling*, 2.2).
+
+    ``brand_promise_n`` (answers to the question) stays. Each answer counts once per window it
+    falls in, as for NPS.
+    """
+    n = panel["brand_promise_n"].to_numpy(dtype="int64")
+    total = panel["brand_promise_sum"].to_numpy(dtype="int64")
+    squares = panel["brand_promise_sumsq"].to_numpy(dtype="int64")
+    answered = n > 0
+    safe = np.where(answered, n, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        index = np.where(answered, 25.0 * (total / safe - 1.0), np.nan)
+        within = np.where(answered, 625.0 * (n * squares - total * total) / safe, 0.0)
+    degrees = int((n[answered] - 1).sum())
+    pooled = float(within.sum() / degrees) if degrees > 0 else np.nan
+    columns = {
+        "brand_promise": index,
+        "brand_promise_noise_var": np.where(answered, pooled / safe, np.nan),
+        "brand_promise_within_ss": within,
+    }
+    kept = panel.drop(columns=["brand_promise_sum", "brand_promise_sumsq"])
+    # one block per dtype again: later steps add columns one at a time
+    return pd.concat([kept, pd.DataFrame(columns, index=panel.index)], axis=1).copy()

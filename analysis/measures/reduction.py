@@ -47,6 +47,8 @@ SECONDS_PER_DAY = 86_400
 # What panel.customers_at_waves puts in place of a missing churn date: "never churned".
 NEVER = pd.Timestamp.max.normalize()
 _COUNTS = ["promoters", "passives", "detractors"]
+#: The sufficient statistics of customers' ``brand_promise`` per unit and window (contract v2).
+BRAND_PROMISE_SUMS = ("brand_promise_n", "brand_promise_sum", "brand_promise_sumsq")
 
 
 def _wave_table(wave_values: np.ndarray, **extra: np.ndarray) -> ibis.Table:
@@ -66,6 +68,7 @@ def nps_counts_in_windows(
     window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
     before: bool = False,
     as_of: pd.Timestamp | None = None,
+    brand_promise: bool = False,
 ) -> pd.DataFrame:
     """Promoter, passive and detractor counts per unit in each wave's window, in the engine.
 
@@ -83,12 +86,18 @@ def nps_counts_in_windows(
         outcome window ``(wave, wave + window_days]``.
     as_of : Timestamp, optional
         The end of observation: later answers count in no window.
+    brand_promise : bool
+        (Contract v2; only for a table with the ``brand_promise`` column.) Also reduce the
+        customers' ``brand_promise`` answers (1–5) of each window to ``brand_promise_n``,
+        ``brand_promise_sum`` and ``brand_promise_sumsq``: integer sums, summed as integers
+        in the engine, so they equal pandas' exactly.
 
     Returns
     -------
     DataFrame
-        ``unit_id, wave, promoters, passives, detractors, n_responses``: one row per unit and
-        wave whose window holds at least one answer, ordered by wave then unit, exactly as
+        ``unit_id, wave, promoters, passives, detractors, n_responses`` (then the three
+        brand-promise sums when asked): one row per unit and wave whose window holds at least
+        one answer, ordered by wave then unit, exactly as
         ``analysis.measures.panel.nps_counts_in_windows`` returns it (``unit_id`` as the
         loader's ``string`` dtype, ``wave`` with the dtype of ``waves``, counts ``int64``).
         An answer without a score makes its cell exist but is in no count.
@@ -98,11 +107,16 @@ def nps_counts_in_windows(
     if len(wave_values) == 0:
         result = pd.DataFrame(columns=columns)
         result["n_responses"] = result[_COUNTS].sum(axis=1)
+        if brand_promise:
+            for column in BRAND_PROMISE_SUMS:
+                result[column] = pd.Series(dtype="int64")
         return result
+    extra = {"promise": customer_nps.brand_promise.cast("int64")} if brand_promise else {}
     answers = customer_nps.select(
         unit_id=customer_nps.unit_id,
         answered_at=customer_nps.responded_on.cast("timestamp"),
         score=customer_nps.likelihood_to_recommend,
+        **extra,
     )
     if as_of is not None:
         answers = answers.filter(answers.answered_at <= pd.Timestamp(as_of).to_pydatetime())
@@ -112,10 +126,21 @@ def nps_counts_in_windows(
     inside = [wave - window < at, at <= wave] if before else [wave < at, at <= wave + window]
     pairs = answers.join(wave_table, inside)
     score = pairs.score
+    sums = {}
+    if brand_promise:
+        promise = pairs.promise
+        # integer sums cast to 64 bits: DuckDB's 128-bit sum would reach pandas as decimals;
+        # an empty sum (no answer to the question in the cell) is 0, as in pandas
+        sums = {
+            "brand_promise_n": promise.count(),
+            "brand_promise_sum": promise.sum().cast("int64").fill_null(0),
+            "brand_promise_sumsq": (promise * promise).sum().cast("int64").fill_null(0),
+        }
     cells = pairs.group_by(["wave_index", "unit_id"]).aggregate(
         promoters=score.count(where=score >= PROMOTER_MIN),
         passives=score.count(where=(score > DETRACTOR_MAX) & (score < PROMOTER_MIN)),
         detractors=score.count(where=score <= DETRACTOR_MAX),
+        **sums,
     )
     fetched = cells.to_pandas()
     fetched["unit_id"] = fetched["unit_id"].astype("string")
@@ -129,6 +154,8 @@ def nps_counts_in_windows(
     )
     result["unit_id"] = result["unit_id"].astype("string")
     result["n_responses"] = result[_COUNTS].sum(axis=1)
+    for column in BRAND_PROMISE_SUMS if brand_promise else ():
+        result[column] = fetched[column].to_numpy(dtype="int64")
     return result
 
 

@@ -26,10 +26,11 @@ from scipy import stats
 from analysis.data.contract import REQUIRED_SCALE
 from analysis.data.load import Dataset
 from analysis.data.parameters import Parameters, check_parameters, resolve_as_of
-from analysis.measures.panel import keep_splits, unit_wave_panel
+from analysis.measures.panel import holds_brand_promise, keep_splits, unit_wave_panel
 from analysis.measures.privacy import Release, release_for
 from analysis.measures.shrinkage import CALIBRATION_FLOOR, calibration_signal, df_correction
 from analysis.models import churn_data, hazard, linkage, registry
+from analysis.models.brand_alignment import brand_alignment_table
 from analysis.models.linkage import EstimationError
 from analysis.models.registry import (  # noqa: F401  the fits' home is the registry
     ChurnModel,
@@ -70,6 +71,10 @@ class Results:
         Customer NPS by engagement quartile of unit-waves, released the same way.
     panel : DataFrame
         The unreleased unit × wave panel the models were fitted on; never written to a file.
+    brand_alignment : DataFrame or None
+        (Contract v2) Staff brand alignment against customers' brand promise per unit × wave,
+        released (``analysis.models.brand_alignment.brand_alignment_table``); ``None`` when
+        customers were not asked ``brand_promise``.
     service : dict of str to DataFrame
         With an ``internal_service`` table (contract v2), the released provider scorecards and
         network (``analysis.models.service_release``); empty otherwise, and then no file.
@@ -80,17 +85,21 @@ class Results:
     unit_wave: pd.DataFrame
     quartiles: pd.DataFrame
     panel: pd.DataFrame
+    brand_alignment: pd.DataFrame | None = None
     service: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The result files, by name: what ``estimate`` writes and the report reads."""
-        return {
+        """The result files, by name: what ``estimate`` writes and the report reads (the
+        optional ones, ``analysis.data.results.OPTIONAL_RESULT_FILES``, when present)."""
+        tables = {
             "estimates": self.estimates,
             "drivers": self.drivers,
             "unit_wave": self.unit_wave,
             "nps_by_engagement_quartile": self.quartiles,
-            **self.service,
         }
+        if self.brand_alignment is not None:
+            tables["brand_alignment"] = self.brand_alignment
+        return {**tables, **self.service}
 
 
 def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -400,11 +409,14 @@ def estimate_all(
         release,
     )
     quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
+    brand = None
+    if holds_brand_promise(dataset):  # (v2) only when customers were asked brand_promise
+        brand = brand_alignment_table(panel, unit_wave, parameters, release)
     # optional (contract v2): absent on a dataset without the table, so no file is written
     service = released_service(
         dataset.internal_service, parameters.min_group_size, release, confidence
     )
-    return Results(estimates, drivers, unit_wave, quartiles, panel, service)
+    return Results(estimates, drivers, unit_wave, quartiles, panel, brand, service)
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from analysis.data.parameters import Parameters
 from analysis.data.progress import counting
 from analysis.measures.nps import clustered_mean_difference
 from analysis.measures.reduction import customers_in_runs
-from analysis.models import churn_data, hazard, linkage, power
+from analysis.models import brand_alignment, churn_data, hazard, linkage, power
 from analysis.models.linkage import EstimationError
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
@@ -463,6 +463,19 @@ def _fit_churn(fitting: Fitting) -> dict:
     return row
 
 
+def _fit_brand_promise(fitting: Fitting) -> dict:
+    parameters = fitting.parameters
+    row, jackknife = brand_alignment.fit_with_jackknife(
+        fitting.panel, parameters.covariates, parameters.confidence
+    )
+    if jackknife is not None:
+        (unit_ids, group), replicates = jackknife
+        fitting.jackknives[brand_alignment.NAME] = Jackknife(
+            replicates, _unit_groups(unit_ids, group)
+        )
+    return row
+
+
 def _fit_mde(fitting: Fitting) -> dict:
     return power.mde_row(fitting.rows["nps_on_engagement"], fitting.parameters.alpha)
 
@@ -573,6 +586,24 @@ ESTIMANDS: tuple[Estimand, ...] = (
             f.panel, f.churn_model().cells, f.parameters.covariates, f.parameters
         ),
         progress="mediation through NPS ({bootstrap_draws} bootstrap draws)",
+    ),
+    Estimand(
+        brand_alignment.NAME,
+        brand_alignment.TERM,
+        "Brand-promise points per SD of staff brand alignment",
+        "The link between staff brand alignment and customers' sense that the brand promise "
+        "is kept",
+        "Change in a unit's customer brand-promise index (0-100) in the quarter after a wave "
+        "per +1 SD of its staff's true brand alignment at that wave",
+        0.0,
+        "difference",
+        tested=True,
+        in_study=True,
+        needs_churn=False,
+        fit=_fit_brand_promise,
+        progress="staff brand alignment → customers' brand promise",
+        needs=("brand_promise",),
+        without_each_unit=brand_alignment.without_each_unit,
     ),
     Estimand(
         "nps_on_engagement_uncorrected",

@@ -315,6 +315,7 @@ UNITS = {
     "retention_quartile_gap": "Percentage points of 12-month retention",
     "churn_hazard_on_engagement": "Hazard ratio (log axis; below 1 = fewer leave)",
     "nps_mediated_share": "Share of the churn link",
+    "brand_promise_on_brand_alignment": "Brand-promise index points",
 }
 _SCALE_UNITS = {"ratio": "Ratio (log axis)", "share": "Share", "difference": "Difference"}
 

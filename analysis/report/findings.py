@@ -48,8 +48,10 @@ NOT_ESTIMABLE = "not estimable"
 VERDICTS = (EVIDENCE, NO_CLEAR_EVIDENCE, NOT_ESTIMABLE)
 
 #: Where a finding is shown: "found" in "What we found", "causal" in "Does engagement come
-#: first?". Its direction: "forward" (engagement → customers) or "reverse".
-SECTIONS = ("found", "causal")
+#: first?", "brand" (contract v2: staff brand alignment against customers' brand promise,
+#: asked only of a dataset with ``brand_promise``). Its direction: "forward" (staff →
+#: customers) or "reverse".
+SECTIONS = ("found", "causal", "brand")
 
 #: The smallest reverse link that matters, in SD of engagement per +10 points of prior NPS.
 #: See ``reverse_ruled_out``.
@@ -409,6 +411,28 @@ WORDINGS: dict[str, Wording] = {
             f"{tail}."
         ),
         absent="a share of the churn link running through customer NPS",
+    ),
+    "brand_promise_on_brand_alignment": Wording(
+        "brand",
+        "forward",
+        amount=lambda e: (
+            f"{signed(e)} points of customers' brand-promise index per standard deviation of "
+            "staff brand alignment"
+        ),
+        ci=_difference_ci(1),
+        counts=lambda u, n: _units(u, n, "unit-quarters"),
+        found=lambda e, tail: (
+            f"Units whose staff were one standard deviation higher in brand alignment had "
+            f"customers rate the brand promise as kept {abs(e):.1f} points {_more(e)} on a "
+            f"0-100 index in the following quarter {tail}."
+        ),
+        detectable=lambda m: (
+            f"an effect of {m:.1f} brand-promise points per standard deviation or more"
+        ),
+        absent=(
+            "a link between staff brand alignment and customers' sense, in the next quarter, "
+            "that the brand promise is kept"
+        ),
     ),
 }
 

@@ -338,7 +338,9 @@ def true_values(effects: dict) -> dict[str, float]:
     truth is 0 without reverse causation; with it, the generator's strength (SD of latent
     engagement per SD of prior sentiment) has no exact value on the estimand's scale (SD of the
     index per 10 points of *measured* prior NPS, given last wave's engagement), so it is left
-    undefined and only the rate at which the check fires is reported.
+    undefined and only the rate at which the check fires is reported. The brand-promise slope
+    (contract v2) is the generator's own, ``brand_promise_on_brand_alignment``, in a study with
+    the internal-service chain (which draws ``brand_promise``); NaN in any other.
     """
     nps = effects["nps_points_per_sd_latent_engagement"]
     hazard_ratio = effects["churn_hazard_ratio_per_sd"]
@@ -353,6 +355,9 @@ def true_values(effects: dict) -> dict[str, float]:
         "retention_quartile_gap": 0.0 if no_churn_effect and nps == 0 else np.nan,
         "naive_nps_on_engagement": nps,
         "naive_churn_on_engagement": 1.0 if no_churn_effect else np.nan,
+        "brand_promise_on_brand_alignment": float(
+            effects.get("brand_promise_on_brand_alignment", np.nan)
+        ),
     }
 
 
