@@ -454,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(small groups suppressed), OUT/nps_by_engagement_quartile.csv, when customers "
         "answered brand_promise OUT/brand_alignment.csv (staff brand alignment against "
         "customers' brand promise per unit and wave, staff figures suppressed and released "
-        "with noise), and OUT/manifest.json "
+        "with noise), with an internal_service table OUT/internal_service.csv and "
+        "OUT/internal_service_network.csv (internal teams' scorecards and who rates whom, "
+        "small groups suppressed, the rest released with noise), and OUT/manifest.json "
         "(inputs by hash, parameters, code and package versions). OUT must be new, empty, or a "
         "folder estimate wrote before (its .inside-out marker says so); it is replaced "
         "atomically, only when everything has been computed. Any other folder, the dataset "
@@ -643,6 +645,8 @@ def _run(argv: list[str] | None) -> int:
     try:
         return args.run(args)
     except Exception as error:
+        if _engine_interrupted(error):
+            raise KeyboardInterrupt from error  # Ctrl-C, which DuckDB turned into an error
         if _invalid_input(error):
             print(f"error: {error}", file=sys.stderr)
             return EXIT_INVALID
@@ -652,6 +656,21 @@ def _run(argv: list[str] | None) -> int:
             print(f"error: {error.strerror}", file=sys.stderr)
             return EXIT_ENVIRONMENT
         return _internal_error(error)
+
+
+def _engine_interrupted(error: Exception) -> bool:
+    """Whether ``error`` is DuckDB's answer to Ctrl-C during a query.
+
+    DuckDB catches the SIGINT itself, stops the query and raises ``duckdb.InterruptException``,
+    or, when the result was being streamed to Arrow (Ibis's ``to_pandas``), a plain
+    ``RuntimeError("Query interrupted")``: an interruption, not a bug.
+    """
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is None:
+        return False
+    if isinstance(error, duckdb.InterruptException):
+        return True
+    return type(error) is RuntimeError and str(error) == "Query interrupted"
 
 
 def _internal_error(error: Exception) -> int:

@@ -497,6 +497,35 @@ def test_ctrl_c_during_estimate_keeps_the_earlier_results(workdir):
     assert tree(workdir) == before
 
 
+def test_a_duckdb_query_stopped_by_ctrl_c_is_an_interruption_not_a_bug():
+    """DuckDB catches Ctrl-C itself and raises an error of its own; the command line must read
+    it as the interruption it is (exit 130), as the test above saw once it landed in a query."""
+    import threading
+
+    import duckdb
+
+    from analysis.__main__ import _engine_interrupted
+
+    connection = duckdb.connect()
+    caught: list[BaseException] = []
+
+    def long_query() -> None:
+        try:
+            connection.execute("SELECT count(*) FROM range(10000000000) a, range(100) b").fetchall()
+        except BaseException as error:  # noqa: BLE001 (whatever DuckDB raises is the subject)
+            caught.append(error)
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    time.sleep(0.5)
+    connection.interrupt()  # what DuckDB's own SIGINT handler does
+    worker.join(timeout=30)
+    assert len(caught) == 1 and _engine_interrupted(caught[0]), caught
+    assert _engine_interrupted(RuntimeError("Query interrupted"))  # Arrow's stream, via Ibis
+    assert not _engine_interrupted(RuntimeError("Query failed: out of memory"))
+    assert not _engine_interrupted(ValueError("Query interrupted"))
+
+
 # --------------------------------------------------------------------------------------------
 # Disk errors: named, with the free space, exit 3, never "a bug"
 

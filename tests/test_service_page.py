@@ -110,6 +110,21 @@ def test_the_chain_reads_each_verdict_with_its_argument():
     assert html.count("<h3>") == 4 and "How it is identified" in html
 
 
+def test_an_unbounded_interval_reads_as_such():
+    rows = chain_estimates()
+    share = rows["estimand"] == "nps_via_engagement_share"
+    rows.loc[share, ["conf_low", "conf_high", "p_adjusted"]] = [-np.inf, np.inf, 0.4]
+    rows.loc[rows["estimand"] == "nps_on_internal_service", ["p_adjusted", "conf_low"]] = [
+        0.001,
+        0.2,
+    ]
+    sentence = {label: s for label, s, _ in service_page.chain_items(rows, None, ALPHA)}[
+        "Share of the service–NPS link through engagement"
+    ]
+    assert sentence.startswith("No clear evidence") and "95% CI unbounded" in sentence
+    assert "inf" not in sentence
+
+
 def test_a_findings_sentence_wins_over_one_built_here():
     findings = pd.DataFrame(
         {"estimand": ["nps_on_internal_service"], "sentence": ["No clear evidence from findings."]}

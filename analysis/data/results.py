@@ -20,13 +20,12 @@ A result folder holds:
   (``analysis.report.findings``);
 * ``drivers.csv``, ``unit_wave.csv`` (small groups suppressed) and
   ``nps_by_engagement_quartile.csv``;
-* optional, only for a dataset with an ``internal_service`` table (contract v2):
+* optionally (``OPTIONAL_RESULT_FILES``), ``brand_alignment.csv``: staff brand alignment
+  against customers' brand promise per unit × wave (staff figures suppressed and released
+  with noise), only when customers were asked ``brand_promise`` (contract v2);
+* optionally, only for a dataset with an ``internal_service`` table (contract v2):
   ``internal_service.csv`` (provider scorecards) and ``internal_service_network.csv`` (who
-  rates whom), released by ``analysis.models.service_release``; absent otherwise
-  (``OPTIONAL_RESULT_FILES``);
-* optional, only when customers were asked ``brand_promise`` (contract v2):
-  ``brand_alignment.csv``, staff brand alignment against customers' brand promise per unit ×
-  wave (staff figures suppressed and released with noise; ``READ_IF_PRESENT``);
+  rates whom), released by ``analysis.models.service_release``;
 * ``manifest.json`` (``analysis.data.provenance.build_manifest``): the inputs by hash and the
   parameters the tables were computed from. Its ``results_key`` decides whether a folder is
   current for a dataset and a set of parameters, so the manifest is the only provenance file.
@@ -46,16 +45,17 @@ import pandas as pd
 from analysis.data.load import undo_spreadsheet_safe, write_tables
 
 RESULT_FILES = ("estimates", "findings", "drivers", "unit_wave", "nps_by_engagement_quartile")
-#: Result files written only when the dataset holds a table: result name → the input table
-#: (its file's stem, as ``manifest.json`` names the inputs) whose presence calls for it.
-OPTIONAL_RESULT_FILES = {
+#: Result files written only when the dataset holds what they need (contract v2):
+#: ``brand_alignment`` when customers were asked ``brand_promise``; ``internal_service`` and
+#: ``internal_service_network`` when it has an ``internal_service`` table.
+OPTIONAL_RESULT_FILES = ("brand_alignment", "internal_service", "internal_service_network")
+#: Of those, the ones an input table calls for: result name → the table (its file's stem, as
+#: ``manifest.json`` names the inputs). A folder from such inputs is current only with them.
+REQUIRED_BY_INPUT = {
     "internal_service": "internal_service",
     "internal_service_network": "internal_service",
 }
-#: Result files other parts of the kit may write beside these (``brand_alignment``): read when
-#: present, never required.
-READ_IF_PRESENT = ("brand_alignment",)
-#: Identifier columns read as text, and date columns read as dates, in any result file.
+#: Identifier columns read as text, and date columns read as dates, in an optional file.
 _ID_COLUMNS = ("unit_id", "provider_unit_id", "rater_unit_id")
 _DATE_COLUMNS = ("wave", "previous_wave")
 CALIBRATION_FILES = ("replicates", "summary", "conditions")
@@ -147,10 +147,9 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of str to DataFrame
-        One table per name of ``RESULT_FILES``, and one per name of ``OPTIONAL_RESULT_FILES``
-        and ``READ_IF_PRESENT`` present in the folder; unit identifiers as text, ``wave`` as
-        dates (where the table is by wave), text cells and headers as they were before being
-        made spreadsheet-safe.
+        One table per name of ``RESULT_FILES``, then each of ``OPTIONAL_RESULT_FILES`` the
+        folder holds; unit identifiers as text, ``wave`` as dates (where the table is by
+        wave), text cells and headers as they were before being made spreadsheet-safe.
     """
     results_dir = Path(results_dir)
     tables = {
@@ -161,7 +160,7 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
         )
         for name in RESULT_FILES
     }
-    for name in (*OPTIONAL_RESULT_FILES, *READ_IF_PRESENT):
+    for name in OPTIONAL_RESULT_FILES:
         path = results_dir / f"{name}.csv"
         if path.is_file():
             header = pd.read_csv(path, nrows=0).columns
@@ -176,11 +175,12 @@ def read_results(results_dir: Path | str) -> dict[str, pd.DataFrame]:
 def expected_result_files(manifest: Mapping) -> tuple[str, ...]:
     """The result files a folder computed from ``manifest``'s inputs must hold.
 
-    ``RESULT_FILES`` always; each of ``OPTIONAL_RESULT_FILES`` when the inputs include its
-    table (``internal_service.csv`` or ``.parquet``).
+    ``RESULT_FILES`` always; each of ``REQUIRED_BY_INPUT`` when the inputs include its table
+    (``internal_service.csv`` or ``.parquet``). ``brand_alignment.csv`` depends on a column,
+    not a table, and is read when present.
     """
     stems = {Path(name).stem for name in (manifest.get("inputs_sha256") or {})}
-    return (*RESULT_FILES, *(n for n, table in OPTIONAL_RESULT_FILES.items() if table in stems))
+    return (*RESULT_FILES, *(n for n, table in REQUIRED_BY_INPUT.items() if table in stems))
 
 
 def stored_manifest(results_dir: Path | str) -> dict | None:

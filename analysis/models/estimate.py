@@ -85,8 +85,8 @@ class Results:
     unit_wave: pd.DataFrame
     quartiles: pd.DataFrame
     panel: pd.DataFrame
-    service: dict[str, pd.DataFrame] = field(default_factory=dict)
     brand_alignment: pd.DataFrame | None = None
+    service: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The result files, by name: what ``estimate`` writes and the report reads (the
@@ -96,11 +96,10 @@ class Results:
             "drivers": self.drivers,
             "unit_wave": self.unit_wave,
             "nps_by_engagement_quartile": self.quartiles,
-            **self.service,
         }
         if self.brand_alignment is not None:
             tables["brand_alignment"] = self.brand_alignment
-        return tables
+        return {**tables, **self.service}
 
 
 def with_holm(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -410,14 +409,14 @@ def estimate_all(
         release,
     )
     quartiles = released_quartiles(quartiles, panel, parameters.min_group_size, release)
-    # optional (contract v2): absent on a dataset without the table or column, so no file
+    brand = None
+    if holds_brand_promise(dataset):  # (v2) only when customers were asked brand_promise
+        brand = brand_alignment_table(panel, unit_wave, parameters, release)
+    # optional (contract v2): absent on a dataset without the table, so no file is written
     service = released_service(
         dataset.internal_service, parameters.min_group_size, release, confidence
     )
-    brand = None
-    if holds_brand_promise(dataset):  # only when customers were asked brand_promise
-        brand = brand_alignment_table(panel, unit_wave, parameters, release)
-    return Results(estimates, drivers, unit_wave, quartiles, panel, service, brand)
+    return Results(estimates, drivers, unit_wave, quartiles, panel, brand, service)
 
 
 # --------------------------------------------------------------------------------------------

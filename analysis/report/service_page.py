@@ -494,9 +494,12 @@ def estimand_sentence(
         return f"{spec['label']}: could not be estimated on these data."
     scale = 100 if share else 1
     unit = "%" if share else f" {spec['unit']}"
+    bounded = np.isfinite(row["conf_low"]) and np.isfinite(row["conf_high"])
+    ends = interval(row["conf_low"] * scale, row["conf_high"] * scale) if bounded else None
     numbers = (
         f"{signed(row['estimate'] * scale)}{unit} ({level(1 - alpha)} CI "
-        f"{interval(row['conf_low'] * scale, row['conf_high'] * scale)}; "
+        # Fieller's interval of a share of a link that may be zero can be unbounded
+        f"{ends if bounded else 'unbounded'}; "
         f"{int(row['n_units']):,} units, {int(row['n_obs']):,} observations)"
     )
     if verdict_ == EVIDENCE:
