@@ -202,6 +202,31 @@ def _scores() -> pd.DataFrame:
     return table
 
 
+def test_an_index_noised_past_the_scale_is_shown_at_its_end_and_marked():
+    """Laplace noise on a small team's index can carry it past 100 (the file keeps it, so it
+    stays unbiased); a reader sees 100 with a mark and a note, never '123.9 (89.1 to 100.0)'."""
+    scores = _scores()
+    latest = scores["wave"] == scores["wave"].max()
+    first = scores.index[latest & ~scores["suppressed"]][0]
+    scores.loc[first, ["service_index", "conf_low", "conf_high"]] = [123.9, 89.1, 100.0]
+    scores.loc[first, "poc_listening_index"] = -4.0
+    table = _text(service_page.scorecard_table_html(scores, UNITS))
+    assert f"100.0{service_page.PAST_THE_SCALE} (89.1 to 100.0)" in table
+    assert "123.9" not in table and service_page.PAST_THE_SCALE_NOTE in table
+    points = _text(service_page.points_table_html(scores, UNITS))
+    assert f"0{service_page.PAST_THE_SCALE} (22)" in points and "-4" not in points
+    plain = _text(service_page.scorecard_table_html(_scores(), UNITS))
+    assert service_page.PAST_THE_SCALE not in plain  # nothing clipped, no mark, no note
+    figure = service_page.scorecard_figure(scores, UNITS)
+    measured = [line for line in figure.axes[0].lines if len(line.get_xdata())]
+    assert all(0 <= x <= 100 for line in measured for x in line.get_xdata())
+    brand = brand_table()
+    brand.loc[0, ["staff_alignment", "staff_conf_high"]] = [101.6, 100.0]
+    table = _text(service_page.brand_table_html(brand, UNITS))
+    assert f"100.0{service_page.PAST_THE_SCALE} (71.0 to 100.0; 12)" in table
+    assert "101.6" not in table and service_page.PAST_THE_SCALE_NOTE in table
+
+
 def test_scorecards_in_words_table_and_figures():
     scores = _scores()
     text = _text(service_page.scorecard_sentence(scores, UNITS, 5, ALPHA))

@@ -154,6 +154,30 @@ def _ci(low, high, digits: int = 1) -> str:
     return f"95% CI {low:.{digits}f} to {high:.{digits}f}"
 
 
+#: Marks an index the privacy noise pushed past the 0–100 scale (``on_scale``).
+PAST_THE_SCALE = "†"
+PAST_THE_SCALE_NOTE = (
+    f"{PAST_THE_SCALE} The privacy noise pushed this index past the end of the 0–100 scale; it "
+    "is shown at the end. The result files keep the released value, which stays unbiased."
+)
+
+
+def on_scale(value: float) -> tuple[float, str]:
+    """A released 0–100 index as a reader sees it: clipped to the scale, with the mark
+    ``PAST_THE_SCALE`` when clipping changed it (clipping released figures reveals nothing)."""
+    clipped = float(np.clip(value, 0.0, 100.0))
+    return clipped, PAST_THE_SCALE if clipped != value else ""
+
+
+def _on_scale_text(value: float, digits: int = 1) -> str:
+    clipped, mark = on_scale(value)
+    return f"{clipped:.{digits}f}{mark}"
+
+
+def _with_note(table: str, marked: bool) -> str:
+    return table + (paragraph(PAST_THE_SCALE_NOTE, "io-note") if marked else "")
+
+
 def _flag(value) -> bool:
     return str(value).strip().lower() in ("true", "1", "1.0")
 
@@ -269,10 +293,17 @@ def scorecard_table_html(
     ranked = now["n_ranked"].dropna()
     rank_header = f"Rank (of {int(ranked.iloc[0])})" if len(ranked) else "Rank"
 
-    def cell(value, low, high, digits=1, sign=False) -> str:
+    marked = False
+
+    def cell(value, low, high, digits=1, sign=False, index=False) -> str:
+        nonlocal marked
         if pd.isna(value):
             return "—"
-        shown = signed(value, digits) if sign else f"{value:.{digits}f}"
+        mark = ""
+        if index:
+            value, mark = on_scale(value)
+            marked = marked or bool(mark)
+        shown = (signed(value, digits) if sign else f"{value:.{digits}f}") + mark
         if pd.isna(low) or pd.isna(high):
             return shown
         ends = interval(low, high, digits) if sign else f"{low:.{digits}f} to {high:.{digits}f}"
@@ -305,7 +336,7 @@ def scorecard_table_html(
                 "Team": _name(names, r[PROVIDER]),
                 "Raters (n)": f"{int(r['n_raters']):,}",
                 f"Service index 0–100 ({ci})": cell(
-                    r["service_index"], r["conf_low"], r["conf_high"]
+                    r["service_index"], r["conf_low"], r["conf_high"], index=True
                 ),
                 f"Shrunken ({ci})": cell(
                     r["shrunken"], r["shrunken_conf_low"], r["shrunken_conf_high"]
@@ -316,7 +347,7 @@ def scorecard_table_html(
                 ),
             }
         )
-    return html_table(pd.DataFrame(rows))
+    return _with_note(html_table(pd.DataFrame(rows)), marked)
 
 
 def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
@@ -329,20 +360,27 @@ def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
     if now.empty:
         return ""
     table = pd.DataFrame({"Team": [_name(names, p) for p in now[PROVIDER]]})
+    marked = False
+
+    def cell(v, lo, hi, n) -> str:
+        nonlocal marked
+        if pd.isna(v):
+            return "—"
+        v, mark = on_scale(v)
+        marked = marked or bool(mark)
+        # no-break spaces: a cell wraps between cells, never inside "87 (82–92; 105)"
+        if pd.notna(lo):
+            return f"{v:.0f}{mark}\u00a0({lo:.0f}–{hi:.0f};\u00a0{int(n)})"
+        return f"{v:.0f}{mark}\u00a0({int(n)})"
+
     for item in POINTS_OF_CONNECTION:
         values, counts = now[f"{item}_index"], now[f"{item}_n"]
         low = now.get(f"{item}_conf_low", pd.Series(np.nan, index=now.index))
         high = now.get(f"{item}_conf_high", pd.Series(np.nan, index=now.index))
         table[POINT_LABELS.get(item, item)] = [
-            "—"
-            if pd.isna(v)
-            # no-break spaces: a cell wraps between cells, never inside "87 (82–92; 105)"
-            else f"{v:.0f}\u00a0({lo:.0f}–{hi:.0f};\u00a0{int(n)})"
-            if pd.notna(lo)
-            else f"{v:.0f}\u00a0({int(n)})"
-            for v, lo, hi, n in zip(values, low, high, counts, strict=True)
+            cell(v, lo, hi, n) for v, lo, hi, n in zip(values, low, high, counts, strict=True)
         ]
-    return html_table(table)
+    return _with_note(html_table(table), marked)
 
 
 def scorecard_figure(
@@ -371,12 +409,13 @@ def scorecard_figure(
     rows = len(shown) + len(hidden_rows)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 0.32 * rows + 1.9))
     y = np.arange(len(shown))
+    measured = shown["service_index"].clip(0.0, 100.0)  # as the table shows it (on_scale)
     axes.errorbar(
-        shown["service_index"],
+        measured,
         y - 0.12,
         xerr=[
-            (shown["service_index"] - shown["conf_low"]).clip(lower=0),
-            (shown["conf_high"] - shown["service_index"]).clip(lower=0),
+            (measured - shown["conf_low"]).clip(lower=0),
+            (shown["conf_high"] - measured).clip(lower=0),
         ],
         fmt="o",
         color="#9aa3b2",
@@ -881,7 +920,7 @@ def brand_sentence(brand: pd.DataFrame, units: pd.DataFrame, alpha: float = 0.05
         f"In {len(disagree)} of the {len(rows)} units shown for {wave}, staff and customers see "
         f"the brand differently beyond chance ({method}). The clearest is "
         f"{_name(names, first['unit_id'])}, where {side}: staff "
-        f"{first['staff_alignment']:.1f} "
+        f"{_on_scale_text(first['staff_alignment'])} "
         f"({_ci(first['staff_conf_low'], first['staff_conf_high'])}; "
         f"{int(first['n_staff'])} staff), customers {first['brand_promise_index']:.1f} "
         f"({_ci(first['promise_conf_low'], first['promise_conf_high'])}; "
@@ -903,7 +942,7 @@ def brand_table_html(brand: pd.DataFrame, units: pd.DataFrame) -> str:
         {
             "Unit": [_name(names, u) for u in rows["unit_id"]],
             "Staff alignment 0–100 (95% CI; n)": [
-                f"{v:.1f} ({lo:.1f} to {hi:.1f}; {int(n)})"
+                f"{_on_scale_text(v)} ({lo:.1f} to {hi:.1f}; {int(n)})"
                 for v, lo, hi, n in zip(
                     rows["staff_alignment"],
                     rows["staff_conf_low"],
@@ -928,7 +967,8 @@ def brand_table_html(brand: pd.DataFrame, units: pd.DataFrame) -> str:
             "Disagree?": rows["flag"].map({True: "yes", False: "no"}),
         }
     )
-    return html_table(table)
+    marked = bool((rows["staff_alignment"].clip(0.0, 100.0) != rows["staff_alignment"]).any())
+    return _with_note(html_table(table), marked)
 
 
 def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure | None:
@@ -947,12 +987,13 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
         part = rows[mask]
         if part.empty:
             continue
+        staff = part["staff_alignment"].clip(0.0, 100.0)  # as the table shows it (on_scale)
         axes.errorbar(
-            part["staff_alignment"],
+            staff,
             part["brand_promise_index"],
             xerr=[
-                (part["staff_alignment"] - part["staff_conf_low"]).clip(lower=0),
-                (part["staff_conf_high"] - part["staff_alignment"]).clip(lower=0),
+                (staff - part["staff_conf_low"]).clip(lower=0),
+                (part["staff_conf_high"] - staff).clip(lower=0),
             ],
             yerr=[
                 (part["brand_promise_index"] - part["promise_conf_low"]).clip(lower=0),
