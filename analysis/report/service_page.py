@@ -708,9 +708,12 @@ def network_figure(
         )
     colours = plt.get_cmap("cividis")
     shown = now[~now["hidden"]]
-    low = float(shown["service_index"].min()) if len(shown) else 0.0
-    high = float(shown["service_index"].max()) if len(shown) else 100.0
-    norm = Normalize(vmin=math.floor(low / 5) * 5, vmax=max(math.ceil(high / 5) * 5, low + 5))
+    on_the_scale = shown["service_index"].clip(0.0, 100.0)  # as the tables show it (on_scale)
+    low = float(on_the_scale.min()) if len(shown) else 0.0
+    high = float(on_the_scale.max()) if len(shown) else 100.0
+    norm = Normalize(
+        vmin=math.floor(low / 5) * 5, vmax=min(max(math.ceil(high / 5) * 5, low + 5), 100.0)
+    )
     largest = float(now["n_raters"].max())
     for _, team in now.iterrows():
         x, y = where[str(team[PROVIDER])]
