@@ -257,7 +257,7 @@ def test_scorecards_in_words_table_and_figures():
     ):
         figure.canvas.draw()
     sentence = service_page.network_sentence(scores, network, UNITS, 5)
-    assert "3 links" in sentence and "Alpha (2 units drawn)" in sentence
+    assert "3 links" in sentence and "Alpha (2 units)" in sentence
     # suppressed teams appear in the figure without a value
     words = [t.get_text() for t in service_page.scorecard_figure(scores, UNITS).axes[0].texts]
     assert any("suppressed" in w and "n = 3" in w for w in words)

@@ -641,7 +641,7 @@ ESTIMANDS: tuple[Estimand, ...] = (
     Estimand(
         "nps_on_internal_service_within",
         chain.TERM,
-        "… internal service, within the same unit over time",
+        "NPS points per SD of internal service, within the same unit",
         "The link between internal service received and NPS within the same unit",
         "The NPS slope on internal service received from change within units only (unit and "
         "wave fixed effects)",

@@ -501,10 +501,11 @@ WORDINGS: dict[str, Wording] = {
         found=lambda e, tail: (
             f"Units whose staff were one standard deviation higher in brand alignment had "
             f"customers rate the brand promise as kept {abs(e):.1f} points {_more(e)} on a "
-            f"0-100 index in the following quarter {tail}."
+            f"0-100 index in the following quarter {tail}. This is an association between "
+            "units: it does not show that staff belief causes it."
         ),
         detectable=lambda m: (
-            f"an effect of {m:.1f} brand-promise points per standard deviation or more"
+            f"a link of {m:.1f} brand-promise points per standard deviation or more"
         ),
         absent=(
             "a link between staff brand alignment and customers' sense, in the next quarter, "

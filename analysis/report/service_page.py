@@ -157,15 +157,17 @@ def _ci(low, high, digits: int = 1) -> str:
 #: Marks an index the privacy noise pushed past the 0–100 scale (``on_scale``).
 PAST_THE_SCALE = "†"
 PAST_THE_SCALE_NOTE = (
-    f"{PAST_THE_SCALE} The privacy noise pushed this index past the end of the 0–100 scale; it "
-    "is shown at the end. The result files keep the released value, which stays unbiased."
+    f"{PAST_THE_SCALE} The privacy noise pushed this figure past the end of its scale (0 to 100; "
+    "−100 to +100 for NPS); it is shown at the end, and its interval, for the true value, stops "
+    "there too. The result files keep the released value, which stays unbiased."
 )
 
 
-def on_scale(value: float) -> tuple[float, str]:
-    """A released 0–100 index as a reader sees it: clipped to the scale, with the mark
-    ``PAST_THE_SCALE`` when clipping changed it (clipping released figures reveals nothing)."""
-    clipped = float(np.clip(value, 0.0, 100.0))
+def on_scale(value: float, low: float = 0.0, high: float = 100.0) -> tuple[float, str]:
+    """A released index (0–100; internal NPS −100 to 100) as a reader sees it: clipped to the
+    scale, with the mark ``PAST_THE_SCALE`` when clipping changed it (clipping released figures
+    reveals nothing; the interval, clipped already, is for the true value, inside the scale)."""
+    clipped = float(np.clip(value, low, high))
     return clipped, PAST_THE_SCALE if clipped != value else ""
 
 
@@ -295,13 +297,13 @@ def scorecard_table_html(
 
     marked = False
 
-    def cell(value, low, high, digits=1, sign=False, index=False) -> str:
+    def cell(value, low, high, digits=1, sign=False, scale=None) -> str:
         nonlocal marked
         if pd.isna(value):
             return "—"
         mark = ""
-        if index:
-            value, mark = on_scale(value)
+        if scale is not None:
+            value, mark = on_scale(value, *scale)
             marked = marked or bool(mark)
         shown = (signed(value, digits) if sign else f"{value:.{digits}f}") + mark
         if pd.isna(low) or pd.isna(high):
@@ -325,7 +327,12 @@ def scorecard_table_html(
             )
             continue
         nps = cell(
-            r["internal_nps"], r["internal_nps_conf_low"], r["internal_nps_conf_high"], 0, True
+            r["internal_nps"],
+            r["internal_nps_conf_low"],
+            r["internal_nps_conf_high"],
+            0,
+            True,
+            scale=(-100.0, 100.0),
         )
         if pd.notna(r["internal_nps"]):
             nps = f"{nps}; n = {int(r['internal_nps_n']):,}"
@@ -336,7 +343,7 @@ def scorecard_table_html(
                 "Team": _name(names, r[PROVIDER]),
                 "Raters (n)": f"{int(r['n_raters']):,}",
                 f"Service index 0–100 ({ci})": cell(
-                    r["service_index"], r["conf_low"], r["conf_high"], index=True
+                    r["service_index"], r["conf_low"], r["conf_high"], scale=(0.0, 100.0)
                 ),
                 f"Shrunken ({ci})": cell(
                     r["shrunken"], r["shrunken_conf_low"], r["shrunken_conf_high"]
@@ -842,8 +849,9 @@ def network_sentence(
         f"In the latest wave {len(edges)} links from a unit to a team it depends on had at "
         f"least {min_group_size} raters from the unit ({listed:,} of the "
         f"{int(now['n_raters'].sum()):,} ratings); smaller groups of raters are counted in "
-        f"the teams' scorecards but not drawn. The team most units depend on was "
-        f"{_name(names, top)} ({int(reach.iloc[0])} units drawn). Suppressed teams are drawn "
+        f"the teams' scorecards but not drawn. The team rated by the most units (counting "
+        f"units with at least {min_group_size} raters of it) was {_name(names, top)} "
+        f"({int(reach.iloc[0])} units). Suppressed teams are drawn "
         "grey and hatched, without a colour: their figures are not shown anywhere."
     )
 
@@ -905,7 +913,8 @@ def brand_sentence(brand: pd.DataFrame, units: pd.DataFrame, alpha: float = 0.05
     disagree = rows[rows["disagrees"].map(_flag)]
     method = (
         "each unit's standing among units on the staff side against its standing on the "
-        f"customer side, Benjamini–Hochberg's adjustment at {level(1 - alpha)} confidence"
+        f"customer side, the false discovery rate held at {alpha:.0%} by Benjamini–Hochberg's "
+        "adjustment"
     )
     if disagree.empty:
         return (
