@@ -86,15 +86,17 @@ def test_the_chain_reads_each_verdict_with_its_argument():
     assert [label for label, _, _ in items] == [s["label"] for s in service_page.CHAIN.values()]
     sentences = {label: sentence for label, sentence, _ in items}
     clear = sentences["Internal service → engagement"]
-    assert clear.startswith("Units that receive better internal service have more engaged staff")
-    assert "+2.4" in clear and "95% CI +1.1 to +3.7" in clear and "40 units" in clear
-    assert "association, not proof of cause" in clear
+    # the findings' own sentences (one place puts findings into words), verdict first
+    assert clear.startswith("Units that received internal service one standard deviation better")
+    assert "2.4" in clear and "95% CI +1.1 to +3.7" in clear and "40 units" in clear
+    assert "association between units" in clear
     unclear = sentences["Internal service → customer NPS"]
-    assert unclear.startswith("No clear evidence that units that receive better")
-    assert "includes no effect" in unclear and "40 units" in unclear
+    assert unclear.startswith("No clear evidence of a link between the internal service")
+    assert "includes no difference" in unclear and "40 units" in unclear
     # the total service–NPS link is not clear, so its share through engagement is not judged
     share = sentences["Share of the service–NPS link through engagement"]
-    assert share.startswith("The share of the internal service–NPS link") and "not judged" in share
+    assert share.startswith("The share of the internal service–NPS link")
+    assert "could not be estimated" in share and "no clear link" in share
     clear_total = chain_estimates()
     clear_total.loc[clear_total["estimand"] == "nps_on_internal_service", "p_adjusted"] = 0.001
     clear_total.loc[clear_total["estimand"] == "nps_on_internal_service", "conf_low"] = 0.2
@@ -102,8 +104,8 @@ def test_the_chain_reads_each_verdict_with_its_argument():
     share = {label: sentence for label, sentence, _ in items}[
         "Share of the service–NPS link through engagement"
     ]
-    assert share.startswith("Part of the internal service–NPS link runs through staff engagement")
-    assert "+42.0%" in share and "+10.0 to +80.0" in share
+    assert share.startswith("About 42% of the link between internal service and customer NPS")
+    assert "+10% to +80%" in share
     for _, _, argument in items:
         assert argument.startswith("How it is identified:")
     html = service_page.chain_html(chain_estimates(), None, ALPHA)
@@ -148,7 +150,7 @@ def test_brand_alignment_on_both_sides_reads_as_its_tests_say():
     html = _text(markup)
     assert "In 1 of the 2 units shown" in html and "Alpha" in html
     assert "78.0 (95% CI 71.0 to 85.0; 12 staff)" in html and "80 customers" in html
-    assert "Customers of units whose staff believe in the brand more" in html
+    assert "Units whose staff were one standard deviation higher in brand alignment" in html
     assert "Gamma" not in html  # C has no staff figure: not in the table
     quiet = _text(service_page.brand_alignment_html(brand_table(False), None, None, UNITS, ALPHA))
     assert "No clear evidence that staff and customers see the brand differently" in quiet
@@ -392,12 +394,12 @@ def test_the_page_renders_for_an_internal_service_study(service_run):
 def test_with_chain_and_brand_rows_the_page_states_each_verdict(service_run):
     extra = service_run["extra"]
     text = _text((extra / "internal_service.html").read_text())
-    assert "Units that receive better internal service have more engaged staff" in text
-    assert "No clear evidence that units that receive better internal service have higher" in text
+    assert "Units that received internal service one standard deviation better" in text
+    assert "No clear evidence of a link between the internal service a unit receives" in text
     assert text.count("How it is identified:") == 5  # four links of the chain and the brand
     assert "see the brand differently beyond chance" in text
     index = _text((extra / "index.html").read_text())
-    assert "Units that receive better internal service have more engaged staff" in index
+    assert "Units that received internal service one standard deviation better" in index
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ from analysis.report.figures import (
     _nothing_to_show,
     _value_axis,
 )
-from analysis.report.findings import EVIDENCE, NOT_ESTIMABLE, level, signed
+from analysis.report.findings import level, signed
 from analysis.report.sentences import figure_text, html_table, interval, list_html, paragraph
 
 #: The page's slug: ``internal_service.html``.
@@ -59,13 +59,11 @@ POINT_LABELS = {
 }
 
 #: The chain's estimands (issue 15) and the brand's, as the page reads them: what each asks,
-#: the claim a finding would make, its unit, and the argument that identifies it, in words.
+#: its label and the argument that identifies it, in words (the findings' sentences say what
+#: was found: ``estimand_sentence``).
 CHAIN = {
     "engagement_on_internal_service": {
         "label": "Internal service → engagement",
-        "claim": "units that receive better internal service have more engaged staff",
-        "unit": "engagement index points per SD of internal service received",
-        "null": 0.0,
         "argument": (
             "How it is identified: units are compared within the same survey wave, and the "
             "service a unit receives is measured only from other units' ratings of its "
@@ -77,10 +75,6 @@ CHAIN = {
     },
     "nps_on_internal_service": {
         "label": "Internal service → customer NPS",
-        "claim": "units that receive better internal service have higher customer NPS in the "
-        "quarter that follows",
-        "unit": "NPS points per SD of internal service received",
-        "null": 0.0,
         "argument": (
             "How it is identified: service is measured at the survey wave and customer NPS in "
             "the quarter after it, so the timing fits service coming first, and the service "
@@ -91,10 +85,6 @@ CHAIN = {
     },
     "nps_via_engagement_share": {
         "label": "Share of the service–NPS link through engagement",
-        "claim": "part of the internal service–NPS link runs through staff engagement",
-        "unit": "share of the link",
-        "null": 0.0,
-        "scale": "share",
         "argument": (
             "How it is identified: the link is split into a part that moves with engagement "
             "and a part that does not (a mediation analysis). The split is only as good as "
@@ -104,9 +94,6 @@ CHAIN = {
     },
     "nps_on_internal_service_within": {
         "label": "Internal service → NPS, within the same unit",
-        "claim": "when a unit's internal service improves, its customer NPS improves too",
-        "unit": "NPS points per SD of internal service received, within units",
-        "null": 0.0,
         "argument": (
             "How it is identified: each unit is compared with itself in other waves, so "
             "anything fixed about a unit (its location, its market, a manager who stays) "
@@ -118,10 +105,6 @@ CHAIN = {
 BRAND_ESTIMAND = "brand_promise_on_brand_alignment"
 BRAND = {
     "label": "Staff brand alignment → customers' brand promise",
-    "claim": "customers of units whose staff believe in the brand more say it keeps its promise "
-    "more",
-    "unit": "brand-promise index points (0–100) per SD of staff brand alignment",
-    "null": 0.0,
     "argument": (
         "How it is identified: staff alignment is measured at the survey wave and customers' "
         "view of the promise in the quarter after it, in the same unit, so the timing fits "
@@ -513,73 +496,24 @@ def _row(table: pd.DataFrame | None, estimand: str) -> pd.Series | None:
 
 def estimand_sentence(
     estimand: str,
-    spec: dict,
     estimates: pd.DataFrame | None,
     findings: pd.DataFrame | None,
     alpha: float = 0.05,
 ) -> str | None:
     """One estimand's finding in words, or ``None`` when the run has no row for it.
 
-    ``findings.csv``'s sentence when it has the row (decided there from the verdict);
-    otherwise built here from ``estimates.csv``'s row with ``findings.verdict``: "No clear
-    evidence that …" first unless the verdict is ``evidence``, always with the interval and n.
+    ``findings.csv``'s sentence, decided there from the verdict (``analysis.report.findings``):
+    the one place the kit's findings are put into words. Results without that row (written
+    before the estimand existed) get it from ``findings.findings_table`` on ``estimates.csv``,
+    as ``estimate`` would have written it.
     """
     found = _row(findings, estimand)
     if found is not None and isinstance(found.get("sentence"), str) and found["sentence"]:
         return found["sentence"]
-    row = _row(estimates, estimand)
-    if row is None:
+    if _row(estimates, estimand) is None:
         return None
-    p = row.get("p_adjusted", row.get("p_value"))
-    p = row.get("p_value") if p is None or pd.isna(p) else p
-    share = spec.get("scale") == "share"
-    verdict_ = findings_module.verdict(
-        row["estimate"], row["conf_low"], row["conf_high"], p, spec["null"], alpha
-    )
-    if verdict_ == NOT_ESTIMABLE:
-        return f"{spec['label']}: could not be estimated on these data."
-    scale = 100 if share else 1
-    unit = "%" if share else f" {spec['unit']}"
-    bounded = np.isfinite(row["conf_low"]) and np.isfinite(row["conf_high"])
-    ends = interval(row["conf_low"] * scale, row["conf_high"] * scale) if bounded else None
-    numbers = (
-        f"{signed(row['estimate'] * scale)}{unit} ({level(1 - alpha)} CI "
-        # Fieller's interval of a share of a link that may be zero can be unbounded
-        f"{ends if bounded else 'unbounded'}; "
-        f"{int(row['n_units']):,} units, {int(row['n_obs']):,} observations)"
-    )
-    if verdict_ == EVIDENCE:
-        claim = spec["claim"][0].upper() + spec["claim"][1:]
-        return f"{claim}: {numbers}. This is an association, not proof of cause."
-    includes = (
-        "an interval that includes no effect"
-        if row["conf_low"] <= spec["null"] <= row["conf_high"]
-        else "the interval leaves out no effect, but the test does not reach its level after "
-        "Holm's correction"
-    )
-    return f"No clear evidence that {spec['claim']}: the estimate is {numbers}, {includes}."
-
-
-def estimand_verdict(
-    estimand: str,
-    spec: dict,
-    estimates: pd.DataFrame | None,
-    findings: pd.DataFrame | None,
-    alpha: float = 0.05,
-) -> str | None:
-    """The verdict of one estimand: ``findings.csv``'s, else decided from ``estimates.csv``'s
-    row (``findings.verdict``); ``None`` when the run has neither."""
-    found = _row(findings, estimand)
-    if found is not None and isinstance(found.get("verdict"), str):
-        return found["verdict"]
-    row = _row(estimates, estimand)
-    if row is None:
-        return None
-    p = row.get("p_adjusted", np.nan)
-    p = row.get("p_value", np.nan) if pd.isna(p) else p
-    return findings_module.verdict(
-        row["estimate"], row["conf_low"], row["conf_high"], p, spec["null"], alpha
-    )
+    decided = _row(findings_module.findings_table(estimates, alpha), estimand)
+    return None if decided is None else decided["sentence"]
 
 
 def chain_items(
@@ -587,28 +521,14 @@ def chain_items(
 ) -> list[tuple[str, str, str]]:
     """``(label, sentence, argument)`` for each chain estimand the run has, in chain order.
 
-    The share through engagement is judged only when the total service–NPS link it divides is
-    ``evidence`` (as the kit reads ``nps_mediated_share``): near a zero total a share is
-    unstable and says nothing, so otherwise its sentence says it is not judged.
+    The sentences are the findings' (``estimand_sentence``): the share through engagement, for
+    one, is judged only when the total service–NPS link it divides is ``evidence``.
     """
-    total = estimand_verdict(
-        "nps_on_internal_service", CHAIN["nps_on_internal_service"], estimates, findings, alpha
-    )
     items = []
     for name, spec in CHAIN.items():
-        sentence = estimand_sentence(name, spec, estimates, findings, alpha)
-        if sentence is None:
-            continue
-        if (
-            name == "nps_via_engagement_share"
-            and total != EVIDENCE
-            and _row(findings, name) is None
-        ):
-            sentence = (
-                "The share of the internal service–NPS link that runs through engagement is not "
-                "judged: there is no clear evidence of the total link it would divide."
-            )
-        items.append((spec["label"], sentence, spec["argument"]))
+        sentence = estimand_sentence(name, estimates, findings, alpha)
+        if sentence is not None:
+            items.append((spec["label"], sentence, spec["argument"]))
     return items
 
 
@@ -870,7 +790,7 @@ def brand_alignment_html(
     """Staff and customers on the brand, side by side: the estimand, the disagreeing units and
     a table, or one sentence that the run has neither."""
     parts = []
-    sentence = estimand_sentence(BRAND_ESTIMAND, BRAND, estimates, findings, alpha)
+    sentence = estimand_sentence(BRAND_ESTIMAND, estimates, findings, alpha)
     if sentence is not None:
         parts.append(paragraph(sentence) + paragraph(BRAND["argument"], "io-note"))
     if brand is None or brand.empty:
@@ -1080,7 +1000,7 @@ def executive_html(
     if scores is not None:
         items.append(scorecard_sentence(scores, units, min_group_size, alpha))
     items.extend(sentence for _, sentence, _ in chain_items(estimates, findings, alpha))
-    brand_line = estimand_sentence(BRAND_ESTIMAND, BRAND, estimates, findings, alpha)
+    brand_line = estimand_sentence(BRAND_ESTIMAND, estimates, findings, alpha)
     if brand_line is not None:
         items.append(brand_line)
     if brand is not None and not brand.empty:
