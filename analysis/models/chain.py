@@ -612,8 +612,9 @@ def nps_via_engagement_share(fitting) -> dict:
     interval is Fieller's for ``N/D`` (``fieller_interval``, t with ``K − 1`` df), unbounded
     when ``c`` is not significant. ``std_error`` is the delta-method SE
     ``√(v_NN − 2θ v_ND + θ² v_DD) / |D|``; the p-value tests ``share = 0``, which for ``D ≠ 0``
-    is ``a·b = 0``: ``t = N / √v_NN`` (the indirect effect's jackknife test), so the interval
-    excludes 0 exactly when the test rejects at the same level.
+    is ``a·b = 0``: ``t = N / √v_NN`` (the indirect effect's jackknife test), so, when ``c`` is
+    significant and the interval bounded, it excludes 0 exactly when the test rejects at the
+    same level.
 
     Identification: a causal share needs no unmeasured confounding of service → engagement,
     engagement → NPS and service → NPS (sequential ignorability); unit traits that move
@@ -831,8 +832,9 @@ def nps_without_each_unit(fitting, units: pd.Index) -> np.ndarray:
 
 def share_without_each_unit(fitting, units: pd.Index) -> np.ndarray:
     """``nps_via_engagement_share`` without each unit: ``a_(−u) b_(−u) / c_(−u)``, each from
-    ``coefficients_without`` with the calibration held (the SD cancels in the share only for
-    ``b``; ``a`` and ``c`` both scale with it, so it cancels in the ratio too)."""
+    ``coefficients_without`` with the calibration held. ``b`` is per engagement point; ``a``
+    and ``c`` both scale with the SD of the service received, so that SD cancels in ``a·b/c``
+    and need not be refitted."""
     rows = _nps_rows(rows_of(fitting))
     covariates = fitting.parameters.covariates
     design = linkage.absorbed_design(rows, covariates)

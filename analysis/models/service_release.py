@@ -250,8 +250,8 @@ def _item_intervals(
 
 
 def rater_cells(internal_service: pd.DataFrame) -> pd.DataFrame:
-    """Exact sums per rater unit × provider × wave: ``n_raters``, ``service_index`` (mean),
-    ``within_ss``. Never publish: :func:`released_network` suppresses and releases them."""
+    """Exact figures per rater unit × provider × wave: ``n_raters`` and ``service_index`` (the
+    raters' mean). Never publish: :func:`released_network` suppresses and releases them."""
     rated = _rater_scores(internal_service)
     cells = (
         rated.groupby([RATER, PROVIDER, WAVE], sort=True)

@@ -322,12 +322,15 @@ def confounded_sentence(summary: pd.DataFrame) -> str:
     b, w = rows.loc[between], rows.loc[within]
     return (
         f"When a stable trait of a unit both steers it toward good internal providers and "
-        f"pleases its customers, the between-unit estimate of NPS per SD of internal service "
-        f"averages {b['mean_estimate']:+.1f} points against a true effect of "
-        f"{b['truth']:+.1f}, and its interval covers the truth in {_percent(b['coverage'])} of "
-        f"studies; the within-unit estimate, which compares each unit with itself, averages "
-        f"{w['mean_estimate']:+.1f} and covers it in {_percent(w['coverage'])}. This is why "
-        f"the report calls the between-unit links associations."
+        f"pleases its customers ({int(b['replicates'])} studies), the between-unit estimate of "
+        f"NPS per SD of internal service averages {b['mean_estimate']:+.1f} points "
+        f"(Monte-Carlo SE {b['bias_mc_se']:.1f}) against a true effect of {b['truth']:+.1f}, "
+        f"and its interval covers the truth in {_percent(b['coverage'])} of studies (band "
+        f"{_band(b['coverage_low'], b['coverage_high'])}); the within-unit estimate, which "
+        f"compares each unit with itself, averages {w['mean_estimate']:+.1f} (Monte-Carlo SE "
+        f"{w['bias_mc_se']:.1f}) and covers it in {_percent(w['coverage'])} (band "
+        f"{_band(w['coverage_low'], w['coverage_high'])}). This is why the report calls the "
+        f"between-unit links associations."
     )
 
 
@@ -381,12 +384,17 @@ def power_sentence(
         return "No power grid was run."
     rows = rows.assign(size=rows["n_units"] * rows["n_waves"]).sort_values("size")
     small, large = rows.iloc[0], rows.iloc[-1]
+    truth = float(large["truth"]) if "truth" in large.index else float("nan")
+    # the v2 estimands' effects are the generator's, read from its truth.json
     effect = {
         "churn_hazard_on_engagement": "a churn hazard ratio of 0.88 per SD of engagement",
-        "engagement_on_internal_service": "2.5 engagement points per SD of internal service",
-        "nps_on_internal_service": "about 2.4 NPS points per SD of internal service",
-        "nps_on_internal_service_within": "about 2.4 NPS points per SD of internal service",
-        "nps_via_engagement_share": "three fifths of the service–NPS link through engagement",
+        "engagement_on_internal_service": f"{truth:.1f} engagement points per SD of internal "
+        "service",
+        "nps_on_internal_service": f"{truth:.1f} NPS points per SD of internal service",
+        "nps_on_internal_service_within": f"{truth:.1f} NPS points per SD of internal service",
+        "nps_via_engagement_share": f"{truth:.0%} of the service–NPS link through engagement",
+        "brand_promise_on_brand_alignment": f"{truth:.1f} brand-promise points per SD of staff "
+        "brand alignment",
     }.get(estimand, "4 NPS points per SD of engagement")
     return (
         f"{_label(estimand, labels)}: with the generator's default effect ({effect}), "

@@ -822,6 +822,7 @@ def power_table(summary: pd.DataFrame) -> pd.DataFrame:
         "n_units",
         "n_waves",
         "replicates",
+        "truth",
         "rejection_rate",
         "rejection_low",
         "rejection_high",
