@@ -20,6 +20,7 @@ import pytest
 
 from analysis.data.importer import pseudonymise_id
 from analysis.data.load import load_dataset
+from analysis.models import registry
 from analysis.models.estimate import INFLUENCE_COLUMNS
 from tests.conftest import PROJECT_ROOT
 
@@ -493,7 +494,10 @@ def test_raw_exports_of_a_study_with_optional_tables_import_back_unchanged(
     params = tmp_path / "params.yaml"
     params.write_text("bootstrap_draws: 20\n")
     reference = _estimate(study, tmp_path / "est-study", params, new_process=False)
-    assert reference["estimate"].notna().all(), reference
+    # contract v2's estimands may be not estimable on a study this small (the chain needs
+    # unit-waves whose providers other units rate too); every other one has a number
+    asks_v2 = reference["estimand"].isin([e.name for e in registry.ESTIMANDS if e.needs])
+    assert reference.loc[~asks_v2, "estimate"].notna().all(), reference
     again = _estimate(tmp_path / "imported", tmp_path / "est-imported", params, new_process=False)
     pd.testing.assert_frame_equal(again, reference)
 

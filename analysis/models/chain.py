@@ -410,9 +410,9 @@ def _unit_group(rows: pd.DataFrame, group: np.ndarray) -> pd.Series:
 
 def _remember(fitting, name: str, replicates: np.ndarray, rows: pd.DataFrame, group) -> None:
     """Keep an estimand's jackknife for the influence check (``estimate.one_unit_fragility``)."""
-    from analysis.models.registry import Jackknife
-
-    fitting.jackknives[name] = Jackknife(np.asarray(replicates, float), _unit_group(rows, group))
+    fitting.jackknives[name] = linkage.Jackknife(
+        np.asarray(replicates, float), _unit_group(rows, group)
+    )
 
 
 def _too_few(rows: pd.DataFrame, name: str, term: str) -> dict | None:

@@ -15,6 +15,15 @@ from analysis.measures.shrinkage import calibration_signal, residual_moments
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
 
+@dataclass
+class Jackknife:
+    """A delete-a-group jackknife's replicates and each unit's group, kept by an estimand's fit
+    for the influence check (``analysis.models.estimate.one_unit_fragility``)."""
+
+    replicates: np.ndarray
+    group: pd.Series  # group number by unit_id
+
+
 class EstimationError(ValueError):
     """The data are valid but too thin for an estimate (too few units, waves or answers)."""
 

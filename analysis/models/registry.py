@@ -32,7 +32,7 @@ from analysis.data.progress import counting
 from analysis.measures.nps import clustered_mean_difference
 from analysis.measures.reduction import customers_in_runs
 from analysis.models import brand_alignment, chain, churn_data, hazard, linkage, power
-from analysis.models.linkage import EstimationError
+from analysis.models.linkage import EstimationError, Jackknife
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
 
@@ -60,14 +60,6 @@ class ChurnModel:
     params: np.ndarray  # the dense columns' coefficients: params[0] is the log hazard ratio
     replicates: np.ndarray | None = None  # the jackknife's, once churn_hazard_on_engagement ran
     wave_effects: np.ndarray | None = None  # the absorbed waves' log baselines
-
-
-@dataclass
-class Jackknife:
-    """A delete-a-group jackknife's replicates and each unit's group."""
-
-    replicates: np.ndarray
-    group: pd.Series  # group number by unit_id
 
 
 def nps_on_engagement_with_jackknife(
