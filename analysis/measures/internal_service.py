@@ -42,6 +42,7 @@ from analysis.measures.privacy import (
     Release,
     laplace_mechanism,
     mean_sensitivity,
+    released_pooled_variance,
     small_group_reason,
     suppress,
     widened_interval,
@@ -441,13 +442,9 @@ def _released_scores(
     def names(column: str) -> list[tuple]:
         return [("internal_service", column, p, w) for p, w in zip(providers, waves, strict=True)]
 
-    released_pool, _ = laplace_mechanism(
-        [pooled],
-        [100.0**2 / degrees if degrees > 0 else np.nan],
-        [("internal_service", "service_pooled_within_variance")],
-        release,
+    pool = released_pooled_variance(
+        pooled, degrees, ("internal_service", "service_pooled_within_variance"), release
     )
-    pool = max(float(released_pool[0]), 0.0) if np.isfinite(released_pool[0]) else np.nan
     n = result["n_raters"].to_numpy(dtype="float64")
     index, noise = laplace_mechanism(
         result["service_index"].to_numpy(dtype="float64"),

@@ -127,6 +127,7 @@ __all__ = [
     "disclosure_risks",
     "laplace_mechanism",
     "mean_sensitivity",
+    "released_pooled_variance",
     "release_for",
     "safe_totals",
     "small_group_reason",
@@ -989,6 +990,40 @@ def laplace_mechanism(
         flat_noisy[positions] = values.reshape(-1)[positions] + flat_scale * draws
         flat_variance[positions] = 2 * flat_scale**2
     return noisy, variance
+
+
+def released_pooled_variance(
+    pooled: float, degrees: float, figure: tuple, release: Release | None
+) -> float:
+    """A pooled within-group variance of a 0–100 index, released once with Laplace noise.
+
+    ``s² = Σ SS_g / df`` with ``df = Σ (n_g − 1)`` over the groups shown. One response moves
+    ``Σ SS_g`` by less than ``100²`` (its squared deviation), so the sensitivity of ``s²`` is
+    ``Δ = 100² / df`` (Dwork & Roth, 2014, §3.3). The noisy value is floored at 0, which is
+    post-processing and costs no privacy.
+
+    Parameters
+    ----------
+    pooled : float
+        The exact pooled variance (NaN when there is none).
+    degrees : float
+        ``df``, its degrees of freedom.
+    figure : tuple
+        The figure's name (its noise is drawn from it: ``standard_laplace``).
+    release : Release or None
+        The run's release; ``None`` gives the exact value (tests and audits only).
+
+    Returns
+    -------
+    float
+        The released variance, NaN without one.
+    """
+    if release is None:
+        return pooled
+    noisy, _ = laplace_mechanism(
+        [pooled], [100.0**2 / degrees if degrees > 0 else np.nan], [figure], release
+    )
+    return max(float(noisy[0]), 0.0) if np.isfinite(noisy[0]) else np.nan
 
 
 def mean_sensitivity(value_range: float, count) -> np.ndarray:

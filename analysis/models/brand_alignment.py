@@ -54,7 +54,7 @@ import pandas as pd
 
 from analysis.data.progress import counting
 from analysis.measures.brand import BRAND_TABLE_COLUMNS, brand_alignment_by_unit_wave
-from analysis.measures.privacy import laplace_mechanism
+from analysis.measures.privacy import released_pooled_variance
 from analysis.measures.shrinkage import (
     CALIBRATION_FLOOR,
     calibration_signal,
@@ -424,13 +424,9 @@ def brand_alignment_table(
     pooled_rows = staff_n >= minimum
     degrees = int((staff_n[pooled_rows] - 1).sum())
     pooled = float(staff_ss[pooled_rows].sum() / degrees) if degrees > 0 else np.nan
-    noisy_pool, _ = laplace_mechanism(
-        [pooled],
-        [100.0**2 / degrees if degrees > 0 else np.nan],
-        [("brand_alignment", "brand_alignment_pooled_within_variance")],
-        release,
+    pool = released_pooled_variance(
+        pooled, degrees, ("brand_alignment", "brand_alignment_pooled_within_variance"), release
     )
-    pool = max(float(noisy_pool[0]), 0.0) if np.isfinite(noisy_pool[0]) else np.nan
     staff = released["brand_alignment_index"].to_numpy(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         sampling = np.where(large, pool / n_staff, np.nan)

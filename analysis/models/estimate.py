@@ -210,7 +210,11 @@ def released_unit_wave(
     employee answers and stay exact. The noise draws come from ``release`` (the data's secret
     and the parameters) and each figure's name, ``("unit_wave", column, unit_id, wave)``.
     """
-    from analysis.measures.privacy import laplace_mechanism, mean_sensitivity
+    from analysis.measures.privacy import (
+        laplace_mechanism,
+        mean_sensitivity,
+        released_pooled_variance,
+    )
 
     result = table.copy()
     units = result["unit_id"].astype("string").to_numpy(dtype=object, na_value="\0missing")
@@ -218,13 +222,9 @@ def released_unit_wave(
     shown_engagement = result["engagement_index"].notna().to_numpy()
     n = result["n_respondents"].to_numpy(dtype="float64")
     pooled, degrees = pooled_within_variance(panel, min_group_size)
-    released_pool, _ = laplace_mechanism(
-        [pooled],
-        [100.0**2 / degrees if degrees > 0 else np.nan],
-        [("unit_wave", "engagement_pooled_within_variance")],
-        release,
+    pooled_noisy = released_pooled_variance(
+        pooled, degrees, ("unit_wave", "engagement_pooled_within_variance"), release
     )
-    pooled_noisy = max(float(released_pool[0]), 0.0) if np.isfinite(released_pool[0]) else np.nan
     for column in [c for c in result.columns if c.endswith(SCALE_INDEX_SUFFIX)]:
         count = (
             "n_respondents"

@@ -76,6 +76,7 @@ from analysis.measures.privacy import (
     Release,
     laplace_mechanism,
     mean_sensitivity,
+    released_pooled_variance,
     suppress,
     widened_interval,
 )
@@ -225,14 +226,9 @@ def _item_intervals(
         large = groups["n"] >= min_group_size
         df = float((groups.loc[large, "n"] - 1).sum())
         pooled = float(groups.loc[large, "ss"].sum() / df) if df > 0 else np.nan
-        if release is not None:
-            released, _ = laplace_mechanism(
-                [pooled],
-                [100.0**2 / df if df > 0 else np.nan],
-                [("internal_service", f"{item}_pooled_within_variance")],
-                release,
-            )
-            pooled = max(float(released[0]), 0.0) if np.isfinite(released[0]) else np.nan
+        pooled = released_pooled_variance(
+            pooled, df, ("internal_service", f"{item}_pooled_within_variance"), release
+        )
         index = table[f"{item}_index"].to_numpy(dtype="float64")
         n = table[f"{item}_n"].to_numpy(dtype="float64")
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -308,15 +304,10 @@ def released_network(
     n = listed["n_raters"].to_numpy(dtype="float64")
     index = listed["service_index"].to_numpy(dtype="float64")
     noise = np.zeros(len(listed))
-    pool = pooled
+    pool = released_pooled_variance(
+        pooled, degrees, ("internal_service", "service_pooled_within_variance"), release
+    )
     if release is not None:
-        released_pool, _ = laplace_mechanism(
-            [pooled],
-            [100.0**2 / degrees if degrees > 0 else np.nan],
-            [("internal_service", "service_pooled_within_variance")],
-            release,
-        )
-        pool = max(float(released_pool[0]), 0.0) if np.isfinite(released_pool[0]) else np.nan
         names = [
             ("internal_service_network", "service_index", r, p, w)
             for r, p, w in zip(
