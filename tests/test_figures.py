@@ -453,6 +453,12 @@ def test_an_unbounded_interval_is_left_out_of_the_coefficient_plot():
     assert len(nps_axis.get_yticks()) == 4  # the chain's total link joins the NPS axis
 
 
+def test_power_curves_without_a_power_grid_say_so():
+    """A calibration study run on hand-picked conditions may have no power grid."""
+    figure = figures.power_curves(power_table().iloc[:0], LABELS)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["No power grid was run."]
+
+
 def test_every_tested_estimand_has_a_unit():
     for estimand in registry.ESTIMANDS:
         if estimand.tested:

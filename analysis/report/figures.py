@@ -859,6 +859,9 @@ def power_curves(power: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
     Figure
     """
     estimands = list(dict.fromkeys(power["estimand"]))
+    if not estimands:  # a study run without its power grid (conditions chosen by hand)
+        figure, axes = plt.subplots(figsize=(FIGURE_WIDTH, 1.6))
+        return _nothing_to_show(figure, axes, "No power grid was run.")
     figure, axes = plt.subplots(
         1, len(estimands), figsize=(FIGURE_WIDTH, 4.4), sharey=True, squeeze=False
     )
