@@ -356,3 +356,33 @@ def test_one_step_hazard_jackknife_matches_refitting_each_replicate(churn_study)
     se = jackknife_se(refitted)
     assert np.max(np.abs(one_step - refitted)) < 0.05 * se
     assert jackknife_se(one_step) == pytest.approx(se, rel=0.03)
+
+
+def test_row_level_newton_steps_equal_the_full_step(churn_study):
+    """``RowExposureSteps`` sums over wave × pattern keys; ``absorbed_newton_step`` over every
+    cell and column. With engagement recalibrated and a group of units deleted, as in a jackknife
+    replicate, both give the same step to rounding, for every coefficient."""
+    from analysis.models.estimate import calibrated_engagement_sd, churn_model
+    from analysis.models.linkage import Design, jackknife_groups
+
+    dataset, panel, _, as_of = churn_study
+    model = churn_model(dataset, panel, as_of, ("region",))
+    units, cells, design, params = model.units, model.cells, model.design, model.params
+    events = cells["events"].to_numpy(float)
+    exposure = cells["exposure"].to_numpy(float) / 365.25
+    row = cells["unit_wave_row"].to_numpy()
+    steps = hazard.RowExposureSteps(design, events, exposure, row, params, model.wave_effects)
+    assert steps.n_patterns < len(cells) / 10  # the point: few distinct band × region values
+    group, _ = jackknife_groups(units["unit_id"])
+    for g in (0, 7):
+        kept = group != g
+        engagement = np.zeros(len(units))
+        engagement[kept] = calibrated_engagement_sd(units[kept], ("region",)).to_numpy()
+        x = design.dense.copy()
+        x[:, 0] = engagement[row]
+        mu = exposure * np.exp(x @ params + model.wave_effects[design.groups])
+        moved = Design(x, design.groups, design.n_groups, design.n_columns)
+        full = hazard.absorbed_newton_step(moved, events, mu, rows=kept[row])
+        fast = steps.step(engagement, kept)
+        assert np.abs(full[0]) > 1e-6  # a real step, not two zeros
+        np.testing.assert_allclose(fast, full, rtol=1e-8, atol=1e-12)

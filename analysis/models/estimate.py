@@ -36,6 +36,7 @@ from analysis.models.registry import (  # noqa: F401  the fits' home is the regi
     ChurnModel,
     Fitting,
     Jackknife,
+    Mediation,
     _hazard_jackknife,
     _mediation_cells,
     calibrated_engagement_sd,
@@ -481,7 +482,7 @@ def leave_one_unit_out(
         "retention_quartile_gap": _loo_retention_gap(
             dataset, panel, parameters.min_group_size, as_of, units
         ),
-        "nps_mediated_share": _loo_mediated_share(panel, churn.cells, covariates, units),
+        "nps_mediated_share": _loo_mediated_share(churn.mediation_on(panel, covariates), units),
     }
     if fitting is not None:
         for estimand in registry.applicable(dataset):
@@ -1168,20 +1169,17 @@ def _loo_retention_gap(
     return _quartile_gap_without(eligible, 100.0 * kept, at_risk, units)
 
 
-def _loo_mediated_share(panel: pd.DataFrame, cells: pd.DataFrame, covariates, units: pd.Index):
-    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
-    events = with_mediator["events"].to_numpy(float)
-    exposure = with_mediator["exposure"].to_numpy(float) / 365.25
-    codes = _codes(with_mediator["unit_id"], units)
-    effects = []
-    for columns in (["engagement_sd"], ["engagement_sd", "nps_10"]):
-        design = hazard.hazard_absorbed_design(with_mediator, columns, [*unit_covariates, "wave"])
-        params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
-        effects.append(
-            hazard.poisson_without_units(
-                design, params, wave_effects, events, exposure, codes, len(units)
-            )
+def _loo_mediated_share(mediation: Mediation, units: pd.Index):
+    cells = mediation.cells
+    events = cells["events"].to_numpy(float)
+    exposure = cells["exposure"].to_numpy(float) / 365.25
+    codes = _codes(cells["unit_id"], units)
+    effects = [
+        hazard.poisson_without_units(
+            m.design, m.params, m.group_effects, events, exposure, codes, len(units)
         )
+        for m in mediation.models
+    ]
     total, direct = effects
     with np.errstate(divide="ignore", invalid="ignore"):
         return (total - direct) / total

@@ -60,6 +60,33 @@ class ChurnModel:
     params: np.ndarray  # the dense columns' coefficients: params[0] is the log hazard ratio
     replicates: np.ndarray | None = None  # the jackknife's, once churn_hazard_on_engagement ran
     wave_effects: np.ndarray | None = None  # the absorbed waves' log baselines
+    mediation: Mediation | None = None  # mediation_on's, once asked for
+
+    def mediation_on(self, panel: pd.DataFrame, covariates) -> Mediation:
+        """The mediation models on these cells (``mediation``), fitted on first use: the share
+        and its influence check need the same two fits."""
+        if self.mediation is None:
+            self.mediation = mediation(panel, self.cells, covariates)
+        return self.mediation
+
+
+@dataclass(frozen=True)
+class Mediation:
+    """The hazard cells with the calibrated mediator ``nps_10``, the unit covariates among the
+    covariates, and the total- and direct-effect models fitted on them."""
+
+    cells: pd.DataFrame
+    covariates: list[str]
+    models: tuple[hazard.AbsorbedFit, hazard.AbsorbedFit]
+
+
+def mediation(panel: pd.DataFrame, cells: pd.DataFrame, covariates) -> Mediation:
+    """``nps_mediated_share``'s cells and models (``hazard.mediation_models``)."""
+    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
+    models = hazard.mediation_models(
+        with_mediator, "engagement_sd", "nps_10", [*unit_covariates, "wave"]
+    )
+    return Mediation(with_mediator, unit_covariates, models)
 
 
 def nps_on_engagement_with_jackknife(
@@ -187,28 +214,24 @@ def _hazard_jackknife(
     -----
     Each replicate recalibrates engagement on the remaining units and takes one Newton step
     from the full-sample estimate on their cells (score and information recomputed there,
-    ``hazard.absorbed_newton_step``). A deleted group is a fiftieth of the data, so one step
-    lands far closer to the refitted value than the spread of the replicates (checked against
-    full refits in tests/test_linkage.py).
+    ``hazard.RowExposureSteps``: only engagement changes, so a step costs a few bincounts).
+    A deleted group is a fiftieth of the data, so one step lands far closer to the refitted
+    value than the spread of the replicates (checked against full refits in
+    tests/test_linkage.py).
     """
     group, k = linkage.jackknife_groups(units["unit_id"])
-    row = cells["unit_wave_row"].to_numpy()
-    cell_group = group[row]
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
-    x = design.dense.copy()
-    offset = wave_effects[design.groups]
+    steps = hazard.RowExposureSteps(
+        design, events, exposure, cells["unit_wave_row"].to_numpy(), params, wave_effects
+    )
     estimates = np.empty(k)
     with counting("jackknife groups", k) as done:
         for g in range(k):
             kept = group != g
             engagement = np.zeros(len(units))
             engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
-            x[:, 0] = engagement[row]
-            mu = exposure * np.exp(x @ params + offset)
-            moved = linkage.Design(x, design.groups, design.n_groups, design.n_columns)
-            step = hazard.absorbed_newton_step(moved, events, mu, rows=cell_group != g)
-            estimates[g] = params[0] + step[0]
+            estimates[g] = params[0] + steps.step(engagement, kept)[0]
             done()
     return estimates, k
 
@@ -280,23 +303,28 @@ def _retention_quartile_groups(
 
 
 def nps_mediated_share(
-    panel: pd.DataFrame, cells: pd.DataFrame, covariates, parameters: Parameters
+    panel: pd.DataFrame,
+    cells: pd.DataFrame,
+    covariates,
+    parameters: Parameters,
+    fitted: Mediation | None = None,
 ) -> dict:
     """Share of the engagement → churn effect that runs through the unit's NPS.
 
     The mediator is the unit's NPS in the same quarter (the outcome window of the cell's
     wave), calibrated for its sampling error and scaled per 10 points. ``cells`` are the hazard
-    cells of ``churn_hazard_on_engagement``.
+    cells of ``churn_hazard_on_engagement``; ``fitted`` their ``mediation``, when already fitted.
     """
-    with_mediator, unit_covariates = _mediation_cells(panel, cells, covariates)
+    fitted = fitted or mediation(panel, cells, covariates)
     share = hazard.mediated_share(
-        with_mediator,
+        fitted.cells,
         "engagement_sd",
         "nps_10",
-        covariates=[*unit_covariates, "wave"],
+        covariates=[*fitted.covariates, "wave"],
         draws=parameters.bootstrap_draws,
         seed=parameters.seed,
         confidence=parameters.confidence,
+        models=fitted.models,
     )
     return computed_row(
         share["estimand"],
@@ -575,7 +603,11 @@ ESTIMANDS: tuple[Estimand, ...] = (
         in_study=False,
         needs_churn=True,
         fit=lambda f: nps_mediated_share(
-            f.panel, f.churn_model().cells, f.parameters.covariates, f.parameters
+            f.panel,
+            f.churn_model().cells,
+            f.parameters.covariates,
+            f.parameters,
+            f.churn_model().mediation_on(f.panel, f.parameters.covariates),
         ),
         progress="mediation through NPS ({bootstrap_draws} bootstrap draws)",
     ),
