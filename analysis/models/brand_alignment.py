@@ -52,7 +52,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.data.progress import counting
 from analysis.measures.brand import BRAND_TABLE_COLUMNS, brand_alignment_by_unit_wave
 from analysis.measures.privacy import released_pooled_variance
 from analysis.measures.shrinkage import (
@@ -189,12 +188,7 @@ def brand_promise_on_brand_alignment_fit(
     if reason is not None:
         raise linkage.EstimationError(reason)
     slope = _slope(rows, covariates)
-    group, k = linkage.jackknife_groups(rows["unit_id"])
-    replicates = np.empty(k)
-    with counting("jackknife groups", k) as done:
-        for g in range(k):
-            replicates[g] = _slope(rows[group != g], covariates)
-            done()
+    replicates, group, _ = linkage.delete_group_jackknife(rows, lambda r: _slope(r, covariates))
     return rows, slope, group, replicates
 
 

@@ -398,8 +398,9 @@ def _jackknife(rows: pd.DataFrame, statistic) -> tuple[np.ndarray, np.ndarray, i
     Returns the replicates (``K`` rows, one column per value ``statistic`` returns), each
     row's group and ``K`` (``linkage.jackknife_groups``).
     """
-    group, k = linkage.jackknife_groups(rows["unit_id"].astype("string"))
-    replicates = np.array([np.atleast_1d(statistic(rows[group != g])) for g in range(k)], float)
+    replicates, group, k = linkage.delete_group_jackknife(
+        rows, lambda r: np.atleast_1d(statistic(r))
+    )
     return replicates, group, k
 
 

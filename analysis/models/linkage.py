@@ -658,6 +658,39 @@ def jackknife_groups(unit_ids: pd.Series, groups: int = JACKKNIFE_GROUPS) -> tup
     return group_of_unit[units.get_indexer(unit_ids)], k
 
 
+def delete_group_jackknife(
+    rows: pd.DataFrame, statistic, columns: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``statistic`` recomputed on ``rows`` without each jackknife group of units.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        The rows the estimator is fitted on, with ``unit_id``.
+    statistic : callable
+        The whole estimator: rows in, one value or several out.
+    columns : sequence of str, optional
+        The only columns ``statistic`` reads (``unit_id`` is kept): copying fewer columns into
+        each replicate halves its cost on a wide panel.
+
+    Returns
+    -------
+    tuple
+        ``(replicates, group, k)``: ``K`` values (or ``K`` rows, one column per value),
+        each row's group (``jackknife_groups``) and ``K``. Their spread gives
+        ``jackknife_se``.
+    """
+    if columns is not None:
+        rows = rows[list(dict.fromkeys(["unit_id", *(c for c in columns if c in rows.columns)]))]
+    group, k = jackknife_groups(rows["unit_id"].astype("string"))
+    replicates = []
+    with counting("jackknife groups", k) as done:
+        for g in range(k):
+            replicates.append(statistic(rows[group != g]))
+            done()
+    return np.asarray(replicates, dtype=float), group, k
+
+
 def jackknife_se(estimates: np.ndarray) -> float:
     """Delete-a-group jackknife SE, ``sqrt((K − 1)/K · Σ_k (θ_(k) − θ̄)²)``.
 
@@ -671,6 +704,19 @@ def jackknife_se(estimates: np.ndarray) -> float:
     estimates = np.asarray(estimates, dtype=float)
     k = len(estimates)
     return float(np.sqrt((k - 1) / k * np.sum((estimates - estimates.mean()) ** 2)))
+
+
+#: The panel columns ``nps_on_engagement`` and its uncorrected twin read, beside the covariates
+NPS_MODEL_COLUMNS = (
+    "unit_id",
+    "wave",
+    "engagement_index",
+    "engagement_noise_var",
+    "nps",
+    "promoters",
+    "detractors",
+    "n_responses",
+)
 
 
 def _nps_slope(rows: pd.DataFrame, covariates: Sequence[str]) -> float:
@@ -729,12 +775,9 @@ def nps_on_engagement_fit(
     rows = customer_facing_rows(panel)
     rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
     slope = _nps_slope(rows, covariates)
-    group, k = jackknife_groups(rows["unit_id"])
-    replicates = np.empty(k)
-    with counting("jackknife groups", k) as done:
-        for g in range(k):
-            replicates[g] = _nps_slope(rows[group != g], covariates)
-            done()
+    replicates, group, _ = delete_group_jackknife(
+        rows, lambda r: _nps_slope(r, covariates), [*NPS_MODEL_COLUMNS, *covariates]
+    )
     return rows, slope, group, replicates
 
 
@@ -1115,8 +1158,9 @@ def nps_on_engagement_uncorrected(
     rows = customer_facing_rows(panel)
     rows = rows[(rows["n_responses"] > 0) & rows["engagement_index"].notna()]
     slope = _uncorrected_nps_slope(rows, covariates)
-    group, k = jackknife_groups(rows["unit_id"])
-    replicates = [_uncorrected_nps_slope(rows[group != g], covariates) for g in range(k)]
+    replicates, _, k = delete_group_jackknife(
+        rows, lambda r: _uncorrected_nps_slope(r, covariates), [*NPS_MODEL_COLUMNS, *covariates]
+    )
     row = tidy_row(
         "nps_on_engagement_uncorrected",
         "engagement_observed_sd",
