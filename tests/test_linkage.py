@@ -372,7 +372,7 @@ def test_row_level_newton_steps_equal_the_full_step(churn_study):
     exposure = cells["exposure"].to_numpy(float) / 365.25
     row = cells["unit_wave_row"].to_numpy()
     steps = hazard.RowExposureSteps(design, events, exposure, row, params, model.wave_effects)
-    assert steps.n_patterns < len(cells) / 10  # the point: few distinct band × region values
+    assert steps.patterns.n_patterns < len(cells) / 10  # few distinct band × region values
     group, _ = jackknife_groups(units["unit_id"])
     for g in (0, 7):
         kept = group != g
@@ -386,3 +386,34 @@ def test_row_level_newton_steps_equal_the_full_step(churn_study):
         fast = steps.step(engagement, kept)
         assert np.abs(full[0]) > 1e-6  # a real step, not two zeros
         np.testing.assert_allclose(fast, full, rtol=1e-8, atol=1e-12)
+
+
+def test_pattern_sums_give_the_profile_information_of_the_cells(churn_study):
+    """``Patterns.information`` against ``profile_information`` on a hazard design with two
+    continuous columns, one of them placed among the indicators: same information and score
+    to rounding, in the design's column order; and the Poisson fit that uses it equals the
+    fit on the spelled-out design."""
+    from analysis.models.estimate import churn_model
+    from analysis.models.linkage import Design
+
+    dataset, panel, _, as_of = churn_study
+    model = churn_model(dataset, panel, as_of, ("region",))
+    design, cells = model.design, model.cells
+    rng = np.random.default_rng(5)
+    dense = np.insert(design.dense, 3, rng.normal(size=len(cells)), axis=1)
+    mixed = Design(dense, design.groups, design.n_groups, design.n_columns + 1)
+    patterns = hazard.Patterns.of(mixed)
+    assert list(patterns.continuous) == [0, 3]
+    assert patterns.n_patterns < len(cells) / 10
+    mu = rng.gamma(2.0, 0.05, size=len(cells))
+    residual = cells["events"].to_numpy(float) - mu
+    full = hazard.profile_information(mixed, mu, residual)
+    fast = patterns.information(mu, residual)
+    np.testing.assert_allclose(fast[0], full[0], rtol=1e-9, atol=1e-9 * np.abs(full[0]).max())
+    np.testing.assert_allclose(fast[1], full[1], rtol=1e-9, atol=1e-9 * np.abs(full[1]).max())
+
+    events = cells["events"].to_numpy(float)
+    exposure = cells["exposure"].to_numpy(float) / 365.25
+    spelled = hazard.hazard_design(cells, ["engagement_sd"], ["region", "wave"])
+    params = hazard.poisson_fit(events, exposure, spelled.to_numpy(float))
+    assert model.params[0] == pytest.approx(params[1], rel=1e-9)

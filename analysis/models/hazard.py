@@ -524,16 +524,102 @@ def poisson_fit_absorbed(
         with np.errstate(divide="ignore"):
             return np.where(expected > 0, np.log(observed) - np.log(expected), -np.inf)
 
+    patterns = Patterns.of(design) if x.shape[1] else None
     for _ in range(iterations):
         if x.shape[1] == 0:
             break
         alpha = group_effects(beta)
         mu = exposure * np.exp(x @ beta + alpha[groups])
-        step = np.linalg.solve(*profile_information(design, w * mu, w * (events - mu)))
+        if patterns is None:
+            information = profile_information(design, w * mu, w * (events - mu))
+        else:
+            information = patterns.information(w * mu, w * (events - mu))
+        step = np.linalg.solve(*information)
         beta += step
         if np.max(np.abs(step)) < 1e-9:
             break
     return beta, group_effects(beta)
+
+
+class Patterns:
+    """``profile_information`` from sums over group × pattern keys, for a design whose
+    indicator columns take few distinct values together.
+
+    A hazard design's dense columns are one or two continuous columns ``c`` (engagement, NPS)
+    and indicators ``z`` (tenure bands, covariate levels) whose rows take few distinct values,
+    the *patterns* (8 bands × 4 regions: 32, where there are a million cells). Every sum of
+    ``profile_information`` splits along them: ``Σ μ z zᵀ = Σ_p (Σ_{cells of p} μ) z_p z_pᵀ``,
+    ``Σ μ c z`` and the groups' ``Σ μ x`` likewise. So the information and score cost a few
+    bincounts over the cells, by group × pattern, instead of a cells × columns² product: the
+    same values to rounding (tests/test_linkage.py).
+
+    Parameters
+    ----------
+    design : Design
+        The dense columns and their absorbed groups.
+    continuous : sequence of int
+        The columns not coded as patterns (every column that is not 0/1).
+    """
+
+    #: Beyond this many group × pattern keys the tables stop being small: use the cells
+    MAX_KEYS = 1 << 16
+
+    def __init__(self, design: Design, continuous: Sequence[int]) -> None:
+        self.continuous = np.asarray(continuous, dtype=int)
+        self.indicator = np.setdiff1d(np.arange(design.dense.shape[1]), self.continuous)
+        rest = design.dense[:, self.indicator]
+        # the distinct rows of z, coded column by column (np.unique(axis=0) sorts whole rows:
+        # seconds on a million cells)
+        pattern = np.zeros(len(rest), dtype=np.int64)
+        for column in rest.T:
+            codes, levels = pd.factorize(column)
+            pattern, _ = pd.factorize(pattern * len(levels) + codes)
+        first = np.unique(pattern, return_index=True)[1]
+        self.z = rest[first]  # P × indicators: the distinct values of z, by code
+        self.n_groups, self.n_patterns = design.n_groups, len(first)
+        self.key = design.groups * self.n_patterns + pattern
+        self.c = design.dense[:, self.continuous]
+
+    @classmethod
+    def of(cls, design: Design) -> Patterns | None:
+        """The patterns of ``design`` with every non-0/1 column continuous; ``None`` when the
+        keys would not be few (then ``profile_information`` works on the cells)."""
+        dense = design.dense
+        binary = [np.isin(dense[:, j], (0.0, 1.0)).all() for j in range(dense.shape[1])]
+        patterns = cls(design, [j for j, b in enumerate(binary) if not b])
+        return patterns if patterns.n_groups * patterns.n_patterns <= cls.MAX_KEYS else None
+
+    def information(
+        self, mu: np.ndarray, residual: np.ndarray, c: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``profile_information(design, mu, residual)``; ``c`` replaces the continuous
+        columns' values (cells × continuous) when they have changed since."""
+        c = self.c if c is None else c
+        n_keys, k, z = self.n_groups * self.n_patterns, c.shape[1], self.z
+
+        def table(weights: np.ndarray) -> np.ndarray:  # (groups, patterns)
+            return np.bincount(self.key, weights, n_keys).reshape(self.n_groups, -1)
+
+        m, r = table(mu), table(residual)
+        mc = [table(mu * c[:, j]) for j in range(k)]
+        p = k + z.shape[1]
+        outer, score = np.empty((p, p)), np.empty(p)
+        cc = (c * mu[:, None]).T @ c  # k × k, k ≤ 2
+        outer[:k, :k] = cc
+        for j in range(k):
+            outer[j, k:] = outer[k:, j] = mc[j].sum(axis=0) @ z
+        outer[k:, k:] = (z * m.sum(axis=0)[:, None]).T @ z
+        score[:k] = residual @ c
+        score[k:] = r.sum(axis=0) @ z
+        sums = np.column_stack([*(t.sum(axis=1) for t in mc), m @ z])  # groups × p
+        mass, total = m.sum(axis=1), r.sum(axis=1)
+        inside = mass > 0  # as in profile_information: an emptied group adds nothing
+        means = sums[inside] / mass[inside, None]
+        information = outer - sums[inside].T @ means
+        score = score - means.T @ total[inside]
+        # back to the design's column order
+        order = np.argsort(np.concatenate([self.continuous, self.indicator]))
+        return information[np.ix_(order, order)], score[order]
 
 
 def profile_information(
@@ -632,11 +718,10 @@ class RowExposureSteps:
     dense column 0 takes new values, constant within each unit-wave (a ``row``), while the other
     columns ``z`` (tenure bands, covariates), the groups (waves), events and exposure stay. Then
     ``μ_c = f_r · b_c`` with ``f_r = exp(β₀ x_r)`` and ``b_c = exposure_c · exp(z_c β_z + α_w)``
-    fixed, and ``z`` takes few distinct values (its *patterns*: bands × covariate levels). Every
-    sum the step needs (``profile_information``) is a sum over wave × pattern keys of ``μ``,
-    ``μ x``, ``μ x²``, ``r`` and ``r x``, times the pattern's ``z``: five bincounts over the
-    cells instead of a cells × columns² pass, the same step to rounding (checked against
-    ``absorbed_newton_step`` in tests/test_linkage.py).
+    fixed, and ``z`` takes few distinct values (its *patterns*: bands × covariate levels), so
+    every sum the step needs comes from ``Patterns``: a few bincounts over the cells instead of
+    a cells × columns² pass, and ``exp`` once per row, not per cell. The same step to rounding
+    (checked against ``absorbed_newton_step`` in tests/test_linkage.py).
 
     Parameters
     ----------
@@ -661,50 +746,22 @@ class RowExposureSteps:
         params: np.ndarray,
         group_effects: np.ndarray,
     ) -> None:
-        rest = design.dense[:, 1:]
-        # the distinct rows of z, coded column by column (np.unique(axis=0) sorts whole rows:
-        # seconds on a million cells)
-        pattern = np.zeros(len(rest), dtype=np.int64)
-        for column in rest.T:
-            codes, levels = pd.factorize(column)
-            pattern, _ = pd.factorize(pattern * len(levels) + codes)
-        first = np.unique(pattern, return_index=True)[1]
-        self.patterns = rest[first]  # P × (p − 1): the distinct values of z, by code
-        self.n_groups, self.n_patterns = design.n_groups, len(first)
-        self.key = design.groups * self.n_patterns + pattern
+        self.patterns = Patterns(design, [0])
         self.row = row
         self.events = events
+        rest = design.dense[:, 1:]
         self.base = exposure * np.exp(rest @ params[1:] + group_effects[design.groups])
         self.slope = float(params[0])
 
     def step(self, values: np.ndarray, kept: np.ndarray) -> np.ndarray:
         """The Newton step of the dense coefficients with column 0 set to ``values`` (one per
         row) on the cells of the ``kept`` rows (boolean, one per row)."""
-        n_keys = self.n_groups * self.n_patterns
         x = np.where(kept, values, 0.0)
         f = np.where(kept, np.exp(self.slope * x), 0.0)[self.row]
-        xc = x[self.row]
         mu = f * self.base
         residual = np.where(kept[self.row], self.events, 0.0) - mu
-
-        def table(weights: np.ndarray) -> np.ndarray:  # (groups, patterns)
-            return np.bincount(self.key, weights, n_keys).reshape(self.n_groups, -1)
-
-        m, mx, r = table(mu), table(mu * xc), table(residual)
-        mxx, rx = float(np.dot(mu * xc, xc)), float(np.dot(residual, xc))
-        z = self.patterns
-        pattern_mass = m.sum(axis=0)
-        outer = np.empty((z.shape[1] + 1, z.shape[1] + 1))
-        outer[0, 0] = mxx
-        outer[0, 1:] = outer[1:, 0] = mx.sum(axis=0) @ z
-        outer[1:, 1:] = (z * pattern_mass[:, None]).T @ z
-        score = np.concatenate([[rx], r.sum(axis=0) @ z])
-        sums = np.column_stack([mx.sum(axis=1), m @ z])  # groups × p: Σ μ x by group
-        mass, total = m.sum(axis=1), r.sum(axis=1)
-        inside = mass > 0  # as in profile_information: an emptied group adds nothing
-        means = sums[inside] / mass[inside, None]
-        information = outer - sums[inside].T @ means
-        return np.linalg.lstsq(information, score - means.T @ total[inside], rcond=None)[0]
+        information, score = self.patterns.information(mu, residual, x[self.row][:, None])
+        return np.linalg.lstsq(information, score, rcond=None)[0]
 
 
 def poisson_without_units(

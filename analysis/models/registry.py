@@ -35,6 +35,16 @@ from analysis.models import brand_alignment, chain, churn_data, hazard, linkage,
 from analysis.models.linkage import EstimationError, Jackknife
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
+#: The panel columns ``calibrated_engagement_sd`` reads, beside the covariates
+CALIBRATION_COLUMNS = (
+    "unit_id",
+    "wave",
+    "customer_facing",
+    "engagement_index",
+    "engagement_noise_var",
+    "n_respondents",
+)
+
 
 def calibrated_engagement_sd(panel: pd.DataFrame, covariates) -> pd.Series:
     """Each customer-facing unit-wave's calibrated engagement, in SD of the true index."""
@@ -225,12 +235,14 @@ def _hazard_jackknife(
     steps = hazard.RowExposureSteps(
         design, events, exposure, cells["unit_wave_row"].to_numpy(), params, wave_effects
     )
+    # only what the calibration reads: a replicate copies these columns, not the panel's 67
+    slim = units[[c for c in dict.fromkeys([*CALIBRATION_COLUMNS, *covariates]) if c in units]]
     estimates = np.empty(k)
     with counting("jackknife groups", k) as done:
         for g in range(k):
             kept = group != g
             engagement = np.zeros(len(units))
-            engagement[kept] = calibrated_engagement_sd(units[kept], covariates).to_numpy()
+            engagement[kept] = calibrated_engagement_sd(slim[kept], covariates).to_numpy()
             estimates[g] = params[0] + steps.step(engagement, kept)[0]
             done()
     return estimates, k
