@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from analysis.data.progress import counting
 from analysis.measures.nps import clustered_nps, clustered_nps_difference, nps_noise_var
@@ -250,17 +252,24 @@ class Design:
     def __len__(self) -> int:
         return len(self.groups)
 
+    @cached_property
+    def _membership(self) -> sparse.csr_matrix:
+        """groups × rows, 1 where the row is in the group: its product with a column is the
+        column's group sums, added in row order as ``np.bincount`` adds them."""
+        rows = len(self.groups)
+        return sparse.csr_matrix(
+            (np.ones(rows), (self.groups, np.arange(rows))), shape=(self.n_groups, rows)
+        )
+
     def demean(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``values`` (one column or several) less their weighted mean within each group."""
         values = np.asarray(values, dtype=float)
-        total = np.bincount(self.groups, weights, self.n_groups)
+        total = self._membership @ weights
         safe = np.where(total > 0, total, 1.0)
         columns = values[:, None] if values.ndim == 1 else values
-        k = columns.shape[1]
-        # every column's group sums in one pass: cell (group, column) of a flat bincount
-        cell = (self.groups[:, None] * k + np.arange(k)).ravel()
-        sums = np.bincount(cell, (weights[:, None] * columns).ravel(), self.n_groups * k)
-        result = columns - (sums.reshape(self.n_groups, k) / safe[:, None])[self.groups]
+        # every column's group sums in one sparse product, no rows × columns index array
+        sums = self._membership @ (weights[:, None] * columns)
+        result = columns - (sums / safe[:, None])[self.groups]
         return result[:, 0] if values.ndim == 1 else result
 
     def fit(
