@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.measures.intervals import unit_multiplicities
 from analysis.models import hazard, power
 from analysis.models.linkage import calibrate
 
@@ -277,7 +278,7 @@ def test_estimating_function_bootstrap_matches_refitting_each_draw(churn_study):
     full = [hazard.poisson_fit(events, exposure, x) for x in designs]
     codes = pd.factorize(cells["unit_id"])[0]
     g = codes.max() + 1
-    weights = np.random.default_rng(seed).multinomial(g, np.full(g, 1 / g), size=draws)
+    weights = unit_multiplicities(np.random.default_rng(seed), g, draws)
     refitted = np.empty(draws)
     for b in range(draws):
         w = weights[b][codes].astype(float)

@@ -97,3 +97,18 @@ def mean_with_t_interval(
         "conf_low": max(mean - t * std_error, bounds[0]),
         "conf_high": min(mean + t * std_error, bounds[1]),
     }
+
+
+def unit_multiplicities(rng: np.random.Generator, n_units: int, draws: int) -> np.ndarray:
+    """How often each unit is drawn in ``draws`` cluster-bootstrap resamples of ``n_units``
+    units out of ``n_units`` (with replacement, equally likely): ``draws × n_units`` counts.
+
+    Each row is a multinomial draw of ``n_units`` over equal shares, made as the counts of
+    ``n_units`` uniform unit indices (half the time of ``Generator.multinomial``, which draws
+    one binomial per unit). Rows are drawn in order, so the chunks a caller asks for do not
+    change the draws.
+    """
+    counts = np.empty((draws, n_units))
+    for b in range(draws):
+        counts[b] = np.bincount(rng.integers(0, n_units, size=n_units), minlength=n_units)
+    return counts

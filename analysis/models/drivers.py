@@ -81,6 +81,7 @@ import pandas as pd
 from scipy import sparse
 
 from analysis.data.progress import counting
+from analysis.measures.intervals import unit_multiplicities
 from analysis.measures.multiplicity import benjamini_hochberg
 
 METHOD = "relative weights (Johnson 2000); cluster bootstrap; BH"
@@ -398,10 +399,7 @@ def _cluster_bootstrap(
     with counting("bootstrap draws", draws) as done:
         for start in range(0, draws, chunk_size):
             size = min(chunk_size, draws - start)
-            multiplicity = np.empty((size, n_units))
-            for b in range(size):  # multinomial: n_units draws from n_units units, equally likely
-                drawn = resample_rng.integers(0, n_units, size=n_units)
-                multiplicity[b] = np.bincount(drawn, minlength=n_units)
+            multiplicity = unit_multiplicities(resample_rng, n_units, size)
             totals = multiplicity @ unit_sums.T
             n_rows, total = totals[:, 0], totals[:, 1]
             means = totals[:, 2 : 2 + q] / total[:, None]

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.data.progress import counting
+from analysis.measures.intervals import unit_multiplicities
 from analysis.measures.reduction import TENURE_BANDS_DAYS
 from analysis.models.linkage import Design, absorbed_design
 
@@ -1058,9 +1059,9 @@ def mediated_share(
     with counting("bootstrap draws", draws) as done:
         for start in range(0, draws, chunk):
             size = min(chunk, draws - start)
-            weights = rng.multinomial(n_units, np.full(n_units, 1 / n_units), size=size)
+            weights = unit_multiplicities(rng, n_units, size)
             for values, slope in zip(drawn, slopes, strict=True):
-                values[start : start + size] += weights.astype(float) @ slope
+                values[start : start + size] += weights @ slope
             done(size)
     shares = (drawn[0] - drawn[1]) / drawn[0]
     tail = (1 - confidence) / 2
