@@ -805,8 +805,23 @@ def poisson_without_units(
     order. Costs cells × columns², whatever the number of groups (waves) or units.
     """
     mu = exposure * np.exp(design.dense @ params + group_effects[design.groups])
-    nuisance = Design(np.delete(design.dense, column, axis=1), design.groups, design.n_groups, 0)
-    _, _, efficient = nuisance.fit(np.zeros((len(events), 0)), design.dense[:, column], mu)
+    # x̃ = x − N γ − (its μ-weighted group mean), γ from the profile information's blocks
+    # (I_NN γ = I_Nx): one product with the dense columns, no copy of them
+    patterns = Patterns.of(design)
+    if patterns is None:
+        information, _ = profile_information(design, mu, events - mu)
+    else:
+        information, _ = patterns.information(mu, events - mu)
+    others = np.delete(np.arange(design.dense.shape[1]), column)
+    gamma = np.linalg.lstsq(
+        information[np.ix_(others, others)], information[others, column], rcond=None
+    )[0]
+    direction = np.zeros(design.dense.shape[1])
+    direction[column], direction[others] = 1.0, -gamma
+    projected = design.dense @ direction
+    mass = np.bincount(design.groups, mu, design.n_groups)
+    centre = np.bincount(design.groups, mu * projected, design.n_groups)
+    efficient = projected - (centre / np.where(mass > 0, mass, 1.0))[design.groups]
     inside = codes >= 0
     own_score = np.bincount(codes[inside], (efficient * (events - mu))[inside], n_units)
     own_information = np.bincount(codes[inside], (mu * efficient**2)[inside], n_units)
