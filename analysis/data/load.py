@@ -1037,6 +1037,8 @@ def _parse_column(
         bad = present & parsed.isna()
         return parsed, _problem(file, spec.name, "is not 'true' or 'false'", bad, values)
     # integers
+    if pd.api.types.is_integer_dtype(values):  # Parquet's typed integers: nothing to check
+        return values.astype("Int64"), None
     numbers = (
         values
         if pd.api.types.is_numeric_dtype(values)
