@@ -934,9 +934,23 @@ def standard_laplace(release: Release, figures: Sequence[Sequence[object]]) -> n
     """
     keyed = hashlib.blake2b(key=release.key[:64], digest_size=8)
     words = bytearray()
+    # the same few waves name most figures: each date is spelled out once (equal dates in
+    # different time zones are different keys)
+    spelled: dict[tuple[type, object, object], str] = {}
+
+    def spell(part: object) -> str:
+        if type(part) is str:
+            return part
+        if not isinstance(part, pd.Timestamp | np.datetime64 | dt.date):
+            return _figure_part(part)
+        key = (type(part), part, getattr(part, "tzinfo", None))
+        if key not in spelled:
+            spelled[key] = _figure_part(part)
+        return spelled[key]
+
     for figure in figures:
         digest = keyed.copy()
-        digest.update("\x1f".join([_figure_part(part) for part in figure]).encode("utf-8"))
+        digest.update("\x1f".join([spell(part) for part in figure]).encode("utf-8"))
         words += digest.digest()
     integers = np.frombuffer(bytes(words), dtype=">u8")
     uniforms = ((integers >> np.uint64(11)).astype("float64") + 0.5) / 2.0**53
