@@ -1093,6 +1093,7 @@ def _loo_churn(churn: ChurnModel, index_rows: pd.DataFrame, units: pd.Index) -> 
         cells["exposure"].to_numpy(float) / 365.25,
         _codes(cells["unit_id"], units),
         len(units),
+        patterns=churn.patterns,
     )
     # engagement_sd is calibrated engagement over the SD of the true index of these rows
     return without * _sd_ratio(index_rows, units)
@@ -1194,7 +1195,14 @@ def _loo_mediated_share(mediation: Mediation, units: pd.Index):
     codes = _codes(cells["unit_id"], units)
     effects = [
         hazard.poisson_without_units(
-            m.design, m.params, m.group_effects, events, exposure, codes, len(units)
+            m.design,
+            m.params,
+            m.group_effects,
+            events,
+            exposure,
+            codes,
+            len(units),
+            patterns=m.patterns,
         )
         for m in mediation.models
     ]

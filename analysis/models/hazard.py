@@ -484,6 +484,7 @@ def poisson_fit_absorbed(
     design: Design,
     weights: np.ndarray | None = None,
     iterations: int = 50,
+    patterns: Patterns | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``poisson_fit`` with the group effects of ``design`` (the waves) absorbed.
 
@@ -500,6 +501,9 @@ def poisson_fit_absorbed(
         Case weights; ``None`` weights cells equally.
     iterations : int
         At most this many Newton steps.
+    patterns : Patterns, optional
+        ``Patterns.of(design)``, when the caller keeps it for later (it costs a pass over the
+        cells); found here otherwise.
 
     Returns
     -------
@@ -525,7 +529,8 @@ def poisson_fit_absorbed(
         with np.errstate(divide="ignore"):
             return np.where(expected > 0, np.log(observed) - np.log(expected), -np.inf)
 
-    patterns = Patterns.of(design) if x.shape[1] else None
+    if patterns is None and x.shape[1]:
+        patterns = Patterns.of(design)
     for _ in range(iterations):
         if x.shape[1] == 0:
             break
@@ -569,12 +574,16 @@ class Patterns:
         self.continuous = np.asarray(continuous, dtype=int)
         self.indicator = np.setdiff1d(np.arange(design.dense.shape[1]), self.continuous)
         rest = design.dense[:, self.indicator]
-        # the distinct rows of z, coded column by column (np.unique(axis=0) sorts whole rows:
-        # seconds on a million cells)
-        pattern = np.zeros(len(rest), dtype=np.int64)
-        for column in rest.T:
-            codes, levels = pd.factorize(column)
-            pattern, _ = pd.factorize(pattern * len(levels) + codes)
+        # the distinct rows of z, coded (np.unique(axis=0) sorts whole rows: seconds on a
+        # million cells): 0/1 columns as the bits of one integer, others column by column
+        if rest.shape[1] <= 62 and np.all((rest == 0.0) | (rest == 1.0)):
+            bits = rest @ (2.0 ** np.arange(rest.shape[1]))  # exact below 2**53
+            pattern, _ = pd.factorize(bits.astype(np.int64))
+        else:
+            pattern = np.zeros(len(rest), dtype=np.int64)
+            for column in rest.T:
+                codes, levels = pd.factorize(column)
+                pattern, _ = pd.factorize(pattern * len(levels) + codes)
         first = np.unique(pattern, return_index=True)[1]
         self.z = rest[first]  # P × indicators: the distinct values of z, by code
         self.n_groups, self.n_patterns = design.n_groups, len(first)
@@ -586,7 +595,9 @@ class Patterns:
         """The patterns of ``design`` with every non-0/1 column continuous; ``None`` when the
         keys would not be few (then ``profile_information`` works on the cells)."""
         dense = design.dense
-        binary = [np.isin(dense[:, j], (0.0, 1.0)).all() for j in range(dense.shape[1])]
+        binary = [
+            np.all((dense[:, j] == 0.0) | (dense[:, j] == 1.0)) for j in range(dense.shape[1])
+        ]
         patterns = cls(design, [j for j, b in enumerate(binary) if not b])
         return patterns if patterns.n_groups * patterns.n_patterns <= cls.MAX_KEYS else None
 
@@ -746,8 +757,10 @@ class RowExposureSteps:
         row: np.ndarray,
         params: np.ndarray,
         group_effects: np.ndarray,
+        patterns: Patterns | None = None,
     ) -> None:
-        self.patterns = Patterns(design, [0])
+        reusable = patterns is not None and list(patterns.continuous) == [0]
+        self.patterns = patterns if reusable else Patterns(design, [0])
         self.row = row
         self.events = events
         rest = design.dense[:, 1:]
@@ -774,6 +787,7 @@ def poisson_without_units(
     codes: np.ndarray,
     n_units: int,
     column: int = 0,
+    patterns: Patterns | None = None,
 ) -> np.ndarray:
     """``params[column]`` without each unit: one Newton step on its efficient score.
 
@@ -791,6 +805,8 @@ def poisson_without_units(
         The number of units.
     column : int
         The coefficient to recompute.
+    patterns : Patterns, optional
+        ``Patterns.of(design)``, when the caller kept it.
 
     Returns
     -------
@@ -807,7 +823,8 @@ def poisson_without_units(
     mu = exposure * np.exp(design.dense @ params + group_effects[design.groups])
     # x̃ = x − N γ − (its μ-weighted group mean), γ from the profile information's blocks
     # (I_NN γ = I_Nx): one product with the dense columns, no copy of them
-    patterns = Patterns.of(design)
+    if patterns is None:
+        patterns = Patterns.of(design)
     if patterns is None:
         information, _ = profile_information(design, mu, events - mu)
     else:
@@ -970,6 +987,7 @@ class AbsorbedFit:
     design: Design
     params: np.ndarray
     group_effects: np.ndarray
+    patterns: Patterns | None = None  # Patterns.of(design), kept for the influence check
 
 
 def mediation_models(
@@ -982,7 +1000,9 @@ def mediation_models(
     fits = []
     for columns in ([exposure_column], [exposure_column, mediator_column]):
         design = hazard_absorbed_design(cells, columns, covariates)
-        fits.append(AbsorbedFit(design, *poisson_fit_absorbed(events, exposure, design)))
+        patterns = Patterns.of(design)
+        fitted = poisson_fit_absorbed(events, exposure, design, patterns=patterns)
+        fits.append(AbsorbedFit(design, *fitted, patterns=patterns))
     return fits[0], fits[1]
 
 

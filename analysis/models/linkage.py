@@ -303,11 +303,12 @@ def weighted_least_squares(x: np.ndarray, y: np.ndarray, weights: np.ndarray) ->
     four columns, measured). Squaring the condition number is harmless for well-conditioned
     designs, the models' usual case; a design whose ``XᵀWX`` is singular (a covariate level
     with no rows left) or conditioned worse than ``NORMAL_EQUATIONS_CONDITION`` goes to
-    ``lstsq`` on the scaled rows, which gives the minimum-norm solution.
+    ``lstsq`` on the scaled rows, which gives the minimum-norm solution (and, as before, a
+    ``LinAlgError`` for missing values).
     """
     weighted = x * weights[:, None]
     gram = weighted.T @ x
-    if np.linalg.cond(gram) < NORMAL_EQUATIONS_CONDITION:
+    if np.isfinite(gram).all() and np.linalg.cond(gram) < NORMAL_EQUATIONS_CONDITION:
         return np.linalg.solve(gram, weighted.T @ y)
     root = np.sqrt(weights)
     scaled = y * (root[:, None] if y.ndim == 2 else root)

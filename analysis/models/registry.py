@@ -71,6 +71,7 @@ class ChurnModel:
     replicates: np.ndarray | None = None  # the jackknife's, once churn_hazard_on_engagement ran
     wave_effects: np.ndarray | None = None  # the absorbed waves' log baselines
     mediation: Mediation | None = None  # mediation_on's, once asked for
+    patterns: hazard.Patterns | None = None  # the design's (hazard.Patterns.of), once found
 
     def mediation_on(self, panel: pd.DataFrame, covariates) -> Mediation:
         """The mediation models on these cells (``mediation``), fitted on first use: the share
@@ -144,8 +145,11 @@ def churn_model(
     design = hazard.hazard_absorbed_design(cells, ["engagement_sd"], [*unit_covariates, "wave"])
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
-    params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design)
-    return ChurnModel(units, runs, cells, design, params, wave_effects=wave_effects)
+    patterns = hazard.Patterns.of(design)
+    params, wave_effects = hazard.poisson_fit_absorbed(events, exposure, design, patterns=patterns)
+    return ChurnModel(
+        units, runs, cells, design, params, wave_effects=wave_effects, patterns=patterns
+    )
 
 
 def churn_hazard_on_engagement(
@@ -174,7 +178,9 @@ def churn_hazard_on_engagement(
     if model is None:
         model = churn_model(dataset, panel, as_of, covariates)
     units, cells, design, params = model.units, model.cells, model.design, model.params
-    replicates, k = _hazard_jackknife(units, cells, design, params, covariates, model.wave_effects)
+    replicates, k = _hazard_jackknife(
+        units, cells, design, params, covariates, model.wave_effects, model.patterns
+    )
     model.replicates = replicates
     row = tidy_row(
         "churn_hazard_on_engagement",
@@ -204,6 +210,7 @@ def _hazard_jackknife(
     params: np.ndarray,
     covariates,
     wave_effects: np.ndarray,
+    patterns: hazard.Patterns | None = None,
 ) -> tuple[np.ndarray, int]:
     """The engagement log hazard ratio without each jackknife group of units.
 
@@ -233,7 +240,7 @@ def _hazard_jackknife(
     events = cells["events"].to_numpy(float)
     exposure = cells["exposure"].to_numpy(float) / 365.25
     steps = hazard.RowExposureSteps(
-        design, events, exposure, cells["unit_wave_row"].to_numpy(), params, wave_effects
+        design, events, exposure, cells["unit_wave_row"].to_numpy(), params, wave_effects, patterns
     )
     # only what the calibration reads: a replicate copies these columns, not the panel's 67
     slim = units[[c for c in dict.fromkeys([*CALIBRATION_COLUMNS, *covariates]) if c in units]]
