@@ -1052,7 +1052,7 @@ def _loo_reverse(
     members = _unit_rows(codes, chosen)
     for chunk in _chunks(chosen, len(rows)):
         signal_u = np.stack([calibration_signal(total_u[u], noise_u[u]) for u in chunk])
-        moved_u = _gain_times(signal_u, noise, residual)
+        moved_u = linkage.gain_times(signal_u, noise, residual)
         columns = partial(moved_u[:, :, ::-1] * scale[::-1][None, None, :])  # prior, lag
         for k, u in enumerate(chunk):
             mine = members[u]
@@ -1063,24 +1063,6 @@ def _loo_reverse(
             without[u] = coefficients[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         return (without + (full - slope)) / _sd_ratio(index_rows, units)
-
-
-def _gain_times(signal: np.ndarray, noise: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """``Σ (Σ + diag v_i)⁻¹ r_i`` for each row, with the 2 × 2 inverse written out.
-
-    ``signal`` is one ``Σ`` (2 × 2) or a stack of them (``c × 2 × 2``); the result has shape
-    ``rows × 2`` or ``c × rows × 2``.
-    """
-    stack = signal.ndim == 3
-    sig = signal if stack else signal[None]
-    a, b, d = sig[:, 0, 0][:, None], sig[:, 0, 1][:, None], sig[:, 1, 1][:, None]
-    first, second = a + noise[None, :, 0], d + noise[None, :, 1]
-    determinant = first * second - b**2
-    r0, r1 = residual[None, :, 0], residual[None, :, 1]
-    q0 = (second * r0 - b * r1) / determinant
-    q1 = (first * r1 - b * r0) / determinant
-    moved = np.stack([a * q0 + b * q1, b * q0 + d * q1], axis=-1)
-    return moved if stack else moved[0]
 
 
 def _loo_churn(churn: ChurnModel, index_rows: pd.DataFrame, units: pd.Index) -> np.ndarray:

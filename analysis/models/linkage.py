@@ -535,10 +535,31 @@ def calibrate_jointly(
     noise = noise_var.to_numpy(dtype=float)
     moments = residual_moments(residual, noise, design_columns(design), w)
     signal = calibration_signal(moments.total, moments.noise)  # a positive-definite Σ_T
-    stacked = signal[None, :, :] + np.einsum("ij,jk->ijk", noise, np.eye(noise.shape[1]))
-    gain = np.linalg.solve(stacked, np.broadcast_to(signal, stacked.shape))  # (Σ_T+V)⁻¹ Σ_T
-    adjusted = np.einsum("ikj,ik->ij", gain, residual)  # Σ_T (Σ_T+V)⁻¹ r, Σ_T symmetric
+    if noise.shape[1] == 2:  # the reverse model's pair: the 2 × 2 inverse written out
+        adjusted = gain_times(signal, noise, residual)
+    else:
+        stacked = signal[None, :, :] + np.einsum("ij,jk->ijk", noise, np.eye(noise.shape[1]))
+        gain = np.linalg.solve(stacked, np.broadcast_to(signal, stacked.shape))  # (Σ_T+V)⁻¹ Σ_T
+        adjusted = np.einsum("ikj,ik->ij", gain, residual)  # Σ_T (Σ_T+V)⁻¹ r, Σ_T symmetric
     return pd.DataFrame(fitted + adjusted, index=values.index, columns=values.columns)
+
+
+def gain_times(signal: np.ndarray, noise: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """``Σ (Σ + diag v_i)⁻¹ r_i`` for each row, with the 2 × 2 inverse written out.
+
+    ``signal`` is one ``Σ`` (2 × 2) or a stack of them (``c × 2 × 2``); the result has shape
+    ``rows × 2`` or ``c × rows × 2``.
+    """
+    stack = signal.ndim == 3
+    sig = signal if stack else signal[None]
+    a, b, d = sig[:, 0, 0][:, None], sig[:, 0, 1][:, None], sig[:, 1, 1][:, None]
+    first, second = a + noise[None, :, 0], d + noise[None, :, 1]
+    determinant = first * second - b**2
+    r0, r1 = residual[None, :, 0], residual[None, :, 1]
+    q0 = (second * r0 - b * r1) / determinant
+    q1 = (first * r1 - b * r0) / determinant
+    moved = np.stack([a * q0 + b * q1, b * q0 + d * q1], axis=-1)
+    return moved if stack else moved[0]
 
 
 def true_index_sd(panel: pd.DataFrame) -> float:
