@@ -4,6 +4,8 @@ Staff rate the internal teams they depend on (IT, HR, logistics, a regional offi
 points of connection and an internal NPS (contract v2, ``internal_service``). This module turns
 those ratings into:
 
+* :func:`rater_scores` — one row per rating: the 0–100 service score, each point of connection
+  on 0–100 and the rating's internal NPS category (what every other function here builds on);
 * :func:`provider_scores` — each provider's scorecard per wave: the internal service index
   (0–100) with its t interval and distinct raters, the six points of connection, internal NPS
   with its trinomial interval; small provider-waves suppressed, figures optionally released
@@ -59,6 +61,7 @@ __all__ = [
     "provider_scores",
     "provider_statistics",
     "provider_trend",
+    "rater_scores",
     "service_received",
 ]
 
@@ -131,7 +134,7 @@ SPLIT_REASON = "a provider it uses has fewer than {} raters from one unit"
 # Each rater's score of each provider
 
 
-def _rater_scores(internal_service: pd.DataFrame) -> pd.DataFrame:
+def rater_scores(internal_service: pd.DataFrame) -> pd.DataFrame:
     """One row per rating: the keys, the 0–100 service score, each item on 0–100, internal NPS.
 
     The score of a rating is ``(mean of its answered points of connection − 1) / 4 × 100``.
@@ -328,13 +331,19 @@ def provider_scores(
         values=[*service_values, *item_values, *nps_values],
         min_group_size=min_group_size,
         parents=parents,
+        members="raters",
     )
     for count, values in [
         *((f"{item}_n", [f"{item}_index"]) for item in POINTS_OF_CONNECTION),
         ("internal_nps_n", nps_values),
     ]:
         own = suppress(
-            exact, count=count, values=values, min_group_size=min_group_size, parents=parents
+            exact,
+            count=count,
+            values=values,
+            min_group_size=min_group_size,
+            parents=parents,
+            members="raters",
         )[SUPPRESSED].to_numpy()
         for column in values:
             shown[column] = shown[column].where(~own)
@@ -376,7 +385,7 @@ def provider_statistics(
         :func:`provider_scores`.
     """
     _validate_min_group_size(min_group_size)
-    rated = _rater_scores(internal_service)
+    rated = rater_scores(internal_service)
     rated["deviation2"] = (
         rated["score"] - rated.groupby(KEYS, sort=False)["score"].transform("mean")
     ) ** 2
@@ -747,7 +756,7 @@ def service_received(internal_service: pd.DataFrame, min_group_size: int) -> pd.
     Putting the service-profit chain to work. *Harvard Business Review* 72(2), 164–174.
     """
     _validate_min_group_size(min_group_size)
-    rated = _rater_scores(internal_service)
+    rated = rater_scores(internal_service)
     if rated.empty:
         return pd.DataFrame(columns=list(RECEIVED_COLUMNS))
     rated["deviation2"] = (
@@ -813,7 +822,7 @@ def service_received(internal_service: pd.DataFrame, min_group_size: int) -> pd.
         np.where(table["unsafe"], SPLIT_REASON.format(min_group_size), ""),
     )
     small = measured & (table["n_raters_other"] < min_group_size)
-    reason = np.where(small, small_group_reason(min_group_size), reason)
+    reason = np.where(small, small_group_reason(min_group_size, "raters"), reason)
     table[SUPPRESSED] = reason != ""
     table[SUPPRESSION] = pd.Series(reason, index=table.index, dtype="str")
     table = table.reset_index().rename(columns={RATER: "unit_id"})

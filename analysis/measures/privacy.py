@@ -142,9 +142,10 @@ _ENUMERATION_LIMIT = 2000  # candidate sets checked directly; beyond that, a mix
 Grouping = tuple[str, ...]
 
 
-def small_group_reason(min_group_size: int) -> str:
-    """The ``suppression`` text of a group below the threshold: ``"fewer than N respondents"``."""
-    return f"fewer than {min_group_size} respondents"
+def small_group_reason(min_group_size: int, members: str = "respondents") -> str:
+    """The ``suppression`` text of a group below the threshold: ``"fewer than N respondents"``
+    (``members`` names who the group counts: ``"raters"`` for internal-service ratings)."""
+    return f"fewer than {min_group_size} {members}"
 
 
 def suppress(
@@ -154,6 +155,7 @@ def suppress(
     values: Sequence[str],
     min_group_size: int,
     parents: Sequence[Sequence[str]] = ((),),
+    members: str = "respondents",
 ) -> pd.DataFrame:
     """Hide employee-derived values of small groups, and of enough others to protect them.
 
@@ -172,6 +174,9 @@ def suppress(
         Every grouping of these rows whose totals or count-weighted means are published
         anywhere, each a tuple of column names: ``[("wave",), ("region", "wave"), ()]``;
         ``()`` is the grand total. ``[]`` declares that no total is published.
+    members : str
+        Who ``count`` counts, as the ``suppression`` text names them (``"raters"`` for
+        internal-service ratings).
 
     Returns
     -------
@@ -194,7 +199,7 @@ def suppress(
     hidden = plan.suppressed
     for column in values:
         result[column] = result[column].where(~hidden)
-    reason = np.where(plan.counts < min_group_size, small_group_reason(min_group_size), "")
+    reason = np.where(plan.counts < min_group_size, small_group_reason(min_group_size, members), "")
     reason = np.where(plan.complementary, COMPLEMENTARY, reason)
     result[SUPPRESSED] = hidden.copy()
     result[SUPPRESSION] = pd.Series(reason, index=result.index, dtype="str")

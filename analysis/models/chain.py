@@ -84,7 +84,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.measures.internal_service import service_received
+from analysis.measures.internal_service import rater_scores, service_received
 from analysis.measures.shrinkage import calibration_signal, residual_moments
 from analysis.models import linkage
 from analysis.models.tidy import not_estimable, tidy_row
@@ -132,9 +132,7 @@ def weighting_noise_var(internal_service: pd.DataFrame) -> pd.DataFrame:
     DataFrame
         ``unit_id`` (string), ``wave``, ``weighting_noise_var`` (NaN with one rater).
     """
-    from analysis.measures.internal_service import _rater_scores
-
-    rated = _rater_scores(internal_service)
+    rated = rater_scores(internal_service)
     keys = ["provider_unit_id", "wave"]
     providers = rated.groupby(keys).agg(n_p=("score", "size"), s_p=("score", "sum"))
     cells = (

@@ -65,10 +65,10 @@ from scipy import stats
 from analysis.data.contract import POINTS_OF_CONNECTION
 from analysis.measures.internal_service import (
     SCORE_COLUMNS,
-    _rater_scores,
     provider_ranking,
     provider_scores,
     provider_statistics,
+    rater_scores,
 )
 from analysis.measures.privacy import (
     SUPPRESSED,
@@ -84,14 +84,11 @@ from analysis.measures.privacy import (
 __all__ = [
     "NETWORK_COLUMNS",
     "SCORECARD_COLUMNS",
-    "SERVICE_RESULT_FILES",
     "released_network",
     "released_scorecards",
     "released_service",
 ]
 
-#: The result files of this module, written only for a dataset with ``internal_service``.
-SERVICE_RESULT_FILES = ("internal_service", "internal_service_network")
 PROVIDER, RATER, WAVE = "provider_unit_id", "rater_unit_id", "wave"
 
 #: The interval of each point of connection, beside ``provider_scores``' index and count.
@@ -215,7 +212,7 @@ def _item_intervals(
     ``provider_scores`` pools the index: released once per item with ``b = 100² / (df ε)``,
     ``df = Σ (n − 1)`` (a count), and floored at zero. Missing where the item is hidden.
     """
-    rated = _rater_scores(internal_service)
+    rated = rater_scores(internal_service)
     keys = [PROVIDER, WAVE]
     for item in POINTS_OF_CONNECTION:
         answers = rated[[*keys, item]].dropna(subset=[item])
@@ -248,7 +245,7 @@ def _item_intervals(
 def rater_cells(internal_service: pd.DataFrame) -> pd.DataFrame:
     """Exact figures per rater unit × provider × wave: ``n_raters`` and ``service_index`` (the
     raters' mean). Never publish: :func:`released_network` suppresses and releases them."""
-    rated = _rater_scores(internal_service)
+    rated = rater_scores(internal_service)
     cells = (
         rated.groupby([RATER, PROVIDER, WAVE], sort=True)
         .agg(n_raters=("respondent_id", "nunique"), service_index=("score", "mean"))
@@ -297,6 +294,7 @@ def released_network(
         values=["service_index"],
         min_group_size=min_group_size,
         parents=[(PROVIDER, WAVE)],
+        members="raters",
     )
     listed = hidden[hidden["n_raters"] >= min_group_size].copy()
     exact = provider_statistics(internal_service, min_group_size, confidence)
@@ -336,7 +334,8 @@ def released_service(
     release: Release,
     confidence: float = 0.95,
 ) -> dict[str, pd.DataFrame]:
-    """Both result files by name (``SERVICE_RESULT_FILES``); empty dict without the table.
+    """Both result files by name (``analysis.data.results.REQUIRED_BY_INPUT`` lists them);
+    an empty dict without the table.
 
     A dataset whose ``internal_service`` table exists but has no rows gets both files with
     their headers and no rows, so that the report can say there is nothing to show.
