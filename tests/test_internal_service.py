@@ -195,7 +195,7 @@ def test_a_provider_wave_below_the_minimum_shows_nothing_but_its_counts():
     for provider, n in (("HR", 2), ("B", 1)):
         row = _row(scores, provider, W1)
         assert row["n_raters"] == n and row["suppressed"]
-        assert row["suppression"] == small_group_reason(MIN)
+        assert row["suppression"] == small_group_reason(MIN, "raters")
         assert row[employee_values].isna().all(), row[employee_values]
     assert_no_disclosure(
         scores, count="n_raters", values=employee_values, min_group_size=MIN, parents=[]
