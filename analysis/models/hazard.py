@@ -818,7 +818,9 @@ def poisson_without_units(
     The efficient score of a coefficient is its score with every other column and the absorbed
     group effects projected out (μ-weighted), ``x̃ = x − P x``; without unit ``u`` the step is
     ``−Σ_u x̃ (events − μ) / (Σ μ x̃² − Σ_u μ x̃²)``, the nuisance parameters profiled to first
-    order. Costs cells × columns², whatever the number of groups (waves) or units.
+    order. The projection's coefficients come from the blocks of the profile information
+    (``Patterns`` sums where the design allows), so it costs one product of the cells with
+    the dense columns, whatever the number of groups (waves) or units.
     """
     mu = exposure * np.exp(design.dense @ params + group_effects[design.groups])
     # x̃ = x − N γ − (its μ-weighted group mean), γ from the profile information's blocks
