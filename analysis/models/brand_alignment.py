@@ -58,7 +58,6 @@ from analysis.measures.shrinkage import (
     CALIBRATION_FLOOR,
     calibration_signal,
     df_correction,
-    residual_moments,
 )
 from analysis.models import linkage
 from analysis.models.tidy import not_estimable, tidy_row
@@ -105,9 +104,7 @@ def true_alignment_sd(rows: pd.DataFrame) -> float:
     for the brand-alignment scale (Morris, 1983).
     """
     index = rows["brand_alignment_index"].to_numpy(dtype=float)
-    noise = float(rows["brand_alignment_noise_var"].mean())
-    total = residual_moments(index - index.mean(), np.full(len(index), noise), 1).total
-    return float(np.sqrt(calibration_signal(total, noise)))
+    return linkage.true_sd(index, float(rows["brand_alignment_noise_var"].mean()))
 
 
 def promise_precision_weights(rows: pd.DataFrame, design: linkage.Design) -> np.ndarray:
@@ -117,12 +114,11 @@ def promise_precision_weights(rows: pd.DataFrame, design: linkage.Design) -> np.
     variance, floored at 0 (``analysis.measures.shrinkage.residual_moments``), as
     ``linkage.nps_precision_weights`` does for NPS (DerSimonian & Laird, 1986).
     """
-    sampling = rows["brand_promise_noise_var"].to_numpy(float)
-    _, residual = linkage.weighted_residuals(
-        rows["brand_promise"].to_numpy(float), design, np.ones(len(rows))
+    return linkage.precision_weights(
+        rows["brand_promise"].to_numpy(float),
+        rows["brand_promise_noise_var"].to_numpy(float),
+        design,
     )
-    tau2 = residual_moments(residual, sampling, linkage.design_columns(design)).tau2
-    return 1.0 / (tau2 + sampling)
 
 
 def _slope(rows: pd.DataFrame, covariates: Sequence[str]) -> float:

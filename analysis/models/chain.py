@@ -85,7 +85,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.measures.internal_service import rater_scores, service_received
-from analysis.measures.shrinkage import calibration_signal, residual_moments
+from analysis.measures.shrinkage import calibration_signal
 from analysis.models import linkage
 from analysis.models.tidy import not_estimable, tidy_row
 
@@ -250,31 +250,20 @@ def rows_of(fitting) -> pd.DataFrame:
 # Pieces of every fit
 
 
-def true_sd(values: np.ndarray, noise: np.ndarray) -> float:
-    """SD of the true values behind noisy ``values``: ``√max(S²/(n−1) − mean v, 0.05 S²/(n−1))``.
-
-    The moment estimator of ``linkage.true_index_sd`` (Morris, 1983), applied to any unit-wave
-    mean with known sampling variances ``noise``.
-    """
-    values = np.asarray(values, dtype=float)
-    mean_noise = float(np.mean(noise))
-    total = residual_moments(values - values.mean(), np.full(len(values), mean_noise), 1).total
-    return float(np.sqrt(calibration_signal(total, mean_noise)))
-
-
 def engagement_weights(rows: pd.DataFrame, design: linkage.Design) -> np.ndarray:
-    """Inverse-variance weights of the unit engagement index as an outcome: ``1/(τ² + v_i)``.
-
-    ``v_i`` is ``engagement_noise_var``; ``τ²`` the residual variance of the index on the
-    design beyond sampling (``residual_moments``, divisor ``n − p``, floored at 0), as
-    ``linkage.nps_precision_weights`` does for NPS (DerSimonian & Laird, 1986).
-    """
-    noise = rows["engagement_noise_var"].to_numpy(float)
-    _, residual = linkage.weighted_residuals(
-        rows["engagement_index"].to_numpy(float), design, np.ones(len(rows))
+    """Inverse-variance weights of the unit engagement index as an outcome: ``1/(τ² + v_i)``
+    with ``v_i`` its ``engagement_noise_var`` (``linkage.precision_weights``)."""
+    return linkage.precision_weights(
+        rows["engagement_index"].to_numpy(float),
+        rows["engagement_noise_var"].to_numpy(float),
+        design,
     )
-    tau2 = residual_moments(residual, noise, linkage.design_columns(design)).tau2
-    return 1.0 / (tau2 + noise)
+
+
+def _service_sd(rows: pd.DataFrame) -> float:
+    """SD of the true received index on ``rows`` (``linkage.true_sd``)."""
+    noise = rows["service_noise_var"].to_numpy(float)
+    return linkage.true_sd(rows["service_received"].to_numpy(float), float(np.mean(noise)))
 
 
 def _calibrated_service(rows: pd.DataFrame, design, weights: np.ndarray) -> np.ndarray:
@@ -285,9 +274,7 @@ def _calibrated_service(rows: pd.DataFrame, design, weights: np.ndarray) -> np.n
         design,
         pd.Series(weights, index=rows.index),
     )
-    sd = true_sd(
-        rows["service_received"].to_numpy(float), rows["service_noise_var"].to_numpy(float)
-    )
+    sd = _service_sd(rows)
     return calibrated.to_numpy(float) / sd
 
 
@@ -338,9 +325,7 @@ def _paths(rows: pd.DataFrame, covariates: Sequence[str]) -> tuple[float, float]
         }
     )
     joint = linkage.calibrate_jointly(values, noise, design, weights)
-    sd = true_sd(
-        rows["service_received"].to_numpy(float), rows["service_noise_var"].to_numpy(float)
-    )
+    sd = _service_sd(rows)
     predictors = np.column_stack(
         [joint["engagement_index"].to_numpy(float), joint["service_received"].to_numpy(float) / sd]
     )
@@ -353,11 +338,9 @@ def _within_sums(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, int, float]:
 
     See ``nps_on_internal_service_within``: returns ``a_u = Σ_t w x̂ Ñ`` and
     ``d_u = Σ_t w x̂²`` by unit, the number of unit-waves and the SD of the true received
-    index on the between rows (``true_sd``).
+    index on the between rows (``_service_sd``).
     """
-    sd = true_sd(
-        rows["service_received"].to_numpy(float), rows["service_noise_var"].to_numpy(float)
-    )
+    sd = _service_sd(rows)
     used = _nps_rows(rows)
     used = used[used.groupby("unit_id")["wave"].transform("size") > 1]
     if used.empty:
@@ -448,7 +431,7 @@ def engagement_on_internal_service(fitting) -> dict:
     ``t`` computed **leaving out its own raters** (contract v2; ``service_received``), ``R̂``
     its regression-calibrated value given the design, with the pooled rater variance over the
     number of other raters as its noise (``linkage.calibrate``; Carroll et al., 2006, ch. 4),
-    and ``SD_R`` the SD of the true received index across these unit-waves (``true_sd``).
+    and ``SD_R`` the SD of the true received index across these unit-waves (``linkage.true_sd``).
     Weighted least squares with weights ``1/(τ² + v_I)`` (``engagement_weights``); the outcome's
     own sampling noise needs no correction (it adds variance, not bias), and it is independent
     of ``R``'s noise because different people answered.
@@ -680,7 +663,7 @@ def nps_on_internal_service_within(fitting) -> dict:
     unit's mean over its ``T_u`` waves, so this is regression calibration of the within
     variation (Carroll et al., 2006, ch. 4). Weights are ``linkage.nps_precision_weights``
     for change within units. ``SD_R`` is the between-unit SD of the true received index
-    (``true_sd``), so ``c_w`` is on the same scale as ``nps_on_internal_service``.
+    (``linkage.true_sd``), so ``c_w`` is on the same scale as ``nps_on_internal_service``.
 
     What it shows: whether a unit's customers were happier in the quarters after its providers
     served it better than they usually do. Every stable difference between units (manager,
@@ -741,7 +724,7 @@ def _codes(unit_ids: pd.Series, units: pd.Index) -> np.ndarray:
 
 
 def _sd_ratio(rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
-    """``true_sd`` of the received index without each unit over its value on all ``rows``
+    """``linkage.true_sd`` of the received index without each unit over its value on all ``rows``
     (exact, from sums)."""
     x = rows["service_received"].to_numpy(float)
     v = rows["service_noise_var"].to_numpy(float)

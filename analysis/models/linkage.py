@@ -588,9 +588,40 @@ def true_index_sd(panel: pd.DataFrame) -> float:
     Morris, C. N. (1983). Parametric empirical Bayes inference. *JASA* 78(381), 47–55.
     """
     index = panel["engagement_index"].dropna().to_numpy(dtype=float)
-    noise = float(panel["engagement_noise_var"].mean())
-    total = residual_moments(index - index.mean(), np.full(len(index), noise), 1).total
-    return float(np.sqrt(calibration_signal(total, noise)))
+    return true_sd(index, float(panel["engagement_noise_var"].mean()))
+
+
+def true_sd(values: np.ndarray, mean_noise: float) -> float:
+    """SD of the true values behind noisy unit-wave means: ``√σ²_T``, ``σ²_T = Σ (x − x̄)² /
+    (n − 1) − mean(v)``, floored at 5% of the observed variance.
+
+    The moment estimator of ``analysis.measures.shrinkage`` with an intercept only (``p = 1``;
+    Morris, 1983); ``mean_noise`` is the mean sampling variance of the values. The one
+    computation behind "per SD" of every index: engagement (``true_index_sd``), the internal
+    service received (``analysis.models.chain``) and staff brand alignment
+    (``analysis.models.brand_alignment``).
+    """
+    values = np.asarray(values, dtype=float)
+    total = residual_moments(values - values.mean(), np.full(len(values), mean_noise), 1).total
+    return float(np.sqrt(calibration_signal(total, mean_noise)))
+
+
+def precision_weights(
+    outcome: np.ndarray, sampling: np.ndarray, design, n_columns: int | None = None
+) -> np.ndarray:
+    """Inverse-variance weights ``1 / (τ² + v_i)`` of a unit-wave outcome.
+
+    ``v_i`` is each row's sampling variance (``sampling``) and ``τ²`` the variance of the
+    outcome around the design beyond sampling: the residual sum of squares of an unweighted
+    fit over ``n − p`` less the mean sampling variance, floored at 0
+    (``analysis.measures.shrinkage.residual_moments``; DerSimonian & Laird, 1986). ``p`` is
+    ``design_columns(design)`` unless ``n_columns`` says otherwise. Shared by NPS
+    (``nps_precision_weights``), engagement as an outcome and the customers' brand promise.
+    """
+    _, residual = weighted_residuals(outcome, design, np.ones(len(outcome)))
+    columns = design_columns(design) if n_columns is None else n_columns
+    tau2 = residual_moments(residual, sampling, columns).tau2
+    return 1.0 / (tau2 + sampling)
 
 
 def nps_precision_weights(
@@ -639,9 +670,10 @@ def nps_precision_weights(
     if within_unit:
         outcome = outcome - outcome.groupby(rows["unit_id"]).transform("mean")
         n_columns += int(rows["unit_id"].nunique()) - 1
-    _, residual = weighted_residuals(outcome.to_numpy(float), design, np.ones(len(rows)))
-    between = residual_moments(residual, sampling.to_numpy(float), n_columns).tau2
-    return 1.0 / (between + sampling)
+    weights = precision_weights(
+        outcome.to_numpy(float), sampling.to_numpy(float), design, n_columns
+    )
+    return pd.Series(weights, index=rows.index)
 
 
 def _cluster_fit(
