@@ -525,3 +525,20 @@ def test_many_teams_are_drawn_as_the_highest_and_lowest_and_the_most_rated():
     assert "the 40 most-rated of 80 teams" in _title(figure)
     text = service_page.scorecard_sentence(scores, units, 5)
     assert "60 of the 60 teams compared" in text and "and 57 more (see the table)" in text
+
+
+def test_points_of_connection_cells_do_not_wrap_inside_an_interval():
+    """A browser may break a line after an en dash; the points table's cells hold word joiners
+    around it and no-break spaces, so "87 (82–92; 105)" never wraps at a phone's width."""
+    import re
+
+    from analysis.measures.internal_service import POINTS_OF_CONNECTION
+
+    scores = _scores()
+    for item in POINTS_OF_CONNECTION:  # each point's own interval, as the release writes it
+        scores[f"{item}_conf_low"] = scores[f"{item}_index"] - 5.0
+        scores[f"{item}_conf_high"] = scores[f"{item}_index"] + 5.0
+    html = service_page.points_table_html(scores, UNITS)
+    assert "\u2060–\u2060" in html
+    assert re.search(r"\d–\d", html) is None  # every dash between numbers is joined
+    assert re.search(r"\d \(|; \d", html) is None  # and every space is a no-break one

@@ -358,9 +358,10 @@ def points_table_html(scores: pd.DataFrame, units: pd.DataFrame) -> str:
             return "—"
         v, mark = on_scale(v)
         marked = marked or bool(mark)
-        # no-break spaces: a cell wraps between cells, never inside "87 (82–92; 105)"
+        # no-break spaces, and word joiners (U+2060) around the en dash, which browsers
+        # otherwise break after: a cell wraps between cells, never inside "87 (82–92; 105)"
         if pd.notna(lo):
-            return f"{v:.0f}{mark}\u00a0({lo:.0f}–{hi:.0f};\u00a0{int(n)})"
+            return f"{v:.0f}{mark}\u00a0({lo:.0f}\u2060–\u2060{hi:.0f};\u00a0{int(n)})"
         return f"{v:.0f}{mark}\u00a0({int(n)})"
 
     for item in POINTS_OF_CONNECTION:
