@@ -192,3 +192,15 @@ def test_the_calibration_floor_keeps_a_positive_definite_signal():
     assert calibration_signal(1.0, 2.0) == pytest.approx(0.05)
     assert df_correction(20, 5) == pytest.approx(20 / 15)
     assert np.isinf(df_correction(np.array([5.0]), 5)).all()
+
+
+def test_no_residual_degrees_of_freedom_give_an_infinite_total_even_for_an_exact_fit():
+    """With n ≤ p the moment has no information: ``total`` is infinite, whether the residuals
+    are rounding noise or exactly 0 (an exact fit, which would otherwise give ∞ · 0 = NaN),
+    so inverse-variance weights 1/(τ² + v) come out 0, not NaN."""
+    from analysis.measures.shrinkage import residual_moments
+
+    for residual in (np.zeros(2), np.array([1e-17, -1e-17])):
+        moments = residual_moments(residual, np.array([0.5, 0.5]), n_columns=2)
+        assert moments.total == np.inf and moments.df == 0
+        assert 1.0 / (moments.tau2 + 0.5) == 0.0

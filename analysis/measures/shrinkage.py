@@ -212,7 +212,9 @@ def residual_moments(
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     scale = df_correction(n, n_columns)
     if residual.ndim == 1:
+        # n ≤ p: infinite, as documented, even where an exact fit leaves residuals of 0 (∞ · 0)
         total = float(np.sum(w * residual**2) / w.sum()) * scale if n else np.nan
+        total = np.inf if n and np.isinf(scale) else total
         noise = float(np.sum(w * noise_var) / w.sum()) if n else np.nan
     else:
         total = (residual * w[:, None]).T @ residual / w.sum() * scale
