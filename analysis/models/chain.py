@@ -454,26 +454,14 @@ def engagement_on_internal_service(fitting) -> dict:
     problem = _too_few(rows, name, TERM)
     if problem:
         return problem
-    covariates = fitting.parameters.covariates
-    slope = _engagement_slope(rows, covariates)
-    replicates, group, k = _jackknife(rows, lambda r: _engagement_slope(r, covariates))
-    _remember(fitting, name, replicates[:, 0], rows, group)
-    return tidy_row(
+    return _between_unit_row(
+        fitting,
         name,
-        TERM,
-        slope,
-        linkage.jackknife_se(replicates[:, 0]),
-        df=k - 1,
-        confidence=fitting.parameters.confidence,
-        n_obs=len(rows),
-        n_units=int(rows["unit_id"].nunique()),
-        method="WLS (inverse-variance weights), wave FE"
-        + _covariates_named(rows, covariates)
-        + ", internal service received from other units' raters (leave-out), calibrated, per "
+        rows,
+        rows,
+        _engagement_slope,
+        ", internal service received from other units' raters (leave-out), calibrated, per "
         "SD of the true received index; SE by delete-a-group jackknife over units",
-        se_method="jackknife",
-        jackknife_groups=k,
-        correction="regression_calibration",
     )
 
 
@@ -504,11 +492,26 @@ def nps_on_internal_service(fitting) -> dict:
     problem = _too_few(_nps_rows(rows), name, TERM)
     if problem:
         return problem
+    return _between_unit_row(
+        fitting,
+        name,
+        rows,
+        _nps_rows(rows),
+        _nps_slope,
+        ", NPS in the quarter after the wave on internal service received (leave-out, "
+        "calibrated, per SD of the true index), total effect; SE by delete-a-group jackknife "
+        "over units",
+    )
+
+
+def _between_unit_row(fitting, name: str, rows, used, slope_of, described: str) -> dict:
+    """A between-unit link's tidy row: ``slope_of(rows, covariates)``, its delete-a-group
+    jackknife over units (kept for the influence check), counted on the rows ``used``;
+    ``described`` finishes the method's text."""
     covariates = fitting.parameters.covariates
-    slope = _nps_slope(rows, covariates)
-    replicates, group, k = _jackknife(rows, lambda r: _nps_slope(r, covariates))
+    slope = slope_of(rows, covariates)
+    replicates, group, k = _jackknife(rows, lambda r: slope_of(r, covariates))
     _remember(fitting, name, replicates[:, 0], rows, group)
-    used = _nps_rows(rows)
     return tidy_row(
         name,
         TERM,
@@ -520,9 +523,7 @@ def nps_on_internal_service(fitting) -> dict:
         n_units=int(used["unit_id"].nunique()),
         method="WLS (inverse-variance weights), wave FE"
         + _covariates_named(rows, covariates)
-        + ", NPS in the quarter after the wave on internal service received (leave-out, "
-        "calibrated, per SD of the true index), total effect; SE by delete-a-group jackknife "
-        "over units",
+        + described,
         se_method="jackknife",
         jackknife_groups=k,
         correction="regression_calibration",
@@ -724,27 +725,14 @@ def _codes(unit_ids: pd.Series, units: pd.Index) -> np.ndarray:
 
 
 def _sd_ratio(rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
-    """``linkage.true_sd`` of the received index without each unit over its value on all ``rows``
-    (exact, from sums)."""
-    x = rows["service_received"].to_numpy(float)
-    v = rows["service_noise_var"].to_numpy(float)
-    codes = _codes(rows["unit_id"], units)
-    n = len(units)
-
-    def sd(count, first, second, noise):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            observed = (second - first**2 / count) / (count - 1)
-            mean_noise = noise / count
-            return np.sqrt(np.maximum(observed - mean_noise, 0.05 * observed))
-
-    full = sd(len(x), x.sum(), (x**2).sum(), v.sum())
-    without = sd(
-        len(x) - np.bincount(codes, minlength=n),
-        x.sum() - np.bincount(codes, x, n),
-        (x**2).sum() - np.bincount(codes, x**2, n),
-        v.sum() - np.bincount(codes, v, n),
+    """``linkage.true_sd`` of the received index without each unit over its value on all
+    ``rows`` (``linkage.true_sd_ratio_without``)."""
+    return linkage.true_sd_ratio_without(
+        rows["service_received"].to_numpy(float),
+        rows["service_noise_var"].to_numpy(float),
+        _codes(rows["unit_id"], units),
+        len(units),
     )
-    return without / full
 
 
 def coefficients_without(

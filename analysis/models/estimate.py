@@ -764,25 +764,14 @@ def _slope_without(
 
 
 def _sd_ratio(rows: pd.DataFrame, units: pd.Index) -> np.ndarray:
-    """``linkage.true_index_sd`` without each unit, over its value on all ``rows``."""
-    x = rows["engagement_index"].to_numpy(dtype=float)
-    v = rows["engagement_noise_var"].to_numpy(dtype=float)
-    codes = _codes(rows["unit_id"], units)
-    n_units = len(units)
-
-    def sd(count, first, second, noise):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            observed = (second - first**2 / count) / (count - 1)
-            return np.sqrt(np.maximum(observed - noise / count, CALIBRATION_FLOOR * observed))
-
-    full = sd(len(x), x.sum(), (x**2).sum(), v.sum())
-    without = sd(
-        len(x) - np.bincount(codes, minlength=n_units),
-        x.sum() - np.bincount(codes, x, n_units),
-        (x**2).sum() - np.bincount(codes, x**2, n_units),
-        v.sum() - np.bincount(codes, v, n_units),
+    """``linkage.true_index_sd`` without each unit, over its value on all ``rows``
+    (``linkage.true_sd_ratio_without``)."""
+    return linkage.true_sd_ratio_without(
+        rows["engagement_index"].to_numpy(dtype=float),
+        rows["engagement_noise_var"].to_numpy(dtype=float),
+        _codes(rows["unit_id"], units),
+        len(units),
     )
-    return without / full
 
 
 #: Units × rows recomputed with the calibration re-estimated (``_loo_nps_on_engagement``,

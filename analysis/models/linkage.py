@@ -13,7 +13,11 @@ from scipy import sparse
 from analysis.data.progress import counting
 from analysis.measures.nps import clustered_nps, clustered_nps_difference, nps_noise_var
 from analysis.measures.panel import half_columns, splits_in
-from analysis.measures.shrinkage import calibration_signal, residual_moments
+from analysis.measures.shrinkage import (
+    CALIBRATION_FLOOR,
+    calibration_signal,
+    residual_moments,
+)
 from analysis.models.tidy import computed_row, not_estimable, tidy_row
 
 
@@ -604,6 +608,35 @@ def true_sd(values: np.ndarray, mean_noise: float) -> float:
     values = np.asarray(values, dtype=float)
     total = residual_moments(values - values.mean(), np.full(len(values), mean_noise), 1).total
     return float(np.sqrt(calibration_signal(total, mean_noise)))
+
+
+def true_sd_ratio_without(
+    values: np.ndarray, noise: np.ndarray, codes: np.ndarray, n_units: int
+) -> np.ndarray:
+    """``true_sd`` of ``values`` without each unit's rows, over its value on all of them.
+
+    Exact, from the sums of the values, their squares and their sampling variances ``noise``
+    less each unit's share (``codes``: each row's unit, ``0 … n_units − 1``): what the
+    influence check divides a "per SD" estimate by when it leaves a unit out. NaN where no
+    rows would be left.
+    """
+    values = np.asarray(values, dtype=float)
+    noise = np.asarray(noise, dtype=float)
+
+    def sd(count, first, second, noise_sum):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = (second - first**2 / count) / (count - 1)
+            floor = CALIBRATION_FLOOR * observed
+            return np.sqrt(np.maximum(observed - noise_sum / count, floor))
+
+    full = sd(len(values), values.sum(), (values**2).sum(), noise.sum())
+    without = sd(
+        len(values) - np.bincount(codes, minlength=n_units),
+        values.sum() - np.bincount(codes, values, n_units),
+        (values**2).sum() - np.bincount(codes, values**2, n_units),
+        noise.sum() - np.bincount(codes, noise, n_units),
+    )
+    return without / full
 
 
 def precision_weights(
