@@ -61,6 +61,14 @@ FIGURE_WIDTH = 8.0
 MIN_FONT = 8.0  # points: 8 · 110 / 72 ≈ 12.2 px at 1:1, above the 11 px floor
 
 
+def error_extent(estimate, low, high) -> list:
+    """``errorbar``'s ``[below, above]`` lengths of the interval ``low … high`` around
+    ``estimate``, never negative: an interval that ends at its estimate (a Wilson bound at
+    100%) may miss it by 1e-16, and an estimate drawn at the end of its scale may lie past
+    a bound."""
+    return [(estimate - low).clip(lower=0), (high - estimate).clip(lower=0)]
+
+
 def _titled(figure: plt.Figure, title: str, fontsize: float = 11) -> plt.Figure:
     """Give a many-panel figure its bold title at the left edge, fit its layout, return it."""
     figure.suptitle(_wrap(title, fontsize), x=0.01, ha="left", fontsize=fontsize, fontweight="bold")
@@ -702,11 +710,7 @@ def estimates_with_intervals(
     axes.errorbar(
         table[value],
         positions,
-        # an interval that ends at its estimate (a Wilson bound at 100%) may miss it by 1e-16
-        xerr=[
-            (table[value] - table["conf_low"]).clip(lower=0),
-            (table["conf_high"] - table[value]).clip(lower=0),
-        ],
+        xerr=error_extent(table[value], table["conf_low"], table["conf_high"]),
         fmt="o",
         color=ACCENT,
         ecolor=ACCENT,

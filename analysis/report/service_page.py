@@ -33,6 +33,7 @@ from analysis.report.figures import (
     _finish,
     _nothing_to_show,
     _value_axis,
+    error_extent,
 )
 from analysis.report.findings import level, signed
 from analysis.report.sentences import figure_text, html_table, interval, list_html, paragraph
@@ -404,10 +405,7 @@ def scorecard_figure(
     axes.errorbar(
         measured,
         y - 0.12,
-        xerr=[
-            (measured - shown["conf_low"]).clip(lower=0),
-            (shown["conf_high"] - measured).clip(lower=0),
-        ],
+        xerr=error_extent(measured, shown["conf_low"], shown["conf_high"]),
         fmt="o",
         color="#9aa3b2",
         ecolor="#c5ccd8",
@@ -418,10 +416,9 @@ def scorecard_figure(
     axes.errorbar(
         shown["shrunken"],
         y + 0.12,
-        xerr=[
-            (shown["shrunken"] - shown["shrunken_conf_low"]).clip(lower=0),
-            (shown["shrunken_conf_high"] - shown["shrunken"]).clip(lower=0),
-        ],
+        xerr=error_extent(
+            shown["shrunken"], shown["shrunken_conf_low"], shown["shrunken_conf_high"]
+        ),
         fmt="o",
         color=ACCENT,
         ecolor=ACCENT,
@@ -924,14 +921,10 @@ def brand_figure(brand: pd.DataFrame | None, units: pd.DataFrame) -> plt.Figure 
         axes.errorbar(
             staff,
             part["brand_promise_index"],
-            xerr=[
-                (staff - part["staff_conf_low"]).clip(lower=0),
-                (part["staff_conf_high"] - staff).clip(lower=0),
-            ],
-            yerr=[
-                (part["brand_promise_index"] - part["promise_conf_low"]).clip(lower=0),
-                (part["promise_conf_high"] - part["brand_promise_index"]).clip(lower=0),
-            ],
+            xerr=error_extent(staff, part["staff_conf_low"], part["staff_conf_high"]),
+            yerr=error_extent(
+                part["brand_promise_index"], part["promise_conf_low"], part["promise_conf_high"]
+            ),
             fmt="o",
             color=colour,
             ecolor=colour,
